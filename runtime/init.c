@@ -1,0 +1,282 @@
+/* init.c — pid 1 of a sandbox, and the last steps before any workload runs.
+ *
+ * The sandbox's first process (cloned by sandbox.c) becomes its init: it
+ * starts the entrypoint, reaps every zombie re-parented to it, forwards
+ * signals to the entrypoint, and exits with the entrypoint's status, which
+ * takes the whole pid namespace down with it.  Init itself gives up its
+ * privileges like any workload, so a process that takes it over gains
+ * nothing. */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+int sbx__msg_send(int fd, int type, const sbx_error *err)
+{
+    struct sbx__msg m = {.type = type};
+
+    if (err) {
+        m.code = err->code;
+        memcpy(m.message, err->message, sizeof(m.message));
+        m.message[sizeof(m.message) - 1] = '\0';
+    }
+    while (send(fd, &m, sizeof(m), MSG_NOSIGNAL) < 0) {
+        if (errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+void sbx__close_fds_except(const int *keep, size_t n_keep)
+{
+    unsigned next = 3;
+
+    /* keep[] is small; close the gaps between kept fds in ascending order. */
+    for (;;) {
+        unsigned lowest = ~0U;
+        for (size_t i = 0; i < n_keep; i++)
+            if (keep[i] >= (int)next && (unsigned)keep[i] < lowest)
+                lowest = (unsigned)keep[i];
+        if (lowest == ~0U) {
+            syscall(SYS_close_range, next, ~0U, 0);
+            return;
+        }
+        if (lowest > next)
+            syscall(SYS_close_range, next, lowest - 1, 0);
+        next = lowest + 1;
+    }
+}
+
+static void fail(int err_fd, int code, const char *what, const char *arg)
+{
+    sbx_error e;
+
+    sbx__error(&e, code, "%s `%s`", what, arg);
+    if (err_fd >= 0)
+        sbx__msg_send(err_fd, SBX__MSG_ERROR, &e);
+    _exit(127);
+}
+
+/* execvpe() searches the PATH of the calling process, which here is the
+ * host's: search the sandbox's own PATH instead.  Returns the errno to report. */
+static int exec_in_path(const char *const *argv, const char *const *env)
+{
+    const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char buf[4096];
+    int saved = ENOENT;
+
+    if (strchr(argv[0], '/')) {
+        execve(argv[0], (char *const *)argv, (char *const *)env);
+        return errno;
+    }
+    for (const char *const *e = env; *e; e++)
+        if (!strncmp(*e, "PATH=", 5))
+            path = *e + 5;
+    while (*path) {
+        const char *end = strchrnul(path, ':');
+        size_t len = (size_t)(end - path);
+
+        if (len == 0)
+            len = 1, path = ".";
+        if (len + strlen(argv[0]) + 2 <= sizeof(buf)) {
+            memcpy(buf, path, len);
+            buf[len] = '/';
+            strcpy(buf + len + 1, argv[0]);
+            execve(buf, (char *const *)argv, (char *const *)env);
+            if (errno != ENOENT && errno != ENOTDIR)
+                saved = errno;
+        }
+        path = *end ? end + 1 : end;
+    }
+    return saved;
+}
+
+void sbx__exec_workload(const struct sbx__proc_spec *spec, int err_fd)
+{
+    static const char *const empty_env[] = {NULL};
+    sigset_t none;
+    int r;
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    for (size_t i = 0; i < spec->n_rlimits; i++) {
+        struct rlimit rl = {.rlim_cur = spec->rlimits[i].soft, .rlim_max = spec->rlimits[i].hard};
+        if (setrlimit(spec->rlimits[i].resource, &rl) < 0)
+            fail(err_fd, errno, "setrlimit", "workload");
+    }
+    if (chdir(spec->workdir ? spec->workdir : "/") < 0)
+        fail(err_fd, errno, "chdir to workdir", spec->workdir);
+    if (setgroups(0, NULL) < 0)
+        fail(err_fd, errno, "setgroups", "[]");
+    /* For a non-root user the capabilities go first: the kernel then clears
+     * permitted and effective at setresuid, as for any unprivileged user. */
+    r = sbx__caps_drop();
+    if (r < 0)
+        fail(err_fd, -r, "drop capabilities", "bounding set");
+    if (setresgid(spec->gid, spec->gid, spec->gid) < 0)
+        fail(err_fd, errno, "setresgid", "gid");
+    if (setresuid(spec->uid, spec->uid, spec->uid) < 0)
+        fail(err_fd, errno, "setresuid", "uid");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        fail(err_fd, errno, "prctl", "PR_SET_NO_NEW_PRIVS");
+    /* Only 0-2 and the (close-on-exec) error fd cross into the sandbox. */
+    sbx__close_fds_except(&err_fd, 1);
+    r = sbx__seccomp_apply();
+    if (r < 0)
+        fail(err_fd, -r, "load seccomp filter", "default");
+    r = exec_in_path(spec->argv, spec->env ? spec->env : empty_env);
+    fail(err_fd, r, "exec", spec->argv[0]);
+    _exit(127);
+}
+
+/* Signals init passes on to the entrypoint: everything but the ones the
+ * kernel keeps for itself and the job-control ones about init's own children. */
+static bool forwardable(int sig)
+{
+    return sig != SIGCHLD && sig != SIGKILL && sig != SIGSTOP && sig != SIGTTIN &&
+           sig != SIGTTOU && sig != SIGTSTP;
+}
+
+static int status_to_returncode(int status)
+{
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 255;
+}
+
+/* Init is a copy of the process that created the sandbox: its command line
+ * and environment (the host's) would show in the sandbox's /proc/1.  Blank
+ * them in place; the kernel reads them from this memory. */
+static void hide_host_cmdline(void)
+{
+    char buf[1024], *p;
+    unsigned long arg_start, arg_end, env_start, env_end;
+    int n = sbx__read_file_at(AT_FDCWD, "/proc/self/stat", buf, sizeof(buf), NULL);
+
+    if (n <= 0 || !(p = strrchr(buf, ')')))
+        return;
+    /* Fields 48-51 of stat; p is at the end of field 2. */
+    for (int field = 2; field < 48 && p; field++)
+        p = strchr(p + 1, ' ');
+    if (!p || sscanf(p, " %lu %lu %lu %lu", &arg_start, &arg_end, &env_start, &env_end) != 4)
+        return;
+    if (arg_end > arg_start + 5) {
+        memset((void *)arg_start, 0, arg_end - arg_start);
+        memcpy((void *)arg_start, "init", 5);
+    }
+    if (env_end > env_start)
+        memset((void *)env_start, 0, env_end - env_start);
+    prctl(PR_SET_NAME, "init", 0, 0, 0);
+}
+
+void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
+{
+    sigset_t all;
+    pid_t child = -1;
+    int devnull;
+
+    /* Block everything before the entrypoint exists, so that no signal and
+     * no SIGCHLD can slip in between fork and the wait loop. */
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+
+    if (spec->argv) {
+        int errpipe[2];
+        struct sbx__msg m;
+        ssize_t n;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, errpipe) < 0) {
+            sbx_error e;
+            sbx__error(&e, errno, "socketpair for the entrypoint");
+            sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
+            _exit(127);
+        }
+        child = fork();
+        if (child < 0) {
+            sbx_error e;
+            sbx__error(&e, errno, "fork the entrypoint");
+            sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
+            _exit(127);
+        }
+        if (child == 0) {
+            close(errpipe[0]);
+            close(sync_fd);
+            /* The entrypoint leads its own session, as under docker run. */
+            setsid();
+            sbx__exec_workload(spec, errpipe[1]);
+        }
+        close(errpipe[1]);
+        /* The error socket closes on a successful execve; a message on it is
+         * the reason the entrypoint could not start. */
+        do
+            n = recv(errpipe[0], &m, sizeof(m), 0);
+        while (n < 0 && errno == EINTR);
+        close(errpipe[0]);
+        if (n == (ssize_t)sizeof(m)) {
+            sbx_error e = {.code = m.code};
+            memcpy(e.message, m.message, sizeof(e.message));
+            sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
+            _exit(127);
+        }
+    }
+    sbx__msg_send(sync_fd, SBX__MSG_READY, NULL);
+    close(sync_fd);
+
+    /* Init holds nothing of the workload's: not its stdio (so readers see
+     * EOF when the entrypoint's output ends), not a privilege. */
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        close(devnull);
+    }
+    sbx__close_fds_except(NULL, 0);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    hide_host_cmdline();
+    if (sbx__caps_drop() < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        sbx__seccomp_apply() < 0)
+        _exit(127);
+
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&all, &si);
+
+        if (sig < 0)
+            continue;
+        if (sig == SIGCHLD) {
+            int status;
+            pid_t p;
+
+            while ((p = waitpid(-1, &status, WNOHANG)) > 0)
+                if (p == child)
+                    _exit(status_to_returncode(status));
+            continue;
+        }
+        if (child > 0) {
+            if (forwardable(sig))
+                kill(child, sig);
+            continue;
+        }
+        /* Idle: a stop request from outside the sandbox (si_pid is 0 for a
+         * sender in an ancestor pid namespace) ends it; the same signal
+         * from a process inside is ignored, as the kernel does for pid 1. */
+        if (si.si_pid == 0 && si.si_code == SI_USER &&
+            (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT))
+            _exit(128 + sig);
+    }
+}

@@ -1,0 +1,213 @@
+/* internal.h — what the runtime's files share.  Nothing here is exported:
+ * the library is built with -fvisibility=hidden and only SBX_PUBLIC symbols
+ * of sbx.h leave it.  Internal non-static names carry the sbx__ prefix. */
+#ifndef SBX_INTERNAL_H
+#define SBX_INTERNAL_H
+
+#include "sbx.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* ---- ownership through cleanup attributes (crun / systemd style) ---- */
+
+static inline void sbx__freep(void *p)
+{
+    free(*(void **)p);
+}
+static inline void sbx__closep(int *fd)
+{
+    if (*fd >= 0) {
+        int saved = errno;
+        close(*fd);
+        errno = saved;
+    }
+}
+static inline void sbx__closedirp(DIR **d)
+{
+    if (*d)
+        closedir(*d);
+}
+
+#define _cleanup_free_     __attribute__((cleanup(sbx__freep)))
+#define _cleanup_close_    __attribute__((cleanup(sbx__closep)))
+#define _cleanup_closedir_ __attribute__((cleanup(sbx__closedirp)))
+
+/* Hands ownership on: returns the value and resets the variable. */
+#define steal_pointer(pp)                                                                          \
+    ({                                                                                             \
+        __typeof__(*(pp)) _p = *(pp);                                                              \
+        *(pp) = NULL;                                                                              \
+        _p;                                                                                        \
+    })
+#define steal_fd(fdp)                                                                              \
+    ({                                                                                             \
+        int _fd = *(fdp);                                                                          \
+        *(fdp) = -1;                                                                               \
+        _fd;                                                                                       \
+    })
+
+#define SBX_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- errors ---- */
+
+/* Fills err (may be NULL) with errnum and a formatted message; returns -errnum.
+ * errnum is a positive errno. */
+int sbx__error(sbx_error *err, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- small file helpers (util.c) ---- */
+
+/* Writes a whole string to path (O_WRONLY|O_CLOEXEC, no create). */
+int sbx__write_file(const char *path, const char *data, sbx_error *err);
+/* Same, relative to dirfd. */
+int sbx__write_file_at(int dirfd, const char *name, const char *data, sbx_error *err);
+/* Reads at most size-1 bytes, NUL-terminated; returns the length. */
+int sbx__read_file_at(int dirfd, const char *name, char *buf, size_t size, sbx_error *err);
+/* mkdir -p with the given mode for the directories it creates. */
+int sbx__mkdir_p(const char *path, mode_t mode, sbx_error *err);
+/* rm -rf beneath dirfd, never following a symlink, never crossing a mount. */
+int sbx__rm_rf_at(int dirfd, const char *name, sbx_error *err);
+int sbx__rm_rf(const char *path, sbx_error *err);
+
+/* ---- cgroups (cgroup.c, cgroup-v1.c, cgroup-v2.c) ---- */
+
+/* One interface, two backends.  A sandbox's cgroup lives at
+ * <caller's own cgroup>/<parent>/<id> in every hierarchy the backend uses. */
+struct sbx__cgroup;
+
+struct sbx__cgroup_ops {
+    const char *name; /* "v1" | "v2" */
+    int (*create)(const char *parent, const char *id, const struct sbx_limits *lim,
+                  struct sbx__cgroup **ret, sbx_error *err);
+    /* Moves pid into the sandbox's cgroup in every hierarchy. */
+    int (*attach)(struct sbx__cgroup *cg, pid_t pid, sbx_error *err);
+    /* A pollable fd signalled on an OOM kill (-1 without a memory limit). */
+    int (*oom_fd)(struct sbx__cgroup *cg);
+    int (*stats)(struct sbx__cgroup *cg, struct sbx_stats *ret, sbx_error *err);
+    /* SIGKILLs every process in the cgroup (v2 cgroup.kill, v1 freeze+kill). */
+    int (*kill)(struct sbx__cgroup *cg, sbx_error *err);
+    /* Kills what is left, waits for the cgroup to empty, removes it and frees cg. */
+    int (*destroy)(struct sbx__cgroup *cg, sbx_error *err);
+    /* Removes the cgroups of a sandbox by id (crash recovery); kills what is in them. */
+    int (*remove)(const char *parent, const char *id, sbx_error *err);
+};
+
+extern const struct sbx__cgroup_ops sbx__cgroup_v1_ops;
+extern const struct sbx__cgroup_ops sbx__cgroup_v2_ops;
+
+/* The backend this host needs: v2 when /sys/fs/cgroup is a cgroup2 mount. */
+const struct sbx__cgroup_ops *sbx__cgroup_ops(void);
+
+/* ---- seccomp (seccomp.c) ---- */
+
+/* Builds the sandbox's seccomp program once per process (libseccomp, exported
+ * to BPF) so that children only need sbx__seccomp_apply(). */
+int sbx__seccomp_prepare(sbx_error *err);
+/* Loads the prepared program into the calling thread (after fork, before
+ * execve).  Requires no_new_privs set or CAP_SYS_ADMIN.  Returns 0 or -errno. */
+int sbx__seccomp_apply(void);
+
+/* ---- capabilities (caps.c) ---- */
+
+/* Cuts the bounding set to Docker's default 14, sets permitted and effective
+ * to them, clears inheritable and ambient.  Call after setresuid to the
+ * sandbox's uid only if uid 0; for another uid call it before setresuid (the
+ * kernel then clears permitted/effective as it does for any non-root user).
+ * Returns 0 or -errno. */
+int sbx__caps_drop(void);
+
+/* The capabilities the sandbox keeps (CAP_*), for tests. */
+extern const int sbx__default_caps[];
+extern const size_t sbx__n_default_caps;
+
+/* ---- uid ranges and idmapped layers (idmap.c) ---- */
+
+#define SBX_UID_RANGE 65536
+
+/* Reserves a host uid/gid range of SBX_UID_RANGE ids unique to this sandbox;
+ * the reservation is a file under run_dir/uids named by the range's slot. */
+int sbx__uid_range_alloc(const char *run_dir, const char *id, uid_t *ret_base, sbx_error *err);
+void sbx__uid_range_free(const char *run_dir, const char *id);
+
+/* A detached, idmapped clone of the directory tree at path: files owned by
+ * host uid 0 appear owned by the userns's root.  Returns an fd for move_mount. */
+int sbx__idmapped_tree(const char *path, int userns_fd, sbx_error *err);
+
+/* ---- the sandbox itself (sandbox.c, rootfs.c, init.c, exec.c) ---- */
+
+#define SBX_DEFAULT_RUN_DIR   "/run/sandboxd"
+#define SBX_DEFAULT_STATE_DIR "/var/lib/sandboxd"
+#define SBX_MAX_LAYERS        128
+
+/* What a process inside the sandbox runs as: shared by the entrypoint and
+ * every exec, so both get the same privileges. */
+struct sbx__proc_spec {
+    const char *const *argv;
+    const char *const *env;
+    const char *workdir;
+    uid_t uid;
+    gid_t gid;
+    const struct sbx_rlimit *rlimits;
+    size_t n_rlimits;
+};
+
+struct sbx_sandbox {
+    char *id;
+    char *run_root, *state_root; /* the roots given in sbx_config */
+    char *run_dir;               /* <run_root>/sandboxes/<id> */
+    char *state_dir;             /* <state_root>/sandboxes/<id> */
+    char *upper_dir;
+    char *cgroup_parent;
+    bool userns;
+    uid_t uid_base;
+    pid_t pid;
+    int pidfd;
+    const struct sbx__cgroup_ops *cgops;
+    struct sbx__cgroup *cg;
+    struct sbx_rlimit *rlimits;
+    size_t n_rlimits;
+    bool finished, terminated, oom;
+    struct sbx_exit exit;
+};
+
+/* Child → parent messages on the setup socket. */
+enum { SBX__MSG_READY = 1, SBX__MSG_ERROR = 2 };
+struct sbx__msg {
+    int type;
+    int code;
+    char message[sizeof(((sbx_error *)0)->message)];
+};
+int sbx__msg_send(int fd, int type, const sbx_error *err);
+
+struct sbx__rootfs {
+    const char *run_dir; /* the sandbox's run dir: holds rootfs/ and lower/<i>/ */
+    const char *upper, *work;
+    const char *const *layers;
+    size_t n_layers;
+    const int *layer_fds; /* idmapped detached trees, or NULL without userns */
+    bool userns;
+};
+
+/* In the sandbox's new mount namespace: builds the root filesystem (overlay,
+ * /proc, /sys, /dev, /tmp, masked paths) and pivots into it. */
+int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err);
+
+/* Becomes the sandbox's pid 1: starts spec->argv (or idles), reports
+ * READY or ERROR on sync_fd, then reaps and forwards signals until the
+ * entrypoint exits; exits with its status (128+N for signal N). */
+__attribute__((noreturn)) void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd);
+
+/* In a process already inside the sandbox's namespaces and cgroup, with its
+ * stdio in place: applies rlimits, workdir, user, capabilities, no_new_privs
+ * and seccomp, then execs spec->argv.  On failure sends ERROR on err_fd and
+ * exits 127. */
+__attribute__((noreturn)) void sbx__exec_workload(const struct sbx__proc_spec *spec, int err_fd);
+
+/* Closes every fd >= 3 except those in keep[]. */
+void sbx__close_fds_except(const int *keep, size_t n_keep);
+
+#endif

@@ -1,0 +1,207 @@
+/* rootfs.c — the sandbox's root filesystem, built inside its own mount
+ * namespace: an overlay of the image's read-only layers and a fresh upper
+ * dir, a fresh /proc with Docker's masked and read-only paths, a read-only
+ * /sys, a minimal /dev, a /tmp, then pivot_root with the old root detached.
+ * Everything here runs in the sandbox's first process before it becomes
+ * init, with the sandbox's (namespaced) privileges. */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+/* Docker's defaults (moby oci/defaults.go): hidden entirely... */
+static const char *const masked_paths[] = {
+    "proc/asound",         "proc/acpi",        "proc/kcore",        "proc/keys",
+    "proc/latency_stats",  "proc/timer_list",  "proc/timer_stats",  "proc/sched_debug",
+    "proc/scsi",           "sys/firmware",     "sys/devices/virtual/powercap",
+};
+/* ...and visible but read-only. */
+static const char *const readonly_paths[] = {
+    "proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger",
+};
+
+static const char *const devices[] = {"null", "zero", "full", "random", "urandom", "tty"};
+
+static const struct {
+    const char *target, *name;
+} dev_links[] = {
+    {"/proc/self/fd", "fd"},       {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
+    {"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},
+};
+
+static int do_mount(const char *src, const char *dst, const char *type, unsigned long flags,
+                    const char *data, sbx_error *err)
+{
+    if (mount(src, dst, type, flags, data) < 0)
+        return sbx__error(err, errno, "mount %s on `%s`", type ? type : src ? src : "(bind)",
+                          dst);
+    return 0;
+}
+
+static int ensure_dir(const char *path, sbx_error *err)
+{
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return sbx__error(err, errno, "mkdir `%s`", path);
+    return 0;
+}
+
+static int ensure_file(const char *path, sbx_error *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+
+    if (fd < 0)
+        return sbx__error(err, errno, "create `%s`", path);
+    close(fd);
+    return 0;
+}
+
+static int setup_dev(sbx_error *err)
+{
+    char path[64];
+    int r;
+
+    r = do_mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME,
+                 "mode=755,size=65536k", err);
+    if (r < 0)
+        return r;
+    /* Device nodes cannot be made inside a user namespace: bind the host's. */
+    for (size_t i = 0; i < SBX_ARRAY_SIZE(devices); i++) {
+        char src[64];
+
+        snprintf(path, sizeof(path), "dev/%s", devices[i]);
+        snprintf(src, sizeof(src), "/dev/%s", devices[i]);
+        if ((r = ensure_file(path, err)) < 0 ||
+            (r = do_mount(src, path, NULL, MS_BIND, NULL, err)) < 0)
+            return r;
+    }
+    for (size_t i = 0; i < SBX_ARRAY_SIZE(dev_links); i++) {
+        snprintf(path, sizeof(path), "dev/%s", dev_links[i].name);
+        if (symlink(dev_links[i].target, path) < 0)
+            return sbx__error(err, errno, "symlink `%s`", path);
+    }
+    if ((r = ensure_dir("dev/pts", err)) < 0 ||
+        (r = do_mount("devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                      "newinstance,ptmxmode=0666,mode=0620,gid=5", err)) < 0)
+        return r;
+    if ((r = ensure_dir("dev/shm", err)) < 0 ||
+        (r = do_mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                      "mode=1777,size=65536k", err)) < 0)
+        return r;
+    if ((r = ensure_dir("dev/mqueue", err)) < 0 ||
+        (r = do_mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
+                      err)) < 0)
+        return r;
+    return 0;
+}
+
+static int mask_paths(sbx_error *err)
+{
+    for (size_t i = 0; i < SBX_ARRAY_SIZE(masked_paths); i++) {
+        const char *p = masked_paths[i];
+        struct stat st;
+        int r;
+
+        if (lstat(p, &st) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return sbx__error(err, errno, "stat `/%s`", p);
+        }
+        if (S_ISDIR(st.st_mode))
+            r = do_mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                         "size=0,mode=000", err);
+        else
+            r = do_mount("dev/null", p, NULL, MS_BIND, NULL, err);
+        if (r < 0)
+            return r;
+    }
+    for (size_t i = 0; i < SBX_ARRAY_SIZE(readonly_paths); i++) {
+        const char *p = readonly_paths[i];
+        int r;
+
+        if (access(p, F_OK) < 0)
+            continue;
+        if ((r = do_mount(p, p, NULL, MS_BIND | MS_REC, NULL, err)) < 0 ||
+            (r = do_mount(NULL, p, NULL,
+                          MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          NULL, err)) < 0)
+            return r;
+    }
+    return 0;
+}
+
+int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err)
+{
+    char opts[4096], path[PATH_MAX];
+    size_t off = 0;
+    int r;
+
+    /* Nothing mounted in here propagates to the host, and nothing the host
+     * mounts later propagates in. */
+    r = do_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL, err);
+    if (r < 0)
+        return r;
+
+    /* Lower layers are named by short relative paths (lower/0:lower/1...)
+     * so that many layers still fit overlay's one-page option string. */
+    if (chdir(p->run_dir) < 0)
+        return sbx__error(err, errno, "chdir `%s`", p->run_dir);
+    off += (size_t)snprintf(opts, sizeof(opts), "lowerdir=");
+    for (size_t i = 0; i < p->n_layers; i++) {
+        const char *lower = p->layers[i];
+
+        if (p->userns) {
+            snprintf(path, sizeof(path), "lower/%zu", i);
+            if (syscall(SYS_move_mount, p->layer_fds[i], "", AT_FDCWD, path,
+                        MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return sbx__error(err, errno, "move idmapped layer `%s` to `%s/%s`",
+                                  p->layers[i], p->run_dir, path);
+            lower = path;
+        }
+        off += (size_t)snprintf(opts + off, sizeof(opts) - off, "%s%s", i ? ":" : "", lower);
+        if (off >= sizeof(opts))
+            return sbx__error(err, E2BIG, "overlay options for %zu layers", p->n_layers);
+    }
+    off += (size_t)snprintf(opts + off, sizeof(opts) - off, ",upperdir=%s,workdir=%s%s", p->upper,
+                            p->work, p->userns ? ",userxattr" : "");
+    if (off >= sizeof(opts))
+        return sbx__error(err, E2BIG, "overlay options for %zu layers", p->n_layers);
+    r = do_mount("overlay", "rootfs", "overlay", MS_NODEV, opts, err);
+    if (r < 0)
+        return r;
+
+    if (chdir("rootfs") < 0)
+        return sbx__error(err, errno, "chdir `%s/rootfs`", p->run_dir);
+    if ((r = ensure_dir("proc", err)) < 0 ||
+        (r = do_mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err)) < 0)
+        return r;
+    if ((r = ensure_dir("sys", err)) < 0 ||
+        (r = do_mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
+                      err)) < 0)
+        return r;
+    if ((r = ensure_dir("dev", err)) < 0 || (r = setup_dev(err)) < 0)
+        return r;
+    if ((r = ensure_dir("tmp", err)) < 0 ||
+        (r = do_mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err)) < 0)
+        return r;
+    if ((r = mask_paths(err)) < 0)
+        return r;
+
+    /* pivot_root(".", ".") stacks the old root on top of the new one; the
+     * detach then drops it, and with it every host path. */
+    if (syscall(SYS_pivot_root, ".", ".") < 0)
+        return sbx__error(err, errno, "pivot_root to `%s/rootfs`", p->run_dir);
+    if (umount2(".", MNT_DETACH) < 0)
+        return sbx__error(err, errno, "detach the old root");
+    if (chdir("/") < 0)
+        return sbx__error(err, errno, "chdir `/`");
+    return 0;
+}

@@ -1,0 +1,682 @@
+/* sandbox.c — create, watch, terminate and destroy a sandbox.
+ *
+ * sbx_sandbox_create() clone()s the sandbox's first process straight into new
+ * user (optional), mount, pid, uts, ipc and net namespaces.  The parent then
+ * writes the uid/gid maps, puts the child in its cgroup and hands it the
+ * idmapped layers; the child unshares its cgroup namespace (so its cgroup is
+ * its root), builds the root filesystem, and becomes init.  The two talk over
+ * a SOCK_SEQPACKET pair: one message each way per step.
+ *
+ *   parent                                child
+ *   clone ───────────────────────────────▶ (waits for GO)
+ *   uid_map, gid_map, cgroup, idmapped layers
+ *   GO + layer fds ──────────────────────▶ setresuid 0, unshare cgroupns,
+ *                                           rootfs, hostname, lo up, init:
+ *   (waits) ◀──────────────────────────── READY once the entrypoint exec'd,
+ *                                           or ERROR naming what failed
+ */
+#include "internal.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <linux/sched.h>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define SBX_NS_FLAGS (CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET)
+
+static bool valid_id(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+
+    if (n == 0 || n > 64 || id[0] == '.')
+        return false;
+    for (; *id; id++)
+        if (!(*id >= 'a' && *id <= 'z') && !(*id >= 'A' && *id <= 'Z') &&
+            !(*id >= '0' && *id <= '9') && *id != '.' && *id != '_' && *id != '-')
+            return false;
+    return true;
+}
+
+static char *path_join(const char *a, const char *b, const char *c)
+{
+    char *s;
+
+    if (asprintf(&s, "%s/%s%s%s", a, b, c ? "/" : "", c ? c : "") < 0)
+        return NULL;
+    return s;
+}
+
+static void sandbox_free(sbx_sandbox *sb)
+{
+    if (!sb)
+        return;
+    if (sb->pidfd >= 0)
+        close(sb->pidfd);
+    free(sb->id);
+    free(sb->run_root);
+    free(sb->state_root);
+    free(sb->run_dir);
+    free(sb->state_dir);
+    free(sb->upper_dir);
+    free(sb->cgroup_parent);
+    free(sb->rlimits);
+    free(sb);
+}
+
+/* Sends the GO message and, with it, the idmapped layer fds. */
+static int send_go(int sock, const int *fds, size_t n, sbx_error *err)
+{
+    struct sbx__msg m = {.type = SBX__MSG_READY};
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * SBX_MAX_LAYERS)];
+        struct cmsghdr align;
+    } u;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+    if (n > 0) {
+        struct cmsghdr *c;
+
+        memset(&u, 0, sizeof(u));
+        mh.msg_control = u.buf;
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+        c = CMSG_FIRSTHDR(&mh);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    }
+    while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
+        if (errno != EINTR)
+            return sbx__error(err, errno, "send setup to the sandbox");
+    return 0;
+}
+
+static int recv_go(int sock, int *fds, size_t n, sbx_error *err)
+{
+    struct sbx__msg m;
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * SBX_MAX_LAYERS)];
+        struct cmsghdr align;
+    } u;
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                        .msg_controllen = sizeof(u.buf)};
+    struct cmsghdr *c;
+    ssize_t r;
+
+    do
+        r = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r != (ssize_t)sizeof(m) || m.type != SBX__MSG_READY)
+        return sbx__error(err, r < 0 ? errno : EPIPE, "receive setup from the parent");
+    if (n == 0)
+        return 0;
+    c = CMSG_FIRSTHDR(&mh);
+    if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int) * n))
+        return sbx__error(err, EPROTO, "receive %zu layer fds", n);
+    memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
+    return 0;
+}
+
+static int loopback_up(sbx_error *err)
+{
+    struct ifreq ifr = {0};
+    _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return sbx__error(err, errno, "socket for lo");
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+        return sbx__error(err, errno, "get flags of lo");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+        return sbx__error(err, errno, "bring lo up");
+    return 0;
+}
+
+struct child_args {
+    const struct sbx_config *cfg;
+    const sbx_sandbox *sb;
+    const struct sbx__proc_spec *spec;
+    size_t n_layers;
+    int sock;
+};
+
+/* The sandbox's first process.  Never returns. */
+__attribute__((noreturn)) static void child_main(const struct child_args *a)
+{
+    const struct sbx_config *cfg = a->cfg;
+    int layer_fds[SBX_MAX_LAYERS];
+    int sock = a->sock, r;
+    sbx_error e = {0};
+    struct sbx__rootfs rootfs = {
+        .run_dir = a->sb->run_dir,
+        .upper = a->sb->upper_dir,
+        .layers = cfg->layers,
+        .n_layers = a->n_layers,
+        .layer_fds = layer_fds,
+        .userns = a->sb->userns,
+    };
+    char work[PATH_MAX];
+
+    /* stdio first: the fds named in cfg->stdio become 0-2, then everything
+     * else but the setup socket is closed. */
+    {
+        int fds[3], keep[4], devnull = -1;
+
+        for (int i = 0; i < 3; i++) {
+            int src = cfg->stdio[i];
+            if (src < 0) {
+                if (devnull < 0)
+                    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+                src = devnull;
+            }
+            fds[i] = fcntl(src, F_DUPFD_CLOEXEC, 10);
+            if (fds[i] < 0) {
+                sbx__error(&e, errno, "duplicate stdio fd %d", cfg->stdio[i]);
+                goto fail;
+            }
+        }
+        sock = fcntl(sock, F_DUPFD_CLOEXEC, 10);
+        for (int i = 0; i < 3; i++)
+            if (dup2(fds[i], i) < 0) {
+                sbx__error(&e, errno, "dup2 stdio");
+                goto fail;
+            }
+        keep[0] = sock;
+        sbx__close_fds_except(keep, 1);
+    }
+
+    r = recv_go(sock, layer_fds, a->sb->userns ? a->n_layers : 0, &e);
+    if (r < 0)
+        goto fail;
+    if (a->sb->userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
+        sbx__error(&e, errno, "become root in the user namespace");
+        goto fail;
+    }
+    if (setgroups(0, NULL) < 0) {
+        sbx__error(&e, errno, "setgroups");
+        goto fail;
+    }
+    /* The parent has moved us into the sandbox's cgroup: make it our root. */
+    if (unshare(CLONE_NEWCGROUP) < 0) {
+        sbx__error(&e, errno, "unshare the cgroup namespace");
+        goto fail;
+    }
+    snprintf(work, sizeof(work), "%s/work", a->sb->state_dir);
+    rootfs.work = work;
+    r = sbx__rootfs_setup(&rootfs, &e);
+    if (r < 0)
+        goto fail;
+    for (size_t i = 0; a->sb->userns && i < a->n_layers; i++)
+        close(layer_fds[i]);
+    {
+        const char *hn = cfg->hostname ? cfg->hostname : cfg->id;
+        if (sethostname(hn, strlen(hn)) < 0) {
+            sbx__error(&e, errno, "sethostname `%s`", hn);
+            goto fail;
+        }
+    }
+    if (loopback_up(&e) < 0)
+        goto fail;
+    sbx__init_run(a->spec, sock);
+
+fail:
+    sbx__msg_send(sock, SBX__MSG_ERROR, &e);
+    _exit(127);
+}
+
+static int write_id_map(pid_t pid, const char *file, unsigned base, sbx_error *err)
+{
+    char path[64], map[64];
+
+    snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
+    snprintf(map, sizeof(map), "0 %u %u\n", base, SBX_UID_RANGE);
+    return sbx__write_file(path, map, err);
+}
+
+/* Creates the sandbox's directories: the run dir (mount points, owned by
+ * host root, traversable by the sandbox's root) and the writable layer
+ * (owned by the sandbox's root, so that it lands there on the host). */
+static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
+{
+    char path[PATH_MAX];
+    int r;
+
+    if ((r = sbx__mkdir_p(sb->run_dir, 0711, err)) < 0 ||
+        (r = sbx__mkdir_p(sb->state_dir, 0711, err)) < 0)
+        return r;
+    /* mkdir_p leaves existing parents alone; the roots must be traversable. */
+    snprintf(path, sizeof(path), "%s/rootfs", sb->run_dir);
+    if (mkdir(path, 0755) < 0)
+        return sbx__error(err, errno, "mkdir `%s`", path);
+    snprintf(path, sizeof(path), "%s/lower", sb->run_dir);
+    if (mkdir(path, 0711) < 0)
+        return sbx__error(err, errno, "mkdir `%s`", path);
+    for (size_t i = 0; sb->userns && i < n_layers; i++) {
+        snprintf(path, sizeof(path), "%s/lower/%zu", sb->run_dir, i);
+        if (mkdir(path, 0755) < 0)
+            return sbx__error(err, errno, "mkdir `%s`", path);
+    }
+    if (mkdir(sb->upper_dir, 0755) < 0)
+        return sbx__error(err, errno, "mkdir `%s`", sb->upper_dir);
+    snprintf(path, sizeof(path), "%s/work", sb->state_dir);
+    if (mkdir(path, 0700) < 0)
+        return sbx__error(err, errno, "mkdir `%s`", path);
+    if (sb->userns) {
+        if (chown(sb->upper_dir, sb->uid_base, sb->uid_base) < 0)
+            return sbx__error(err, errno, "chown `%s`", sb->upper_dir);
+        if (chown(path, sb->uid_base, sb->uid_base) < 0)
+            return sbx__error(err, errno, "chown `%s`", path);
+    }
+    return 0;
+}
+
+static int remove_dirs(const char *run_dir, const char *state_dir, sbx_error *err)
+{
+    int r1 = run_dir ? sbx__rm_rf(run_dir, err) : 0;
+    int r2 = state_dir ? sbx__rm_rf(state_dir, r1 < 0 ? NULL : err) : 0;
+
+    return r1 < 0 ? r1 : r2;
+}
+
+static int validate(const struct sbx_config *cfg, size_t *ret_n_layers, sbx_error *err)
+{
+    size_t n = 0;
+
+    if (!valid_id(cfg->id))
+        return sbx__error(err, EINVAL, "invalid sandbox id `%s`", cfg->id ? cfg->id : "(null)");
+    if (!cfg->layers || !cfg->layers[0])
+        return sbx__error(err, EINVAL, "sandbox `%s` has no image layers", cfg->id);
+    for (; cfg->layers[n]; n++) {
+        const char *l = cfg->layers[n];
+        if (n >= SBX_MAX_LAYERS)
+            return sbx__error(err, E2BIG, "more than %d layers", SBX_MAX_LAYERS);
+        if (l[0] != '/' || strpbrk(l, ":,\n"))
+            return sbx__error(err, EINVAL, "layer path `%s` must be absolute, without `:` or `,`",
+                              l);
+    }
+    if (cfg->argv && !cfg->argv[0])
+        return sbx__error(err, EINVAL, "empty argv");
+    if (cfg->workdir && cfg->workdir[0] != '/')
+        return sbx__error(err, EINVAL, "workdir `%s` is not absolute", cfg->workdir);
+    if (cfg->hostname && (strlen(cfg->hostname) == 0 || strlen(cfg->hostname) > 64))
+        return sbx__error(err, EINVAL, "invalid hostname `%s`", cfg->hostname);
+    *ret_n_layers = n;
+    return 0;
+}
+
+int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_error *err)
+{
+    const char *run_root = cfg->run_dir ? cfg->run_dir : SBX_DEFAULT_RUN_DIR;
+    const char *state_root = cfg->state_dir ? cfg->state_dir : SBX_DEFAULT_STATE_DIR;
+    int layer_fds[SBX_MAX_LAYERS];
+    size_t n_layers = 0, n_layer_fds = 0;
+    int sv[2] = {-1, -1};
+    _cleanup_close_ int userns_fd = -1;
+    sbx_sandbox *sb = NULL;
+    struct sbx__proc_spec spec;
+    struct clone_args ca = {0};
+    int pidfd = -1, r;
+    pid_t pid;
+
+    r = validate(cfg, &n_layers, err);
+    if (r < 0)
+        return r;
+    r = sbx__seccomp_prepare(err);
+    if (r < 0)
+        return r;
+
+    sb = calloc(1, sizeof(*sb));
+    if (!sb)
+        return sbx__error(err, ENOMEM, "allocate sandbox `%s`", cfg->id);
+    sb->pidfd = -1;
+    sb->pid = -1;
+    sb->userns = !cfg->no_userns;
+    sb->cgops = sbx__cgroup_ops();
+    sb->id = strdup(cfg->id);
+    sb->run_root = strdup(run_root);
+    sb->state_root = strdup(state_root);
+    sb->run_dir = path_join(run_root, "sandboxes", cfg->id);
+    sb->state_dir = path_join(state_root, "sandboxes", cfg->id);
+    sb->upper_dir = sb->state_dir ? path_join(sb->state_dir, "upper", NULL) : NULL;
+    sb->cgroup_parent = strdup(cfg->cgroup_parent ? cfg->cgroup_parent : "sandboxd");
+    if (cfg->n_rlimits > 0) {
+        sb->rlimits = calloc(cfg->n_rlimits, sizeof(*sb->rlimits));
+        if (sb->rlimits)
+            memcpy(sb->rlimits, cfg->rlimits, cfg->n_rlimits * sizeof(*sb->rlimits));
+    }
+    sb->n_rlimits = cfg->n_rlimits;
+    if (!sb->id || !sb->run_root || !sb->state_root || !sb->run_dir || !sb->state_dir ||
+        !sb->upper_dir || !sb->cgroup_parent || (cfg->n_rlimits && !sb->rlimits)) {
+        sandbox_free(sb);
+        return sbx__error(err, ENOMEM, "allocate sandbox `%s`", cfg->id);
+    }
+
+    /* The sandbox's directories must not exist yet: an id is used once. */
+    if (mkdir(sb->run_dir, 0711) < 0 && errno == EEXIST) {
+        r = sbx__error(err, EEXIST, "sandbox `%s` exists (`%s`)", cfg->id, sb->run_dir);
+        sandbox_free(sb);
+        return r;
+    }
+    if (sb->userns) {
+        r = sbx__mkdir_p(sb->run_dir, 0711, err);
+        if (r >= 0)
+            r = sbx__uid_range_alloc(run_root, cfg->id, &sb->uid_base, err);
+        if (r < 0)
+            goto fail;
+    }
+    r = make_dirs(sb, n_layers, err);
+    if (r < 0)
+        goto fail;
+    r = sb->cgops->create(sb->cgroup_parent, cfg->id, &cfg->limits, &sb->cg, err);
+    if (r < 0)
+        goto fail;
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        r = sbx__error(err, errno, "socketpair");
+        goto fail;
+    }
+    spec = (struct sbx__proc_spec){
+        .argv = cfg->argv,
+        .env = cfg->env,
+        .workdir = cfg->workdir,
+        .uid = cfg->uid,
+        .gid = cfg->gid,
+        .rlimits = cfg->rlimits,
+        .n_rlimits = cfg->n_rlimits,
+    };
+    /* clone3 without a stack behaves like fork, and hands back a pidfd. */
+    ca.flags = SBX_NS_FLAGS | (sb->userns ? CLONE_NEWUSER : 0) | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.exit_signal = SIGCHLD;
+    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid < 0) {
+        r = sbx__error(err, errno, "clone sandbox `%s`", cfg->id);
+        goto fail;
+    }
+    if (pid == 0) {
+        struct child_args a = {
+            .cfg = cfg, .sb = sb, .spec = &spec, .n_layers = n_layers, .sock = sv[1]};
+        close(sv[0]);
+        child_main(&a);
+    }
+    close(sv[1]);
+    sv[1] = -1;
+    sb->pid = pid;
+    sb->pidfd = pidfd;
+
+    if (sb->userns) {
+        char path[64];
+
+        if ((r = write_id_map(pid, "uid_map", sb->uid_base, err)) < 0 ||
+            (r = write_id_map(pid, "gid_map", sb->uid_base, err)) < 0)
+            goto fail_child;
+        snprintf(path, sizeof(path), "/proc/%d/ns/user", pid);
+        userns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (userns_fd < 0) {
+            r = sbx__error(err, errno, "open `%s`", path);
+            goto fail_child;
+        }
+        for (; n_layer_fds < n_layers; n_layer_fds++) {
+            r = sbx__idmapped_tree(cfg->layers[n_layer_fds], userns_fd, err);
+            if (r < 0)
+                goto fail_child;
+            layer_fds[n_layer_fds] = r;
+        }
+    }
+    r = sb->cgops->attach(sb->cg, pid, err);
+    if (r < 0)
+        goto fail_child;
+    r = send_go(sv[0], layer_fds, n_layer_fds, err);
+    for (size_t i = 0; i < n_layer_fds; i++)
+        close(layer_fds[i]);
+    n_layer_fds = 0;
+    if (r < 0)
+        goto fail_child;
+
+    {
+        struct sbx__msg m;
+        ssize_t n;
+
+        do
+            n = recv(sv[0], &m, sizeof(m), 0);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)sizeof(m)) {
+            r = sbx__error(err, n < 0 ? errno : EPIPE, "sandbox `%s` died during setup", cfg->id);
+            goto fail_child;
+        }
+        if (m.type != SBX__MSG_READY) {
+            r = sbx__error(err, m.code, "sandbox `%s`: %.400s", cfg->id, m.message);
+            /* The message already ends with strerror(code): keep it once. */
+            if (err)
+                snprintf(err->message, sizeof(err->message), "sandbox `%s`: %.450s", cfg->id,
+                         m.message);
+            goto fail_child;
+        }
+    }
+    close(sv[0]);
+    *ret = sb;
+    return 0;
+
+fail_child:
+    for (size_t i = 0; i < n_layer_fds; i++)
+        close(layer_fds[i]);
+    syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+    {
+        siginfo_t si;
+        while (waitid(P_PIDFD, (id_t)sb->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+            ;
+    }
+fail:
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    if (sb->cg)
+        sb->cgops->destroy(sb->cg, NULL);
+    sb->cg = NULL;
+    if (sb->userns)
+        sbx__uid_range_free(run_root, cfg->id);
+    remove_dirs(sb->run_dir, sb->state_dir, NULL);
+    sandbox_free(sb);
+    return r;
+}
+
+pid_t sbx_sandbox_pid(const sbx_sandbox *sb)
+{
+    return sb->pid;
+}
+
+int sbx_sandbox_pidfd(const sbx_sandbox *sb)
+{
+    return sb->pidfd;
+}
+
+int sbx_sandbox_oom_fd(const sbx_sandbox *sb)
+{
+    return sb->cg ? sb->cgops->oom_fd(sb->cg) : -1;
+}
+
+const char *sbx_sandbox_upper_dir(const sbx_sandbox *sb)
+{
+    return sb->upper_dir;
+}
+
+const char *sbx_cgroup_mode(void)
+{
+    return sbx__cgroup_ops()->name;
+}
+
+int sbx_sandbox_stats(sbx_sandbox *sb, struct sbx_stats *ret, sbx_error *err)
+{
+    if (!sb->cg)
+        return sbx__error(err, ESRCH, "sandbox `%s` has no cgroup", sb->id);
+    return sb->cgops->stats(sb->cg, ret, err);
+}
+
+static uint64_t oom_kills(sbx_sandbox *sb)
+{
+    struct sbx_stats st = {0};
+
+    if (!sb->cg || sb->cgops->stats(sb->cg, &st, NULL) < 0)
+        return 0;
+    return st.oom_kills;
+}
+
+/* Kills every process of the sandbox: init first (which takes down its pid
+ * namespace), then whatever the cgroup still holds. */
+static int kill_all(sbx_sandbox *sb, sbx_error *err)
+{
+    if (sb->pidfd >= 0 && syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0) < 0 &&
+        errno != ESRCH)
+        return sbx__error(err, errno, "kill sandbox `%s`", sb->id);
+    return sb->cg ? sb->cgops->kill(sb->cg, err) : 0;
+}
+
+int sbx_sandbox_poll(sbx_sandbox *sb, struct sbx_exit *ret, sbx_error *err)
+{
+    siginfo_t si = {0};
+    int oomfd;
+
+    if (sb->finished) {
+        if (ret)
+            *ret = sb->exit;
+        return 1;
+    }
+    /* An OOM kill anywhere ends the whole sandbox (cgroup v1 has no
+     * memory.oom.group): the notification fd tells us to look. */
+    oomfd = sbx_sandbox_oom_fd(sb);
+    if (oomfd >= 0 && !sb->oom) {
+        struct pollfd p = {.fd = oomfd, .events = POLLIN | POLLPRI};
+        if (poll(&p, 1, 0) > 0 && oom_kills(sb) > 0) {
+            uint64_t v;
+            if (p.revents & POLLIN)
+                (void)!read(oomfd, &v, sizeof(v));
+            sb->oom = true;
+            kill_all(sb, NULL);
+        }
+    }
+    if (waitid(P_PIDFD, (id_t)sb->pidfd, &si, WEXITED | WNOHANG) < 0)
+        return sbx__error(err, errno, "wait for sandbox `%s`", sb->id);
+    if (si.si_pid == 0)
+        return 0;
+    sb->finished = true;
+    if (!sb->oom && oom_kills(sb) > 0)
+        sb->oom = true;
+    if (sb->oom) {
+        sb->exit.reason = SBX_FINISH_OOM;
+        sb->exit.returncode = 137;
+        kill_all(sb, NULL);
+    } else if (sb->terminated) {
+        sb->exit.reason = SBX_FINISH_TERMINATED;
+        sb->exit.returncode = 137;
+    } else {
+        sb->exit.reason = SBX_FINISH_EXITED;
+        sb->exit.returncode = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+    }
+    if (ret)
+        *ret = sb->exit;
+    return 1;
+}
+
+int sbx_sandbox_wait(sbx_sandbox *sb, int timeout_ms, struct sbx_exit *ret, sbx_error *err)
+{
+    struct timespec start;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        struct pollfd p[2] = {{.fd = sb->pidfd, .events = POLLIN},
+                              {.fd = sbx_sandbox_oom_fd(sb), .events = POLLIN | POLLPRI}};
+        struct timespec now;
+        int left = -1, r;
+
+        r = sbx_sandbox_poll(sb, ret, err);
+        if (r != 0)
+            return r;
+        if (timeout_ms >= 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            left = timeout_ms - (int)((now.tv_sec - start.tv_sec) * 1000 +
+                                      (now.tv_nsec - start.tv_nsec) / 1000000);
+            if (left <= 0)
+                return 0;
+        }
+        /* Once an OOM has been seen, only init's exit is worth waking for. */
+        if (poll(p, sb->oom || p[1].fd < 0 ? 1 : 2, left) < 0 && errno != EINTR)
+            return sbx__error(err, errno, "poll sandbox `%s`", sb->id);
+    }
+}
+
+int sbx_sandbox_terminate(sbx_sandbox *sb, sbx_error *err)
+{
+    /* A sandbox that already exited keeps its own returncode. */
+    (void)sbx_sandbox_poll(sb, NULL, NULL);
+    if (sb->finished || sb->terminated)
+        return 0;
+    sb->terminated = true;
+    return kill_all(sb, err);
+}
+
+int sbx_sandbox_destroy(sbx_sandbox *sb, sbx_error *err)
+{
+    int r = 0, r2;
+
+    if (!sb)
+        return 0;
+    if (!sb->finished) {
+        r = sbx_sandbox_terminate(sb, err);
+        if (sbx_sandbox_wait(sb, -1, NULL, r < 0 ? NULL : err) < 0 && r == 0)
+            r = -EIO;
+    }
+    if (sb->cg) {
+        r2 = sb->cgops->destroy(sb->cg, r < 0 ? NULL : err);
+        sb->cg = NULL;
+        if (r2 < 0 && r == 0)
+            r = r2;
+    }
+    if (sb->userns)
+        sbx__uid_range_free(sb->run_root, sb->id);
+    r2 = remove_dirs(sb->run_dir, sb->state_dir, r < 0 ? NULL : err);
+    if (r2 < 0 && r == 0)
+        r = r2;
+    sandbox_free(sb);
+    return r;
+}
+
+int sbx_sandbox_cleanup(const char *run_dir, const char *state_dir, const char *cgroup_parent,
+                        const char *id, sbx_error *err)
+{
+    _cleanup_free_ char *rd = NULL, *sd = NULL;
+    int r;
+
+    if (!valid_id(id))
+        return sbx__error(err, EINVAL, "invalid sandbox id `%s`", id ? id : "(null)");
+    run_dir = run_dir ? run_dir : SBX_DEFAULT_RUN_DIR;
+    state_dir = state_dir ? state_dir : SBX_DEFAULT_STATE_DIR;
+    r = sbx__cgroup_ops()->remove(cgroup_parent ? cgroup_parent : "sandboxd", id, err);
+    if (r < 0)
+        return r;
+    rd = path_join(run_dir, "sandboxes", id);
+    sd = path_join(state_dir, "sandboxes", id);
+    if (!rd || !sd)
+        return sbx__error(err, ENOMEM, "cleanup `%s`", id);
+    sbx__uid_range_free(run_dir, id);
+    return remove_dirs(rd, sd, err);
+}

@@ -1,0 +1,169 @@
+/* sbx.h — the sandboxd runtime: (image layers, config) → a hardened, running
+ * sandbox that can be exec'd into and torn down leaving nothing behind.
+ *
+ * This is the library's only public header.  Every function returns >= 0 on
+ * success or a negative errno, and fills the sbx_error passed last with the
+ * errno and a message naming what failed ("mount overlay on `/run/...`").
+ *
+ * Threading: sbx_sandbox_create() and sbx_sandbox_exec() clone namespaces and
+ * must be called from a single-threaded process (the daemon's per-sandbox
+ * monitor, or a command-line tool), never from a process that runs threads.
+ * The caller becomes the parent of the sandbox's init and of every exec'd
+ * process, and reaps them through the functions below.
+ */
+#ifndef SBX_H
+#define SBX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SBX_PUBLIC __attribute__((visibility("default")))
+
+typedef struct sbx_error {
+    int code;          /* positive errno */
+    char message[512]; /* what failed, naming the path or value involved */
+} sbx_error;
+
+/* Resource limits; a zero field means "no limit" / "default". */
+struct sbx_limits {
+    uint64_t memory_bytes;  /* hard limit; OOM kills the whole sandbox */
+    int64_t pids_max;       /* max tasks */
+    uint64_t cpu_weight;    /* relative weight, 1..10000 (cgroup v2 scale; 100 = default) */
+    uint64_t cpu_quota_us;  /* hard cap: quota per period */
+    uint64_t cpu_period_us; /* default 100000 */
+};
+
+struct sbx_rlimit {
+    int resource; /* RLIMIT_* */
+    uint64_t soft, hard;
+};
+
+struct sbx_config {
+    const char *id;          /* [A-Za-z0-9._-]{1,64}; names dirs and cgroups */
+    const char *run_dir;     /* volatile state: default /run/sandboxd */
+    const char *state_dir;   /* writable layers: default /var/lib/sandboxd */
+    const char *const *layers; /* read-only lower dirs, top-most first, NULL-terminated */
+    const char *const *argv;   /* entrypoint; NULL: init idles until terminated */
+    const char *const *env;    /* "K=V", NULL-terminated; NULL: empty environment */
+    const char *workdir;       /* default "/" */
+    const char *hostname;      /* default: id */
+    uid_t uid;                 /* user inside the sandbox (default 0) */
+    gid_t gid;
+    bool no_userns; /* run as real root: no user namespace (for workloads that need it) */
+    struct sbx_limits limits;
+    const struct sbx_rlimit *rlimits;
+    size_t n_rlimits;
+    int stdio[3]; /* entrypoint's stdin/stdout/stderr; -1: /dev/null */
+    const char *cgroup_parent; /* relative to the caller's own cgroup; default "sandboxd" */
+};
+
+enum sbx_finish {
+    SBX_FINISH_RUNNING = 0,
+    SBX_FINISH_EXITED,     /* the entrypoint exited (or was killed by a signal) */
+    SBX_FINISH_TERMINATED, /* sbx_sandbox_terminate() */
+    SBX_FINISH_OOM,        /* the memory limit was hit: everything was killed */
+};
+
+struct sbx_exit {
+    enum sbx_finish reason;
+    int returncode; /* exit status, 128+N for signal N, 137 on terminate and OOM */
+};
+
+struct sbx_stats {
+    uint64_t cpu_usage_ns;
+    uint64_t memory_current;
+    uint64_t memory_peak;
+    uint64_t pids_current;
+    uint64_t oom_kills;
+};
+
+typedef struct sbx_sandbox sbx_sandbox;
+
+/* Creates and starts a sandbox.  On success *ret owns it; free it with
+ * sbx_sandbox_destroy(), which also terminates it. */
+SBX_PUBLIC int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret,
+                                  sbx_error *err);
+
+/* The sandbox's init, as a pid in the caller's namespace and as a pidfd. */
+SBX_PUBLIC pid_t sbx_sandbox_pid(const sbx_sandbox *sb);
+SBX_PUBLIC int sbx_sandbox_pidfd(const sbx_sandbox *sb);
+
+/* An fd that becomes readable (POLLIN or POLLPRI) when the memory controller
+ * reports an OOM kill, or -1 when there is no memory limit.  A monitor polls it
+ * beside sbx_sandbox_pidfd() and then calls sbx_sandbox_poll(). */
+SBX_PUBLIC int sbx_sandbox_oom_fd(const sbx_sandbox *sb);
+
+/* Non-blocking: 1 and *ret filled once the sandbox has finished, else 0.  An
+ * OOM kill anywhere in the sandbox ends the whole sandbox. */
+SBX_PUBLIC int sbx_sandbox_poll(sbx_sandbox *sb, struct sbx_exit *ret, sbx_error *err);
+
+/* Blocks until the sandbox finishes or timeout_ms passes (-1: forever).
+ * Returns 1 when finished, 0 on timeout. */
+SBX_PUBLIC int sbx_sandbox_wait(sbx_sandbox *sb, int timeout_ms, struct sbx_exit *ret,
+                                sbx_error *err);
+
+/* Kills everything inside (idempotent).  The sandbox then finishes with
+ * SBX_FINISH_TERMINATED and returncode 137 unless it had already finished. */
+SBX_PUBLIC int sbx_sandbox_terminate(sbx_sandbox *sb, sbx_error *err);
+
+/* Terminates if needed, reaps, removes cgroups, mounts, upper dirs and run
+ * dirs, releases the uid range, and frees sb.  NULL is accepted. */
+SBX_PUBLIC int sbx_sandbox_destroy(sbx_sandbox *sb, sbx_error *err);
+
+SBX_PUBLIC int sbx_sandbox_stats(sbx_sandbox *sb, struct sbx_stats *ret, sbx_error *err);
+
+/* The host directory holding the sandbox's writable layer (its overlay upper
+ * dir).  Valid until sbx_sandbox_destroy(). */
+SBX_PUBLIC const char *sbx_sandbox_upper_dir(const sbx_sandbox *sb);
+
+/* Removes whatever a sandbox of this id left behind (after a crash): cgroups,
+ * directories, its uid range.  Kills any process still in its cgroups. */
+SBX_PUBLIC int sbx_sandbox_cleanup(const char *run_dir, const char *state_dir,
+                                   const char *cgroup_parent, const char *id, sbx_error *err);
+
+struct sbx_exec_config {
+    const char *const *argv; /* required */
+    const char *const *env;  /* NULL: empty environment */
+    const char *workdir;     /* default "/" */
+    uid_t uid;
+    gid_t gid;
+    int stdio[3]; /* ignored with pty; -1: /dev/null */
+    bool pty;     /* stdio on a new terminal from the sandbox's own devpts */
+    unsigned short rows, cols;
+};
+
+struct sbx_process {
+    pid_t pid;      /* in the caller's pid namespace; the caller is its parent */
+    int pidfd;      /* owned by the caller */
+    int pty_master; /* with pty, the terminal's master side (owned by the caller), else -1 */
+};
+
+/* Runs a process inside a running sandbox: its namespaces and cgroup, the same
+ * seccomp filter, capabilities and no_new_privs as the entrypoint.  Fails with
+ * -ESRCH once the sandbox has finished. */
+SBX_PUBLIC int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg,
+                                struct sbx_process *ret, sbx_error *err);
+
+/* Reaps an exec'd process: 1 and *ret_returncode (128+N for a signal) once it
+ * has exited, 0 while it runs (with timeout_ms = 0), or -errno.  timeout_ms -1
+ * blocks.  Closes the pidfd once reaped. */
+SBX_PUBLIC int sbx_process_wait(struct sbx_process *p, int timeout_ms, int *ret_returncode,
+                                sbx_error *err);
+
+/* Sets a pty's window size. */
+SBX_PUBLIC int sbx_pty_resize(int pty_master, unsigned short rows, unsigned short cols,
+                              sbx_error *err);
+
+/* "v1" or "v2": the cgroup backend this host uses. */
+SBX_PUBLIC const char *sbx_cgroup_mode(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
