@@ -1,13 +1,20 @@
 /* exec.c — running a process inside a running sandbox.
  *
- * The caller forks a short-lived helper that joins the sandbox's cgroup and,
- * through the init's pidfd, all of its namespaces at once.  Joining a pid
- * namespace only applies to children, so the helper clones the real process
- * with CLONE_PARENT: it is born inside the sandbox's pid namespace but as the
- * caller's own child, so the caller reaps it and reads its exit status like
- * the entrypoint's.  The helper passes the process's pidfd back over a
- * socket; the process passes its pty master (from the sandbox's own devpts)
- * the same way, or the reason its exec failed.
+ * The caller forks a helper that joins the sandbox's cgroup and, through the
+ * init's pidfd, all of its namespaces at once.  Joining a pid namespace only
+ * applies to children, so the helper clones the real process, which is born
+ * inside the sandbox's pid namespace.  The helper stays outside it as the
+ * process's parent: it reaps the process and exits with its returncode.
+ *
+ * Why not CLONE_PARENT, making the process the caller's own child?  A dying
+ * pid namespace waits until every process in it is reaped, so a sandbox's
+ * init could not finish while the caller had not yet reaped an exec'd
+ * zombie — a deadlock for any caller that waits for the sandbox first.  The
+ * helper reaps at once, whatever the caller does.
+ *
+ * The helper passes the process's pidfd back over a socket; the process
+ * passes its pty master (from the sandbox's own devpts) the same way, or the
+ * reason its exec failed.
  */
 #include "internal.h"
 
@@ -187,8 +194,9 @@ __attribute__((noreturn)) static void exec_helper(sbx_sandbox *sb,
         report(sock, errno, "join the sandbox's namespaces");
         _exit(127);
     }
-    ca.flags = CLONE_PARENT | CLONE_PIDFD;
+    ca.flags = CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.exit_signal = SIGCHLD;
     pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0) {
         report(sock, errno, "clone the exec'd process");
@@ -197,7 +205,18 @@ __attribute__((noreturn)) static void exec_helper(sbx_sandbox *sb,
     if (pid == 0)
         exec_child(sb, cfg, sock);
     send_fd(sock, MSG_PIDFD, pid, pidfd);
-    _exit(0);
+    /* The helper lives as long as the process: it must not hold a copy of
+     * any of the caller's fds (another process's pipe, a listening socket). */
+    syscall(SYS_close_range, 0, ~0U, 0);
+    for (;;) {
+        siginfo_t si = {0};
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED) < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(127);
+        }
+        _exit(si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status);
+    }
 }
 
 int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg, struct sbx_process *ret,
@@ -262,23 +281,30 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg, struct 
         }
     }
     close(sv[0]);
-    while (waitpid(helper, NULL, 0) < 0 && errno == EINTR)
-        ;
     if (!failed && pidfd < 0) {
         failed = true;
         r = sbx__error(err, ESRCH, "exec in `%s`: the sandbox has finished", sb->id);
     }
+    if (!failed && cfg->pty && pty < 0) {
+        failed = true;
+        r = sbx__error(err, EIO, "exec in `%s`: no pty received", sb->id);
+    }
     if (failed) {
-        if (pidfd >= 0) {
-            siginfo_t si;
+        if (pidfd >= 0)
             syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-            while (waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
-                ;
-        }
+        while (waitpid(helper, NULL, 0) < 0 && errno == EINTR)
+            ;
         return r;
     }
-    if (cfg->pty && pty < 0)
-        return sbx__error(err, EIO, "exec in `%s`: no pty received", sb->id);
+    ret->status_pidfd = (int)syscall(SYS_pidfd_open, helper, 0);
+    if (ret->status_pidfd < 0) {
+        r = sbx__error(err, errno, "exec in `%s`: pidfd_open", sb->id);
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        while (waitpid(helper, NULL, 0) < 0 && errno == EINTR)
+            ;
+        return r;
+    }
+    ret->status_pid = helper;
     ret->pid = pid;
     ret->pidfd = steal_fd(&pidfd);
     ret->pty_master = steal_fd(&pty);
@@ -289,10 +315,10 @@ int sbx_process_wait(struct sbx_process *p, int timeout_ms, int *ret_returncode,
 {
     siginfo_t si = {0};
 
-    if (p->pidfd < 0)
+    if (p->status_pidfd < 0)
         return sbx__error(err, EBADF, "wait for pid %d: already reaped", p->pid);
     if (timeout_ms != 0) {
-        struct pollfd pf = {.fd = p->pidfd, .events = POLLIN};
+        struct pollfd pf = {.fd = p->status_pidfd, .events = POLLIN};
         int n;
         do
             n = poll(&pf, 1, timeout_ms);
@@ -302,12 +328,17 @@ int sbx_process_wait(struct sbx_process *p, int timeout_ms, int *ret_returncode,
         if (n == 0)
             return 0;
     }
-    if (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED | WNOHANG) < 0)
+    if (waitid(P_PIDFD, (id_t)p->status_pidfd, &si, WEXITED | WNOHANG) < 0)
         return sbx__error(err, errno, "wait for pid %d", p->pid);
     if (si.si_pid == 0)
         return 0;
+    /* The helper exits with the process's returncode; killed itself (by a
+     * terminate or an OOM kill of the whole sandbox), it reports 128+N too. */
     *ret_returncode = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
-    close(p->pidfd);
+    close(p->status_pidfd);
+    p->status_pidfd = -1;
+    if (p->pidfd >= 0)
+        close(p->pidfd);
     p->pidfd = -1;
     return 1;
 }

@@ -520,11 +520,6 @@ const char *sbx_sandbox_upper_dir(const sbx_sandbox *sb)
     return sb->upper_dir;
 }
 
-const char *sbx_cgroup_mode(void)
-{
-    return sbx__cgroup_ops()->name;
-}
-
 int sbx_sandbox_stats(sbx_sandbox *sb, struct sbx_stats *ret, sbx_error *err)
 {
     if (!sb->cg)

@@ -138,9 +138,13 @@ struct sbx_exec_config {
 };
 
 struct sbx_process {
-    pid_t pid;      /* in the caller's pid namespace; the caller is its parent */
-    int pidfd;      /* owned by the caller */
+    pid_t pid;      /* in the caller's pid namespace */
+    int pidfd;      /* the process, for signals (pidfd_send_signal); owned by the caller */
     int pty_master; /* with pty, the terminal's master side (owned by the caller), else -1 */
+    /* The caller's child that reaps the process and exits with its
+     * returncode: poll status_pidfd for POLLIN, then sbx_process_wait(). */
+    pid_t status_pid;
+    int status_pidfd;
 };
 
 /* Runs a process inside a running sandbox: its namespaces and cgroup, the same
@@ -151,7 +155,7 @@ SBX_PUBLIC int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *c
 
 /* Reaps an exec'd process: 1 and *ret_returncode (128+N for a signal) once it
  * has exited, 0 while it runs (with timeout_ms = 0), or -errno.  timeout_ms -1
- * blocks.  Closes the pidfd once reaped. */
+ * blocks.  Closes pidfd and status_pidfd once reaped. */
 SBX_PUBLIC int sbx_process_wait(struct sbx_process *p, int timeout_ms, int *ret_returncode,
                                 sbx_error *err);
 

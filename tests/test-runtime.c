@@ -1,0 +1,818 @@
+/* test-runtime.c — the runtime library against the real kernel: isolation,
+ * limits, seccomp, capabilities, masked paths, fd hygiene, init, exec, and
+ * cleanup.  Runs as root; every sandbox is real. */
+#include "testlib.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Docker's default capabilities as a mask (CapEff of a default container). */
+#define DOCKER_CAPS 0xa80425fbULL
+
+static struct sbx_test_ctx ctx;
+
+static void setup(void)
+{
+    sbx_test_setup(&ctx);
+}
+
+static void teardown(void)
+{
+    sbx_test_teardown(&ctx);
+}
+
+static sbx_sandbox *start_idle(struct sbx_config *cfg)
+{
+    sbx_sandbox *sb = NULL;
+    sbx_error err = {0};
+
+    ck_assert_msg(sbx_sandbox_create(cfg, &sb, &err) == 0, "create: %s", err.message);
+    return sb;
+}
+
+static void destroy(sbx_sandbox *sb)
+{
+    sbx_error err = {0};
+    ck_assert_msg(sbx_sandbox_destroy(sb, &err) == 0, "destroy: %s", err.message);
+}
+
+#define RUN(...) sbx_test_run(&ctx, NULL, (const char *const[]){__VA_ARGS__, NULL}, &ex)
+#define RUN_CFG(cfg, ...) sbx_test_run(&ctx, cfg, (const char *const[]){__VA_ARGS__, NULL}, &ex)
+
+/* ---- isolation ---- */
+
+START_TEST(test_hello_exit_code)
+{
+    struct sbx_exit ex;
+    char *out = RUN("sh", "-c", "echo hello; exit 3");
+
+    ck_assert_str_eq(out, "hello\n");
+    ck_assert_int_eq(ex.reason, SBX_FINISH_EXITED);
+    ck_assert_int_eq(ex.returncode, 3);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_pid_namespace)
+{
+    struct sbx_exit ex;
+    /* init is pid 1, the entrypoint pid 2, and no host process is visible. */
+    char *out = RUN("sh", "-c", "echo self $$; echo init $(cat /proc/1/comm); "
+                                "echo procs $(ls -d /proc/[0-9]* | wc -l)");
+
+    ck_assert_str_eq(sbx_test_value(out, "self"), "2");
+    ck_assert_str_eq(sbx_test_value(out, "init"), "init");
+    /* init, sh, the $(...) subshell, ls and wc: nothing of the host's. */
+    ck_assert_int_le(atoi(sbx_test_value(out, "procs")), 6);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_hostname)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_exit ex;
+    char host_before[256], host_after[256], *out;
+
+    gethostname(host_before, sizeof(host_before));
+    cfg.hostname = "sbx-test-host";
+    out = RUN_CFG(&cfg, "sh", "-c", "hostname sbx-renamed 2>/dev/null; echo name $(hostname)");
+    gethostname(host_after, sizeof(host_after));
+    ck_assert_ptr_nonnull(sbx_test_value(out, "name"));
+    ck_assert_str_eq(host_before, host_after);
+    free(out);
+
+    cfg = sbx_test_config(&ctx);
+    cfg.hostname = "sbx-test-host";
+    out = RUN_CFG(&cfg, "hostname");
+    ck_assert_str_eq(out, "sbx-test-host\n");
+    free(out);
+}
+END_TEST
+
+START_TEST(test_root_is_not_root_outside)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = start_idle(&cfg);
+    char path[PATH_MAX], *status;
+    struct stat st;
+    int rc;
+    char *out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "id -u; touch /root/made-inside; cat /proc/self/uid_map", NULL},
+                              NULL, NULL, &rc);
+
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(!strncmp(out, "0\n", 2), "uid inside: %s", out);
+    /* The file the sandbox's root made is owned by an unprivileged host uid. */
+    snprintf(path, sizeof(path), "%s/root/made-inside", sbx_sandbox_upper_dir(sb));
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_ge(st.st_uid, 100000);
+    ck_assert_uint_ne(st.st_uid, 0);
+    /* So is its init, seen from the host. */
+    snprintf(path, sizeof(path), "/proc/%d/status", sbx_sandbox_pid(sb));
+    status = sbx_test_slurp(path);
+    ck_assert_ptr_nonnull(status);
+    ck_assert_msg(strstr(status, "\nUid:\t0\t") == NULL, "init runs as host root:\n%s", status);
+    free(status);
+    free(out);
+    destroy(sb);
+}
+END_TEST
+
+START_TEST(test_distinct_uid_ranges)
+{
+    struct sbx_config c1 = sbx_test_config(&ctx), c2 = sbx_test_config(&ctx);
+    sbx_sandbox *a = start_idle(&c1), *b = start_idle(&c2);
+    char pa[64], pb[64], *ma, *mb;
+
+    snprintf(pa, sizeof(pa), "/proc/%d/uid_map", sbx_sandbox_pid(a));
+    snprintf(pb, sizeof(pb), "/proc/%d/uid_map", sbx_sandbox_pid(b));
+    ma = sbx_test_slurp(pa);
+    mb = sbx_test_slurp(pb);
+    ck_assert_ptr_nonnull(ma);
+    ck_assert_ptr_nonnull(mb);
+    ck_assert_str_ne(ma, mb);
+    free(ma);
+    free(mb);
+    destroy(a);
+    destroy(b);
+}
+END_TEST
+
+START_TEST(test_no_userns_is_real_root)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_exit ex;
+    char *out;
+
+    cfg.no_userns = true;
+    out = RUN_CFG(&cfg, "cat", "/proc/self/uid_map");
+    ck_assert_msg(strstr(out, "4294967295") != NULL, "uid_map: %s", out);
+    free(out);
+}
+END_TEST
+
+/* Mounts made inside never show on the host, and a mount the host makes
+ * later under a shared mount never shows inside. */
+START_TEST(test_mount_propagation)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    char shared[] = "/tmp/sbx-prop.XXXXXX", sub[PATH_MAX], path[64];
+    char *before, *after, *inside;
+    sbx_sandbox *sb;
+
+    ck_assert_ptr_nonnull(mkdtemp(shared));
+    ck_assert_int_eq(mount("tmpfs", shared, "tmpfs", 0, "size=64k"), 0);
+    ck_assert_int_eq(mount(NULL, shared, NULL, MS_SHARED, NULL), 0);
+    snprintf(sub, sizeof(sub), "%s/late", shared);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+
+    before = sbx_test_slurp("/proc/self/mountinfo");
+    cfg.no_userns = true; /* the strongest case: a copy of the host's own table */
+    sb = start_idle(&cfg);
+    after = sbx_test_slurp("/proc/self/mountinfo");
+    ck_assert_str_eq(before, after);
+
+    ck_assert_int_eq(mount("tmpfs", sub, "tmpfs", 0, "size=64k"), 0);
+    snprintf(path, sizeof(path), "/proc/%d/mountinfo", sbx_sandbox_pid(sb));
+    inside = sbx_test_slurp(path);
+    ck_assert_ptr_nonnull(inside);
+    ck_assert_msg(strstr(inside, "/late") == NULL, "host mount leaked in:\n%s", inside);
+    /* The old root is gone: no host filesystem is mounted inside. */
+    ck_assert_msg(strstr(inside, " - ext4 ") == NULL, "host root visible:\n%s", inside);
+    umount2(sub, MNT_DETACH);
+    umount2(shared, MNT_DETACH);
+    rmdir(shared);
+    free(before);
+    free(after);
+    free(inside);
+    destroy(sb);
+}
+END_TEST
+
+/* ---- limits ---- */
+
+START_TEST(test_memory_oom)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_exit ex;
+    char *out;
+
+    cfg.limits.memory_bytes = 64ull << 20;
+    out = RUN_CFG(&cfg, PROBE, "hog", "256");
+    ck_assert_int_eq(ex.reason, SBX_FINISH_OOM);
+    ck_assert_int_eq(ex.returncode, 137);
+    free(out);
+}
+END_TEST
+
+/* An OOM in an exec'd process, not the entrypoint, still ends the sandbox. */
+START_TEST(test_memory_oom_in_exec_ends_sandbox)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb;
+    struct sbx_exit ex;
+    sbx_error err;
+    int rc;
+    char *out;
+
+    cfg.limits.memory_bytes = 64ull << 20;
+    sb = start_idle(&cfg);
+    out = sbx_test_exec(sb, (const char *const[]){PROBE, "hog", "256", NULL}, NULL, NULL, &rc);
+    ck_assert_int_eq(rc, 137);
+    ck_assert_int_eq(sbx_sandbox_wait(sb, 10000, &ex, &err), 1);
+    ck_assert_int_eq(ex.reason, SBX_FINISH_OOM);
+    ck_assert_int_eq(ex.returncode, 137);
+    free(out);
+    destroy(sb);
+}
+END_TEST
+
+START_TEST(test_pids_limit_stops_fork_bomb)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_exit ex;
+    char *out;
+
+    cfg.limits.pids_max = 32;
+    out = RUN_CFG(&cfg, PROBE, "forkbomb");
+    ck_assert_int_eq(ex.returncode, 0);
+    ck_assert_ptr_nonnull(sbx_test_value(out, "forked"));
+    ck_assert_int_lt(atoi(sbx_test_value(out, "forked")), 32);
+    ck_assert_str_eq(sbx_test_value(out, "error"), "EAGAIN");
+    free(out);
+}
+END_TEST
+
+START_TEST(test_cpu_quota)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_exit ex;
+    double cpu, wall;
+    char *out;
+
+    cfg.limits.cpu_quota_us = 20000; /* 0.2 cores */
+    cfg.limits.cpu_period_us = 100000;
+    out = RUN_CFG(&cfg, PROBE, "spin", "2");
+    ck_assert_msg(sbx_test_value(out, "cpu_ms") != NULL, "probe said: %s", out);
+    ck_assert_int_eq(sscanf(sbx_test_value(out, "cpu_ms"), "%lf wall_ms %lf", &cpu, &wall), 2);
+    ck_assert_msg(wall >= 1900, "spun for %.0f ms", wall);
+    ck_assert_msg(cpu / wall < 0.35, "used %.0f ms of cpu in %.0f ms at a 20%% quota", cpu, wall);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_stats)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_stats st;
+    sbx_error err;
+    sbx_sandbox *sb;
+    int rc;
+    char *out;
+
+    cfg.limits.memory_bytes = 256ull << 20;
+    sb = start_idle(&cfg);
+    out = sbx_test_exec(sb, (const char *const[]){PROBE, "spin", "0.3", NULL}, NULL, NULL, &rc);
+    ck_assert_int_eq(sbx_sandbox_stats(sb, &st, &err), 0);
+    ck_assert_uint_gt(st.cpu_usage_ns, 100000000ull);
+    ck_assert_uint_gt(st.memory_peak, 0);
+    ck_assert_uint_ge(st.pids_current, 1);
+    free(out);
+    destroy(sb);
+}
+END_TEST
+
+/* ---- seccomp, capabilities, masked paths, fds ---- */
+
+static void assert_seccomp(const char *out)
+{
+    static const char *const eperm[] = {
+        "unshare", "setns", "mount", "pivot_root", "keyctl", "add_key", "bpf", "userfaultfd",
+        "io_uring_setup", "perf_event_open", "kexec_load", "init_module", "open_by_handle_at",
+        "int80_unshare",
+    };
+    const char *x32;
+
+    for (size_t i = 0; i < sizeof(eperm) / sizeof(eperm[0]); i++) {
+        const char *v = sbx_test_value(out, eperm[i]);
+        ck_assert_msg(v != NULL, "probe did not try %s:\n%s", eperm[i], out);
+        ck_assert_msg(!strcmp(v, "EPERM"), "%s gave %s, not EPERM", eperm[i], v);
+    }
+    ck_assert_str_eq(sbx_test_value(out, "clone3"), "ENOSYS");
+    x32 = sbx_test_value(out, "x32_unshare");
+    ck_assert_ptr_nonnull(x32);
+    ck_assert_msg(!strcmp(x32, "EPERM") || !strcmp(x32, "ENOSYS"), "x32 unshare: %s", x32);
+}
+
+START_TEST(test_seccomp_entrypoint)
+{
+    struct sbx_exit ex;
+    char *out = RUN(PROBE, "seccomp");
+
+    assert_seccomp(out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_seccomp_no_userns)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_exit ex;
+    char *out;
+
+    cfg.no_userns = true;
+    out = RUN_CFG(&cfg, PROBE, "seccomp");
+    assert_seccomp(out);
+    free(out);
+}
+END_TEST
+
+static unsigned long long hexval(const char *out, const char *key)
+{
+    const char *v = sbx_test_value(out, key);
+    ck_assert_msg(v != NULL, "no %s in:\n%s", key, out);
+    return strtoull(v, NULL, 16);
+}
+
+static void assert_caps(const char *out, bool root)
+{
+    ck_assert_uint_eq(hexval(out, "CapBnd"), DOCKER_CAPS);
+    ck_assert_uint_eq(hexval(out, "CapEff"), root ? DOCKER_CAPS : 0);
+    ck_assert_uint_eq(hexval(out, "CapPrm"), root ? DOCKER_CAPS : 0);
+    ck_assert_uint_eq(hexval(out, "CapInh"), 0);
+    ck_assert_uint_eq(hexval(out, "CapAmb"), 0);
+    ck_assert_str_eq(sbx_test_value(out, "NoNewPrivs"), "1");
+    ck_assert_str_eq(sbx_test_value(out, "Seccomp"), "2");
+}
+
+START_TEST(test_capabilities)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_exit ex;
+    char *out = RUN(PROBE, "caps");
+
+    assert_caps(out, true);
+    free(out);
+    cfg.uid = 1000;
+    cfg.gid = 1000;
+    out = RUN_CFG(&cfg, PROBE, "caps");
+    assert_caps(out, false);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_masked_and_readonly_paths)
+{
+    struct sbx_exit ex;
+    char *out = RUN("sh", "-c",
+                    "echo kcore $(wc -c < /proc/kcore 2>/dev/null || echo absent); "
+                    "echo keys $(wc -c < /proc/keys); "
+                    "echo acpi $(ls -A /proc/acpi 2>/dev/null | wc -l); "
+                    "echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo procsys writable || echo procsys ro; "
+                    "echo 1 > /proc/sysrq-trigger 2>/dev/null && echo sysrq writable || echo sysrq ro; "
+                    "touch /sys/x 2>/dev/null && echo sys writable || echo sys ro");
+
+    ck_assert_msg(!strcmp(sbx_test_value(out, "kcore"), "0") ||
+                      !strcmp(sbx_test_value(out, "kcore"), "absent"),
+                  "%s", out);
+    ck_assert_str_eq(sbx_test_value(out, "keys"), "0");
+    ck_assert_str_eq(sbx_test_value(out, "acpi"), "0");
+    ck_assert_str_eq(sbx_test_value(out, "procsys"), "ro");
+    ck_assert_str_eq(sbx_test_value(out, "sysrq"), "ro");
+    ck_assert_str_eq(sbx_test_value(out, "sys"), "ro");
+    free(out);
+}
+END_TEST
+
+START_TEST(test_minimal_dev)
+{
+    struct sbx_exit ex;
+    char *out = RUN("sh", "-c", "ls /dev | tr '\\n' ' '; echo; head -c 4 /dev/urandom | wc -c; "
+                                "ls /dev/sda /dev/vda /dev/mem 2>&1 | grep -c 'No such'");
+
+    ck_assert_msg(strstr(out, "full null ptmx pts random shm stderr stdin stdout tty urandom zero") ||
+                      strstr(out, "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"),
+                  "/dev: %s", out);
+    ck_assert_msg(strstr(out, "\n4\n3\n") != NULL, "%s", out);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_only_stdio_crosses)
+{
+    struct sbx_exit ex;
+    /* An fd the caller forgot to mark close-on-exec must not leak in. */
+    int leak = open("/etc/hostname", O_RDONLY);
+    char *out;
+
+    ck_assert_int_ge(leak, 3);
+    out = RUN(PROBE, "fds");
+    ck_assert_str_eq(out, "fd 0\nfd 1\nfd 2\n");
+    free(out);
+    close(leak);
+}
+END_TEST
+
+/* ---- init ---- */
+
+START_TEST(test_signal_exit_status)
+{
+    struct sbx_exit ex;
+    char *out = RUN(PROBE, "kill-self", "15");
+
+    ck_assert_int_eq(ex.reason, SBX_FINISH_EXITED);
+    ck_assert_int_eq(ex.returncode, 143);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_init_forwards_signals)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    const char *const argv[] = {"sh", "-c", "trap 'echo got TERM; exit 42' TERM; echo ready; "
+                                            "while :; do sleep 0.05; done", NULL};
+    sbx_sandbox *sb;
+    struct sbx_exit ex;
+    sbx_error err;
+    char buf[64] = {0};
+    int p[2];
+
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    cfg.argv = argv;
+    cfg.stdio[1] = p[1];
+    sb = start_idle(&cfg);
+    close(p[1]);
+    ck_assert_int_gt(read(p[0], buf, sizeof(buf) - 1), 0);
+    ck_assert_str_eq(buf, "ready\n");
+    ck_assert_int_eq(kill(sbx_sandbox_pid(sb), SIGTERM), 0);
+    ck_assert_int_eq(sbx_sandbox_wait(sb, 10000, &ex, &err), 1);
+    ck_assert_int_eq(ex.returncode, 42);
+    close(p[0]);
+    destroy(sb);
+}
+END_TEST
+
+START_TEST(test_init_reaps_zombies)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = start_idle(&cfg);
+    int rc;
+    char *out;
+
+    /* Orphans re-parented to init must not stay zombies. */
+    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "for i in 1 2 3 4 5; do (sleep 0.01 &) ; done", NULL},
+                        NULL, NULL, &rc);
+    free(out);
+    usleep(300000);
+    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l", NULL},
+                        NULL, NULL, &rc);
+    ck_assert_str_eq(out, "0\n");
+    free(out);
+    destroy(sb);
+}
+END_TEST
+
+START_TEST(test_idle_init_stops_on_term_from_outside)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = start_idle(&cfg);
+    struct sbx_exit ex;
+    sbx_error err;
+    int rc;
+    char *out;
+
+    /* From inside, pid 1 ignores SIGTERM... */
+    out = sbx_test_exec(sb, (const char *const[]){"kill", "-TERM", "1", NULL}, NULL, NULL, &rc);
+    free(out);
+    ck_assert_int_eq(sbx_sandbox_wait(sb, 200, &ex, &err), 0);
+    /* ...from outside it ends the sandbox. */
+    ck_assert_int_eq(kill(sbx_sandbox_pid(sb), SIGTERM), 0);
+    ck_assert_int_eq(sbx_sandbox_wait(sb, 10000, &ex, &err), 1);
+    ck_assert_int_eq(ex.returncode, 143);
+    destroy(sb);
+}
+END_TEST
+
+/* ---- env, workdir, user, rlimits ---- */
+
+START_TEST(test_env_workdir_user_rlimits)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    const char *const env[] = {"PATH=/bin:/usr/bin", "FOO=bar baz", NULL};
+    struct sbx_rlimit rl = {.resource = RLIMIT_NOFILE, .soft = 100, .hard = 200};
+    struct sbx_exit ex;
+    char *out;
+
+    cfg.env = env;
+    cfg.workdir = "/tmp";
+    cfg.uid = 1000;
+    cfg.gid = 1001;
+    cfg.rlimits = &rl;
+    cfg.n_rlimits = 1;
+    out = RUN_CFG(&cfg, "sh", "-c", "echo pwd $(pwd); echo foo $FOO; echo uid $(id -u); "
+                                    "echo gid $(id -g); echo nofile $(ulimit -n); echo n $(env | wc -l)");
+    ck_assert_str_eq(sbx_test_value(out, "pwd"), "/tmp");
+    ck_assert_str_eq(sbx_test_value(out, "foo"), "bar baz");
+    ck_assert_str_eq(sbx_test_value(out, "uid"), "1000");
+    ck_assert_str_eq(sbx_test_value(out, "gid"), "1001");
+    ck_assert_str_eq(sbx_test_value(out, "nofile"), "100");
+    free(out);
+}
+END_TEST
+
+START_TEST(test_bad_entrypoint_fails_create)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    const char *const argv[] = {"/no/such/program", NULL};
+    sbx_sandbox *sb = NULL;
+    sbx_error err = {0};
+
+    cfg.argv = argv;
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -ENOENT);
+    ck_assert_msg(strstr(err.message, "/no/such/program") != NULL, "%s", err.message);
+
+    cfg = sbx_test_config(&ctx);
+    cfg.workdir = "relative";
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EINVAL);
+    cfg = sbx_test_config(&ctx);
+    cfg.id = "../escape";
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EINVAL);
+}
+END_TEST
+
+/* ---- exec ---- */
+
+START_TEST(test_exec)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = start_idle(&cfg);
+    const char *const env[] = {"PATH=/bin", "GREETING=hi", NULL};
+    int rc;
+    char *out;
+
+    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "echo $GREETING; pwd; echo $$", NULL},
+                        env, "/etc", &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(!strncmp(out, "hi\n/etc\n", 8), "%s", out);
+    ck_assert_int_lt(atoi(out + 8), 100); /* a pid of the sandbox's namespace */
+    free(out);
+
+    out = sbx_test_exec(sb, (const char *const[]){PROBE, "caps", NULL}, NULL, NULL, &rc);
+    assert_caps(out, true);
+    free(out);
+    out = sbx_test_exec(sb, (const char *const[]){PROBE, "seccomp", NULL}, NULL, NULL, &rc);
+    assert_seccomp(out);
+    free(out);
+    out = sbx_test_exec(sb, (const char *const[]){PROBE, "fds", NULL}, NULL, NULL, &rc);
+    ck_assert_str_eq(out, "fd 0\nfd 1\nfd 2\n");
+    free(out);
+    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "exit 7", NULL}, NULL, NULL, &rc);
+    ck_assert_int_eq(rc, 7);
+    free(out);
+    out = sbx_test_exec(sb, (const char *const[]){PROBE, "kill-self", "9", NULL}, NULL, NULL, &rc);
+    ck_assert_int_eq(rc, 137);
+    free(out);
+    /* The exec'd process shares the sandbox's filesystem. */
+    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "echo x > /tmp/shared", NULL}, NULL, NULL, &rc);
+    free(out);
+    out = sbx_test_exec(sb, (const char *const[]){"cat", "/tmp/shared", NULL}, NULL, NULL, &rc);
+    ck_assert_str_eq(out, "x\n");
+    free(out);
+    destroy(sb);
+}
+END_TEST
+
+START_TEST(test_exec_errors)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = start_idle(&cfg);
+    struct sbx_exec_config ec = {.argv = (const char *const[]){"/nope", NULL}, .stdio = {-1, -1, -1}};
+    struct sbx_process p;
+    sbx_error err = {0};
+
+    ck_assert_int_eq(sbx_sandbox_exec(sb, &ec, &p, &err), -ENOENT);
+    ck_assert_msg(strstr(err.message, "/nope") != NULL, "%s", err.message);
+    ec.argv = (const char *const[]){"true", NULL};
+    ec.workdir = "/does/not/exist";
+    ck_assert_int_eq(sbx_sandbox_exec(sb, &ec, &p, &err), -ENOENT);
+    ec.workdir = NULL;
+    ck_assert_int_eq(sbx_sandbox_terminate(sb, &err), 0);
+    ck_assert_int_eq(sbx_sandbox_exec(sb, &ec, &p, &err), -ESRCH);
+    destroy(sb);
+}
+END_TEST
+
+START_TEST(test_exec_pty)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = start_idle(&cfg);
+    struct sbx_exec_config ec = {
+        .argv = (const char *const[]){"sh", "-c", "tty; stty size; read line; echo got $line", NULL},
+        .pty = true, .rows = 33, .cols = 99};
+    struct sbx_process p;
+    sbx_error err = {0};
+    char buf[4096];
+    size_t len = 0;
+    int rc;
+
+    ck_assert_msg(sbx_sandbox_exec(sb, &ec, &p, &err) == 0, "exec: %s", err.message);
+    ck_assert_int_ge(p.pty_master, 0);
+    ck_assert_int_eq(write(p.pty_master, "hello\n", 6), 6);
+    for (;;) {
+        struct pollfd pf = {.fd = p.pty_master, .events = POLLIN};
+        ssize_t n;
+        if (poll(&pf, 1, 5000) <= 0)
+            break;
+        n = read(p.pty_master, buf + len, sizeof(buf) - 1 - len);
+        if (n <= 0)
+            break; /* EIO once the terminal's last user is gone */
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    ck_assert_msg(strstr(buf, "/dev/pts/0") != NULL, "%s", buf);
+    ck_assert_msg(strstr(buf, "33 99") != NULL, "%s", buf);
+    ck_assert_msg(strstr(buf, "got hello") != NULL, "%s", buf);
+    ck_assert_int_eq(sbx_process_wait(&p, 5000, &rc, &err), 1);
+    ck_assert_int_eq(rc, 0);
+    close(p.pty_master);
+    destroy(sb);
+}
+END_TEST
+
+/* ---- terminate and cleanup ---- */
+
+START_TEST(test_terminate)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = start_idle(&cfg);
+    struct sbx_exit ex;
+    sbx_error err;
+    struct sbx_process p;
+    struct sbx_exec_config ec = {.argv = (const char *const[]){"sleep", "1000", NULL}, .stdio = {-1, -1, -1}};
+    int rc;
+
+    ck_assert_int_eq(sbx_sandbox_exec(sb, &ec, &p, &err), 0);
+    ck_assert_int_eq(sbx_sandbox_wait(sb, 100, &ex, &err), 0);
+    ck_assert_int_eq(sbx_sandbox_terminate(sb, &err), 0);
+    ck_assert_int_eq(sbx_sandbox_terminate(sb, &err), 0); /* idempotent */
+    ck_assert_int_eq(sbx_sandbox_wait(sb, 10000, &ex, &err), 1);
+    ck_assert_int_eq(ex.reason, SBX_FINISH_TERMINATED);
+    ck_assert_int_eq(ex.returncode, 137);
+    /* Everything inside died with it, exec'd processes included. */
+    ck_assert_int_eq(sbx_process_wait(&p, 5000, &rc, &err), 1);
+    ck_assert_int_eq(rc, 137);
+    destroy(sb);
+}
+END_TEST
+
+START_TEST(test_terminate_after_exit_keeps_returncode)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    const char *const argv[] = {"sh", "-c", "exit 5", NULL};
+    sbx_sandbox *sb;
+    struct sbx_exit ex;
+    sbx_error err;
+
+    cfg.argv = argv;
+    sb = start_idle(&cfg);
+    ck_assert_int_eq(sbx_sandbox_wait(sb, 10000, &ex, &err), 1);
+    ck_assert_int_eq(sbx_sandbox_terminate(sb, &err), 0);
+    ck_assert_int_eq(sbx_sandbox_poll(sb, &ex, &err), 1);
+    ck_assert_int_eq(ex.reason, SBX_FINISH_EXITED);
+    ck_assert_int_eq(ex.returncode, 5);
+    destroy(sb);
+}
+END_TEST
+
+static int count_fds(void)
+{
+    return sbx_test_count_dir("/proc/self/fd");
+}
+
+/* 100 create/terminate cycles leave no cgroup, mount, namespace, directory,
+ * fd or process behind (teardown checks dirs, cgroups and processes). */
+START_TEST(test_cleanup_cycles)
+{
+    char *mounts_before = sbx_test_slurp("/proc/self/mountinfo"), *mounts_after;
+    int fds_before = count_fds();
+    char ns_before[64] = {0}, ns_after[64] = {0};
+
+    readlink("/proc/self/ns/net", ns_before, sizeof(ns_before) - 1);
+    for (int i = 0; i < 100; i++) {
+        struct sbx_config cfg = sbx_test_config(&ctx);
+        sbx_sandbox *sb = start_idle(&cfg);
+        struct sbx_exit ex;
+        sbx_error err;
+        if (i % 2) {
+            ck_assert_int_eq(sbx_sandbox_terminate(sb, &err), 0);
+            ck_assert_int_eq(sbx_sandbox_wait(sb, 10000, &ex, &err), 1);
+        }
+        destroy(sb);
+    }
+    mounts_after = sbx_test_slurp("/proc/self/mountinfo");
+    ck_assert_str_eq(mounts_before, mounts_after);
+    ck_assert_int_eq(count_fds(), fds_before);
+    readlink("/proc/self/ns/net", ns_after, sizeof(ns_after) - 1);
+    ck_assert_str_eq(ns_before, ns_after);
+    /* Namespaces live only as long as a process, fd or mount holds them:
+     * with none of those left, none of the 100 sandboxes' namespaces remain. */
+    free(mounts_before);
+    free(mounts_after);
+}
+END_TEST
+
+START_TEST(test_cleanup_after_crash)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = start_idle(&cfg);
+    sbx_error err;
+    char id[64];
+    pid_t init = sbx_sandbox_pid(sb);
+
+    /* Simulate a crashed owner: the handle is lost, the sandbox still runs. */
+    snprintf(id, sizeof(id), "%s", cfg.id);
+    ck_assert_int_eq(kill(init, 0), 0);
+    ck_assert_int_eq(sbx_sandbox_cleanup(ctx.run_dir, ctx.state_dir, ctx.cgroup_parent, id, &err), 0);
+    /* Cleanup killed it through its cgroup and removed its directories. */
+    {
+        struct sbx_exit ex;
+        char path[PATH_MAX];
+        ck_assert_int_eq(sbx_sandbox_wait(sb, 10000, &ex, &err), 1);
+        ck_assert_int_eq(ex.returncode, 137);
+        snprintf(path, sizeof(path), "%s/sandboxes/%s", ctx.run_dir, id);
+        ck_assert_int_eq(access(path, F_OK), -1);
+    }
+    /* destroy() on the stale handle finds nothing left to do. */
+    ck_assert_msg(sbx_sandbox_destroy(sb, &err) == 0, "destroy: %s", err.message);
+}
+END_TEST
+
+static Suite *runtime_suite(void)
+{
+    Suite *s = suite_create("runtime");
+    TCase *tc;
+
+#define CASE(name, timeout)                                                                        \
+    tc = tcase_create(#name);                                                                      \
+    tcase_add_checked_fixture(tc, setup, teardown);                                                \
+    tcase_set_timeout(tc, timeout);                                                                \
+    tcase_add_test(tc, name);                                                                      \
+    suite_add_tcase(s, tc)
+
+    CASE(test_hello_exit_code, 30);
+    CASE(test_pid_namespace, 30);
+    CASE(test_hostname, 30);
+    CASE(test_root_is_not_root_outside, 30);
+    CASE(test_distinct_uid_ranges, 30);
+    CASE(test_no_userns_is_real_root, 30);
+    CASE(test_mount_propagation, 30);
+    CASE(test_memory_oom, 60);
+    CASE(test_memory_oom_in_exec_ends_sandbox, 60);
+    CASE(test_pids_limit_stops_fork_bomb, 60);
+    CASE(test_cpu_quota, 60);
+    CASE(test_stats, 30);
+    CASE(test_seccomp_entrypoint, 30);
+    CASE(test_seccomp_no_userns, 30);
+    CASE(test_capabilities, 30);
+    CASE(test_masked_and_readonly_paths, 30);
+    CASE(test_minimal_dev, 30);
+    CASE(test_only_stdio_crosses, 30);
+    CASE(test_signal_exit_status, 30);
+    CASE(test_init_forwards_signals, 30);
+    CASE(test_init_reaps_zombies, 30);
+    CASE(test_idle_init_stops_on_term_from_outside, 30);
+    CASE(test_env_workdir_user_rlimits, 30);
+    CASE(test_bad_entrypoint_fails_create, 30);
+    CASE(test_exec, 30);
+    CASE(test_exec_errors, 30);
+    CASE(test_exec_pty, 30);
+    CASE(test_terminate, 30);
+    CASE(test_terminate_after_exit_keeps_returncode, 30);
+    CASE(test_cleanup_cycles, 120);
+    CASE(test_cleanup_after_crash, 30);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    sbx_test_require();
+    sr = srunner_create(runtime_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
