@@ -4,19 +4,24 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-/* Shared with the runtime's own error helper, but the tools link only the
- * public API, so this file formats its errors itself. */
-static int image_error(sbx_error *err, int errnum, const char *fmt, const char *arg)
+/* The tools link only the public API, so this file formats its own errors
+ * (the runtime's sbx__error is hidden). */
+__attribute__((format(printf, 3, 4))) static int image_error(sbx_error *err, int errnum,
+                                                             const char *fmt, ...)
 {
     if (err) {
         char what[384];
+        va_list ap;
 
-        snprintf(what, sizeof(what), fmt, arg);
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
         err->code = errnum;
         snprintf(err->message, sizeof(err->message), "%s: %s", what, strerror(errnum));
     }

@@ -102,6 +102,69 @@ extern const struct sbx__cgroup_ops sbx__cgroup_v2_ops;
 /* The backend this host needs: v2 when /sys/fs/cgroup is a cgroup2 mount. */
 const struct sbx__cgroup_ops *sbx__cgroup_ops(void);
 
+/* ---- cgroup backends: shared state and helpers (cgroup*.c and tests only) ---- */
+
+/* Points the v2 backend at another cgroup2 mount (NULL: the default,
+ * /sys/fs/cgroup), so tests can drive it on a hybrid host's
+ * /sys/fs/cgroup/unified.  Not thread-safe: call before any create. */
+void sbx__cgroup_v2_set_root(const char *root);
+
+/* Controllers a directory of a sandbox's cgroup holds. */
+enum {
+    SBX__CG_MEMORY = 1u << 0,
+    SBX__CG_PIDS = 1u << 1,
+    SBX__CG_CPU = 1u << 2,
+    SBX__CG_CPUACCT = 1u << 3,
+    SBX__CG_FREEZER = 1u << 4,
+};
+
+#define SBX__CGROUP_MAX_DIRS 8
+
+/* One layout for both backends, so that the ops tables agree on the type:
+ * v1 keeps one directory per hierarchy (co-mounted controllers share one),
+ * v2 keeps exactly one. */
+struct sbx__cgroup {
+    const struct sbx__cgroup_ops *ops;
+    size_t n_dirs;
+    char *dirs[SBX__CGROUP_MAX_DIRS]; /* absolute: <mount>/<own>/<parent>/<id> */
+    unsigned controllers[SBX__CGROUP_MAX_DIRS];
+    int oom_fd; /* -1 without a memory limit */
+};
+
+/* Checks parent (NULL allowed) and id; fills *ret_parent with the parent
+ * to use ("sandboxd" for NULL). */
+int sbx__cgroup_check_names(const char *parent, const char *id, const char **ret_parent,
+                            sbx_error *err);
+/* This process's cgroup path from /proc/self/cgroup: in the v1 hierarchy
+ * holding controller ("memory", "name=systemd"), or in v2 for NULL. */
+int sbx__cgroup_own_path(const char *controller, char **ret, sbx_error *err);
+/* The directory of this process's own cgroup in the v1 hierarchy holding
+ * controller, found through /proc/self/mountinfo; -ENOENT when not mounted. */
+int sbx__cgroup_v1_own_dir(const char *controller, char **ret, sbx_error *err);
+/* "<base>/<own>/<rest>" without doubled slashes (rest may be NULL). */
+int sbx__cgroup_join(const char *base, const char *own, const char *rest, char **ret,
+                     sbx_error *err);
+
+int sbx__cgroup_write(const char *dir, const char *file, const char *value, sbx_error *err);
+int sbx__cgroup_read(const char *dir, const char *file, char *buf, size_t size,
+                     sbx_error *err);
+int sbx__cgroup_read_u64(const char *dir, const char *file, uint64_t *ret, sbx_error *err);
+/* The value of the "key value" line of a flat-keyed file; -ENOENT if absent. */
+int sbx__cgroup_read_key(const char *dir, const char *file, const char *key, uint64_t *ret,
+                         sbx_error *err);
+bool sbx__cgroup_file_exists(const char *dir, const char *file);
+
+/* SIGKILLs every process listed in dir and its descendant cgroups; returns
+ * how many were listed. */
+int sbx__cgroup_kill_listed(const char *dir, sbx_error *err);
+/* Kills (with kill, repeatedly), waits up to ~5 s for every directory of cg
+ * to empty, and removes them with their descendants; missing ones are fine. */
+int sbx__cgroup_teardown(struct sbx__cgroup *cg,
+                         int (*kill)(struct sbx__cgroup *cg, sbx_error *err), sbx_error *err);
+struct sbx__cgroup *sbx__cgroup_new(const struct sbx__cgroup_ops *ops);
+/* Frees cg and closes its oom fd; NULL is accepted. */
+void sbx__cgroup_free(struct sbx__cgroup *cg);
+
 /* ---- seccomp (seccomp.c) ---- */
 
 /* Builds the sandbox's seccomp program once per process (libseccomp, exported

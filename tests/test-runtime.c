@@ -814,5 +814,9 @@ int main(void)
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    if (sbx_test_final_sweep() > 0 && !failed) {
+        printf("FAIL: sandboxes were left behind by passing tests\n");
+        failed = 1;
+    }
     return failed ? 1 : 0;
 }

@@ -27,6 +27,12 @@ static const char *probe_path(void)
     return p && *p ? p : "tests/sbx-probe";
 }
 
+/* Every test's directories and cgroups live under roots named by the test
+ * runner's pid, so that sbx_test_final_sweep() finds what a failed test (whose
+ * teardown never ran) left behind. */
+static pid_t runner_pid;
+static char run_root[64], state_root[64];
+
 void sbx_test_require(void)
 {
     sbx_error err;
@@ -42,6 +48,15 @@ void sbx_test_require(void)
     if (access(probe_path(), X_OK) < 0) {
         printf("SKIP: the probe `%s` is not built (make check builds it)\n", probe_path());
         exit(77);
+    }
+    runner_pid = getpid();
+    snprintf(run_root, sizeof(run_root), "/run/sbx-test.%d", (int)runner_pid);
+    snprintf(state_root, sizeof(state_root), "/var/tmp/sbx-test.%d", (int)runner_pid);
+    /* The sandboxes' roots (unprivileged host uids) must traverse these. */
+    if ((mkdir(run_root, 0711) < 0 && errno != EEXIST) ||
+        (mkdir(state_root, 0711) < 0 && errno != EEXIST)) {
+        printf("cannot make test roots: %s\n", strerror(errno));
+        exit(1);
     }
 }
 
@@ -67,13 +82,14 @@ void sbx_test_setup(struct sbx_test_ctx *ctx)
     if (!busybox)
         sbx_test_require();
     memset(ctx, 0, sizeof(*ctx));
-    strcpy(ctx->run_dir, "/run/sbx-test.XXXXXX");
+    snprintf(ctx->run_dir, sizeof(ctx->run_dir), "%s/XXXXXX", run_root);
     ck_assert_msg(mkdtemp(ctx->run_dir), "mkdtemp: %s", strerror(errno));
-    strcpy(ctx->state_dir, "/var/tmp/sbx-test-state.XXXXXX");
-    ck_assert_msg(mkdtemp(ctx->state_dir), "mkdtemp: %s", strerror(errno));
+    snprintf(ctx->state_dir, sizeof(ctx->state_dir), "%s/%s", state_root,
+             strrchr(ctx->run_dir, '/') + 1);
+    ck_assert_msg(mkdir(ctx->state_dir, 0711) == 0, "mkdir %s: %s", ctx->state_dir,
+                  strerror(errno));
     /* The sandbox's root (an unprivileged host uid) must traverse these. */
     chmod(ctx->run_dir, 0711);
-    chmod(ctx->state_dir, 0711);
 
     snprintf(ctx->probe_layer, sizeof(ctx->probe_layer), "%s/probe-layer", ctx->state_dir);
     snprintf(path, sizeof(path), "%s/usr/local/bin", ctx->probe_layer);
@@ -90,7 +106,7 @@ void sbx_test_setup(struct sbx_test_ctx *ctx)
     ctx->layers[1] = busybox->layers[0];
     ctx->layers[2] = NULL;
     ctx->env = busybox->env;
-    snprintf(ctx->cgroup_parent, sizeof(ctx->cgroup_parent), "sandboxd-test-%d", (int)getpid());
+    snprintf(ctx->cgroup_parent, sizeof(ctx->cgroup_parent), "sandboxd-test-%d", (int)runner_pid);
 }
 
 struct sbx_config sbx_test_config(struct sbx_test_ctx *ctx)
@@ -228,13 +244,13 @@ int sbx_test_count_dir(const char *path)
     return n;
 }
 
-/* Finds directories named `name` under dir (depth-limited), asserts they are
- * empty of child cgroups, and removes them. Returns how many it found. */
+/* Finds directories named `name` under dir (depth-limited) and removes them;
+ * returns how many child cgroups (sandboxes) it found still inside them. */
 static int sweep_cgroups(const char *dir, const char *name, int depth)
 {
     DIR *d;
     struct dirent *de;
-    int found = 0;
+    int left = 0;
 
     if (depth > 5 || !(d = opendir(dir)))
         return 0;
@@ -247,25 +263,29 @@ static int sweep_cgroups(const char *dir, const char *name, int depth)
         if (!strcmp(de->d_name, name)) {
             DIR *c = opendir(path);
             struct dirent *ce;
-            while (c && (ce = readdir(c)))
-                ck_assert_msg(ce->d_type != DT_DIR || ce->d_name[0] == '.',
-                              "cgroup left behind: %s/%s", path, ce->d_name);
+            while (c && (ce = readdir(c))) {
+                char sub[PATH_MAX + 256];
+                if (ce->d_type != DT_DIR || ce->d_name[0] == '.')
+                    continue;
+                left++;
+                snprintf(sub, sizeof(sub), "%s/%s", path, ce->d_name);
+                rmdir(sub);
+            }
             if (c)
                 closedir(c);
             rmdir(path);
-            found++;
         } else {
-            found += sweep_cgroups(path, name, depth + 1);
+            left += sweep_cgroups(path, name, depth + 1);
         }
     }
     closedir(d);
-    return found;
+    return left;
 }
 
 void sbx_test_teardown(struct sbx_test_ctx *ctx)
 {
     char path[PATH_MAX + 32], cmd[2 * PATH_MAX];
-    int status, run_left, uids_left, state_left;
+    int status, run_left, uids_left, state_left, cgroups_left;
     bool child_left;
 
     /* Count first and remove the temporary trees before asserting, so that
@@ -279,10 +299,51 @@ void sbx_test_teardown(struct sbx_test_ctx *ctx)
     state_left = sbx_test_count_dir(path);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", ctx->run_dir, ctx->state_dir);
     ck_assert_int_eq(system(cmd), 0);
-    sweep_cgroups("/sys/fs/cgroup", ctx->cgroup_parent, 0);
+    cgroups_left = sweep_cgroups("/sys/fs/cgroup", ctx->cgroup_parent, 0);
 
+    ck_assert_msg(cgroups_left == 0, "%d sandbox cgroups left behind", cgroups_left);
     ck_assert_msg(!child_left, "a child process was left behind");
     ck_assert_msg(run_left <= 0, "%d run dirs left behind", run_left);
     ck_assert_msg(uids_left <= 0, "%d uid reservations left behind", uids_left);
     ck_assert_msg(state_left <= 0, "%d state dirs left behind", state_left);
+}
+
+int sbx_test_final_sweep(void)
+{
+    char parent[64], cmd[256];
+    int left = 0;
+    DIR *d;
+    struct dirent *de;
+
+    snprintf(parent, sizeof(parent), "sandboxd-test-%d", (int)runner_pid);
+    d = opendir(run_root);
+    while (d && (de = readdir(d))) {
+        char run[PATH_MAX], state[PATH_MAX], sbs[PATH_MAX + 16];
+        DIR *sd;
+        struct dirent *se;
+
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(run, sizeof(run), "%s/%s", run_root, de->d_name);
+        snprintf(state, sizeof(state), "%s/%s", state_root, de->d_name);
+        snprintf(sbs, sizeof(sbs), "%s/sandboxes", run);
+        sd = opendir(sbs);
+        while (sd && (se = readdir(sd))) {
+            sbx_error err;
+            if (se->d_name[0] == '.')
+                continue;
+            left++;
+            if (sbx_sandbox_cleanup(run, state, parent, se->d_name, &err) < 0)
+                fprintf(stderr, "sweep: %s\n", err.message);
+        }
+        if (sd)
+            closedir(sd);
+    }
+    if (d)
+        closedir(d);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", run_root, state_root);
+    if (system(cmd) != 0)
+        left++;
+    left += sweep_cgroups("/sys/fs/cgroup", parent, 0);
+    return left;
 }

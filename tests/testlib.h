@@ -31,6 +31,10 @@ void sbx_test_setup(struct sbx_test_ctx *ctx);
  * made is left: directories, uid reservations, cgroups, child processes. */
 void sbx_test_teardown(struct sbx_test_ctx *ctx);
 
+/* After the suite: cleans what failed tests left (their teardown does not
+ * run) and returns how many sandboxes it found. Call from main(). */
+int sbx_test_final_sweep(void);
+
 /* A config with id, dirs, layers, env and cgroup parent filled in. */
 struct sbx_config sbx_test_config(struct sbx_test_ctx *ctx);
 

@@ -1,0 +1,301 @@
+/* seccomp.c — the sandbox's system call filter.
+ *
+ * The policy is an allowlist at least as strict as Docker's default profile
+ * for a container without CAP_SYS_ADMIN and the other capabilities we never
+ * grant: anything not listed fails with EPERM.  libseccomp compiles it once
+ * per process into a classic BPF program kept in static memory, so that the
+ * forked child that becomes a workload only has to hand that program to the
+ * kernel: no allocation, no libseccomp state, nothing that can fail half-way
+ * between fork and execve. */
+#include "internal.h"
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <stdbool.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+
+/* Syscalls allowed whatever their arguments.  Names this libseccomp does not
+ * know are skipped; names that exist on only some of the filter's
+ * architectures (the *32, *64 and *_time64 variants of i386) apply there.
+ * Grouped by purpose, so clang-format is kept from one name per line. */
+// clang-format off
+static const char *const allowed_syscalls[] = {
+    /* Process life cycle.  clone, clone3, personality and unshare are
+     * handled below because their arguments matter. */
+    "fork", "vfork", "execve", "execveat", "exit", "exit_group", "wait4", "waitid", "waitpid",
+    "restart_syscall", "set_tid_address", "set_robust_list", "get_robust_list", "rseq",
+    "arch_prctl", "set_thread_area", "get_thread_area", "modify_ldt", "prctl", "seccomp",
+
+    /* Identity: changing ids only works within what the capabilities and the
+     * user namespace allow, so the calls themselves are harmless. */
+    "getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid", "getresuid",
+    "getresgid", "getgroups", "getuid32", "geteuid32", "getgid32", "getegid32", "getresuid32",
+    "getresgid32", "getgroups32", "setuid", "setgid", "setreuid", "setregid", "setresuid",
+    "setresgid", "setgroups", "setfsuid", "setfsgid", "setuid32", "setgid32", "setreuid32",
+    "setregid32", "setresuid32", "setresgid32", "setgroups32", "setfsuid32", "setfsgid32",
+    "capget", "capset", "getsid", "setsid", "getpgid", "setpgid", "getpgrp", "umask",
+
+    /* Scheduling and resource limits of the sandbox's own processes; the
+     * NUMA memory policy calls need CAP_SYS_NICE in Docker and stay out. */
+    "sched_yield", "sched_getaffinity", "sched_setaffinity", "sched_getattr", "sched_setattr",
+    "sched_getparam", "sched_setparam", "sched_getscheduler", "sched_setscheduler",
+    "sched_get_priority_max", "sched_get_priority_min", "sched_rr_get_interval",
+    "sched_rr_get_interval_time64", "getpriority", "setpriority", "ioprio_get", "ioprio_set",
+    "getrlimit", "setrlimit", "ugetrlimit", "prlimit64", "getrusage", "times", "getcpu",
+
+    /* Memory management of the caller's own address space. */
+    "brk", "mmap", "mmap2", "munmap", "mremap", "mprotect", "madvise", "mincore", "msync",
+    "mlock", "mlock2", "mlockall", "munlock", "munlockall", "remap_file_pages", "membarrier",
+    "pkey_alloc", "pkey_free", "pkey_mprotect", "memfd_create", "memfd_secret",
+    "map_shadow_stack", "process_mrelease",
+
+    /* Files and directories: access control is the filesystem's job. */
+    "open", "openat", "openat2", "creat", "close", "close_range", "access", "faccessat",
+    "faccessat2", "stat", "fstat", "lstat", "newfstatat", "stat64", "fstat64", "lstat64",
+    "fstatat64", "statx", "statfs", "fstatfs", "statfs64", "fstatfs64", "readlink",
+    "readlinkat", "getdents", "getdents64", "getcwd", "chdir", "fchdir", "mkdir", "mkdirat",
+    "rmdir", "rename", "renameat", "renameat2", "link", "linkat", "unlink", "unlinkat", "symlink",
+    "symlinkat", "chmod", "fchmod", "fchmodat", "fchmodat2", "chown", "fchown", "lchown",
+    "fchownat", "chown32", "fchown32", "lchown32", "truncate", "ftruncate", "truncate64",
+    "ftruncate64", "fallocate", "fadvise64", "fadvise64_64", "readahead", "utime", "utimes",
+    "utimensat", "utimensat_time64", "futimesat", "mknod", "mknodat", "flock", "fsync",
+    "fdatasync", "sync", "syncfs", "sync_file_range", "cachestat", "getxattr", "lgetxattr",
+    "fgetxattr", "setxattr", "lsetxattr", "fsetxattr", "listxattr", "llistxattr", "flistxattr",
+    "removexattr", "lremovexattr", "fremovexattr", "inotify_init", "inotify_init1",
+    "inotify_add_watch", "inotify_rm_watch", "fanotify_mark", "landlock_create_ruleset",
+    "landlock_add_rule", "landlock_restrict_self",
+    /* chroot: Docker keeps it because CAP_SYS_CHROOT is a default capability. */
+    "chroot",
+
+    /* Reading and writing fds, pipes and zero-copy transfers. */
+    "read", "write", "readv", "writev", "pread64", "pwrite64", "preadv", "pwritev", "preadv2",
+    "pwritev2", "lseek", "_llseek", "dup", "dup2", "dup3", "fcntl", "fcntl64", "ioctl", "pipe",
+    "pipe2", "sendfile", "sendfile64", "splice", "tee", "vmsplice", "copy_file_range",
+
+    /* Waiting on fds: select, poll and epoll in all their variants. */
+    "select", "_newselect", "pselect6", "pselect6_time64", "poll", "ppoll", "ppoll_time64",
+    "epoll_create", "epoll_create1", "epoll_ctl", "epoll_ctl_old", "epoll_wait", "epoll_wait_old",
+    "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2",
+
+    /* Legacy AIO (io_uring is not here: it bypasses this filter for its
+     * operations and has been a steady source of kernel exploits). */
+    "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
+    "io_pgetevents_time64",
+
+    /* Futexes and signals. */
+    "futex", "futex_time64", "futex_waitv", "futex_wait", "futex_wake", "futex_requeue",
+    "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigpending", "rt_sigsuspend",
+    "rt_sigtimedwait", "rt_sigtimedwait_time64", "rt_sigqueueinfo", "rt_tgsigqueueinfo",
+    "sigaltstack", "sigreturn", "sigprocmask", "signalfd", "signalfd4", "kill", "tkill", "tgkill",
+    "pidfd_open", "pidfd_send_signal", "pause",
+
+    /* Reading clocks, sleeping and timers; setting clocks is left out
+     * (Docker gates it on CAP_SYS_TIME, and adjtimex can set them too). */
+    "clock_gettime", "clock_gettime64", "clock_getres", "clock_getres_time64", "clock_nanosleep",
+    "clock_nanosleep_time64", "gettimeofday", "time", "nanosleep", "alarm", "getitimer",
+    "setitimer", "timer_create", "timer_delete", "timer_getoverrun", "timer_gettime",
+    "timer_gettime64", "timer_settime", "timer_settime64", "timerfd_create", "timerfd_gettime",
+    "timerfd_gettime64", "timerfd_settime", "timerfd_settime64",
+
+    /* System information that every libc asks for. */
+    "uname", "sysinfo", "getrandom",
+
+    /* Sockets: socket() itself is below (AF_VSOCK is refused); i386
+     * multiplexes all of them through socketcall. */
+    "socketpair", "bind", "connect", "listen", "accept", "accept4", "getsockname", "getpeername",
+    "getsockopt", "setsockopt", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg",
+    "recvmmsg", "recvmmsg_time64", "shutdown", "socketcall",
+
+    /* System V and POSIX IPC, confined by the sandbox's IPC namespace. */
+    "ipc", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop", "semtimedop",
+    "semtimedop_time64", "semctl", "shmget", "shmat", "shmdt", "shmctl", "mq_open", "mq_unlink",
+    "mq_timedsend", "mq_timedsend_time64", "mq_timedreceive", "mq_timedreceive_time64",
+    "mq_notify", "mq_getsetattr",
+
+    /* Tracing our own children: seccomp is re-checked after a tracer
+     * changes a syscall since Linux 4.8, so it no longer bypasses the
+     * filter; the kernel's ptrace access checks still apply. */
+    "ptrace", "process_vm_readv", "process_vm_writev",
+};
+// clang-format on
+
+/* personality() values Docker allows: PER_LINUX, PER_LINUX32, UNAME26,
+ * UNAME26|PER_LINUX32, and 0xffffffff which only queries.  Anything else
+ * (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC, ...) weakens exploit mitigations. */
+static const uint64_t allowed_personalities[] = {0x0, 0x8, 0x20000, 0x20008, 0xffffffff};
+
+/* clone() flags that create namespaces.  CLONE_NEWTIME shares its bit with
+ * the exit signal in clone(), where no valid signal sets it, so masking it
+ * costs nothing and keeps the list complete. */
+#define NAMESPACE_CLONE_FLAGS                                                                      \
+    (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET |     \
+     CLONE_NEWCGROUP | CLONE_NEWTIME)
+
+/* The prepared program.  BPF_MAXINSNS is the kernel's own limit on a
+ * filter's length, so the buffer holds any program the kernel would take. */
+static struct sock_filter filter_insns[BPF_MAXINSNS];
+static struct sock_fprog filter_prog;
+static pthread_mutex_t filter_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void filter_releasep(scmp_filter_ctx *ctx)
+{
+    if (*ctx)
+        seccomp_release(*ctx);
+}
+#define _cleanup_filter_ __attribute__((cleanup(filter_releasep)))
+
+static int add_rules(scmp_filter_ctx ctx, sbx_error *err)
+{
+    int rc, nr;
+
+    for (size_t i = 0; i < SBX_ARRAY_SIZE(allowed_syscalls); i++) {
+        /* Resolved for the native architecture; names missing there come back
+         * as libseccomp's pseudo numbers, which it maps to the other
+         * architectures of the filter when the rule is added. */
+        nr = seccomp_syscall_resolve_name(allowed_syscalls[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue;
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+        if (rc < 0)
+            return sbx__error(err, -rc, "seccomp: allow `%s`", allowed_syscalls[i]);
+    }
+
+    for (size_t i = 0; i < SBX_ARRAY_SIZE(allowed_personalities); i++) {
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(personality), 1,
+                              SCMP_A0(SCMP_CMP_EQ, allowed_personalities[i]));
+        if (rc < 0)
+            return sbx__error(err, -rc, "seccomp: allow personality(%#llx)",
+                              (unsigned long long)allowed_personalities[i]);
+    }
+
+    /* fork() and pthread_create() stay possible; new namespaces do not.  The
+     * flags are arg0 on x86_64, i386 and x32 (only s390 differs). */
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                          SCMP_A0(SCMP_CMP_MASKED_EQ, NAMESPACE_CLONE_FLAGS, 0));
+    if (rc < 0)
+        return sbx__error(err, -rc, "seccomp: allow clone without namespace flags");
+
+    /* clone3 passes its flags in memory, which BPF cannot read; ENOSYS makes
+     * glibc fall back to clone(), whose flags the rule above checks. */
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+    if (rc < 0)
+        return sbx__error(err, -rc, "seccomp: clone3 -> ENOSYS");
+
+    /* Every address family but vsock, which reaches the hypervisor's host;
+     * Docker refuses it too.  i386's socketcall() hides the family in memory,
+     * as it does for Docker: refusing socketcall would break 32-bit glibc. */
+    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_NE, AF_VSOCK));
+    if (rc < 0)
+        return sbx__error(err, -rc, "seccomp: allow socket except AF_VSOCK");
+
+    return 0;
+}
+
+/* Exports the compiled program through a memfd: libseccomp 2.5 only writes
+ * BPF to an fd (seccomp_export_bpf_mem came in 2.6). */
+static int export_program(scmp_filter_ctx ctx, sbx_error *err)
+{
+    _cleanup_close_ int fd = -1;
+    struct stat st;
+    ssize_t n;
+    int rc;
+
+    fd = memfd_create("sbx-seccomp", MFD_CLOEXEC);
+    if (fd < 0)
+        return sbx__error(err, errno, "seccomp: memfd_create");
+    rc = seccomp_export_bpf(ctx, fd);
+    if (rc < 0)
+        return sbx__error(err, -rc, "seccomp: export BPF program");
+    if (fstat(fd, &st) < 0)
+        return sbx__error(err, errno, "seccomp: fstat exported program");
+    if (st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) != 0 ||
+        (size_t)st.st_size > sizeof(filter_insns))
+        return sbx__error(err, E2BIG, "seccomp: exported program of %lld bytes",
+                          (long long)st.st_size);
+    n = pread(fd, filter_insns, st.st_size, 0);
+    if (n < 0)
+        return sbx__error(err, errno, "seccomp: read exported program");
+    if (n != st.st_size)
+        return sbx__error(err, EIO, "seccomp: short read of exported program");
+
+    filter_prog.filter = filter_insns;
+    filter_prog.len = (unsigned short)(n / sizeof(struct sock_filter));
+    return 0;
+}
+
+static int build_filter(sbx_error *err)
+{
+    _cleanup_filter_ scmp_filter_ctx ctx = NULL;
+    int rc;
+
+    ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+    if (!ctx)
+        return sbx__error(err, ENOMEM, "seccomp: seccomp_init");
+
+    /* A process of any other architecture the CPU can run would dodge every
+     * rule; there is none on x86_64 besides these, so kill it outright. */
+    rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    /* libseccomp refuses KILL_PROCESS when it cannot see the kernel support
+     * it (before 4.14, or under valgrind, which lacks seccomp(2)); killing
+     * the offending thread is the next best thing. */
+    if (rc == -EINVAL)
+        rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_THREAD);
+    if (rc < 0)
+        return sbx__error(err, -rc, "seccomp: set bad-architecture action");
+
+    /* The i386 (int $0x80) and x32 entry points reach the same kernel through
+     * other syscall numbers: the same rules must cover them. */
+    if (seccomp_arch_native() == SCMP_ARCH_X86_64) {
+        static const uint32_t extra_arches[] = {SCMP_ARCH_X86, SCMP_ARCH_X32};
+
+        for (size_t i = 0; i < SBX_ARRAY_SIZE(extra_arches); i++) {
+            rc = seccomp_arch_add(ctx, extra_arches[i]);
+            if (rc < 0 && rc != -EEXIST)
+                return sbx__error(err, -rc, "seccomp: add architecture %#x", extra_arches[i]);
+        }
+    }
+
+    /* A binary tree instead of a linear scan of ~400 syscalls: every syscall
+     * of every workload pays for this filter.  Older libseccomp lacks the
+     * attribute; the linear filter is correct, just slower. */
+    (void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+
+    rc = add_rules(ctx, err);
+    if (rc < 0)
+        return rc;
+    return export_program(ctx, err);
+}
+
+int sbx__seccomp_prepare(sbx_error *err)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&filter_lock);
+    if (filter_prog.len == 0)
+        rc = build_filter(err);
+    pthread_mutex_unlock(&filter_lock);
+    return rc;
+}
+
+/* Runs in a forked child just before execve: one syscall, no allocation. */
+int sbx__seccomp_apply(void)
+{
+    if (filter_prog.len == 0)
+        return -EINVAL;
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &filter_prog, 0, 0) < 0)
+        return -errno;
+    return 0;
+}

@@ -1,0 +1,452 @@
+/* sbx-probe — a static program the runtime tests run inside sandboxes to
+ * look at the sandbox from the inside.  It only uses libc, so it runs on any
+ * image; every subcommand prints `key value` lines on stdout.
+ *
+ *   seccomp          each syscall the filter must refuse: `<name> <ERRNO|OK>`
+ *   caps             CapInh/CapPrm/CapEff/CapBnd/CapAmb, NoNewPrivs, Seccomp
+ *   fds              `fd N` for every open fd
+ *   ids              uid, gid, pid, ppid, hostname
+ *   hog MIB          allocates and touches MIB MiB, `allocated N` per MiB
+ *   forkbomb         forks until fork fails: `forked N`, `error ERRNO`
+ *   spin SECONDS     burns CPU for SECONDS of wall time: `cpu_ms N wall_ms M`
+ *   sleep SECONDS    sleeps
+ *   exit N           exits with N
+ *   kill-self SIG    raises SIG
+ *   write-files PATH `PATH OK|ERRNO` for a write to PATH
+ *   read PATH        `PATH OK|ERRNO` for a read of PATH
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/timex.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef __X32_SYSCALL_BIT
+#define __X32_SYSCALL_BIT 0x40000000
+#endif
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+
+#define NONEXISTENT "/nonexistent-sbx-probe"
+
+static const char *errno_name(int e)
+{
+    static char buf[16];
+    const char *name = strerrorname_np(e);
+
+    if (name)
+        return name;
+    snprintf(buf, sizeof(buf), "E%d", e);
+    return buf;
+}
+
+static void print_result(const char *what, long r, int e)
+{
+    printf("%s %s\n", what, r < 0 ? errno_name(e) : "OK");
+}
+
+/* Syscalls the sandbox's filter refuses, each with arguments that do no
+ * harm should the filter be missing (unknown paths, bad fds, NULL buffers,
+ * read-only queries).  Numbers missing from this libc's headers are -1 and
+ * are skipped. */
+#ifndef SYS_kexec_file_load
+#define SYS_kexec_file_load -1
+#endif
+#ifndef SYS_lookup_dcookie
+#define SYS_lookup_dcookie -1
+#endif
+#ifndef SYS_uselib
+#define SYS_uselib -1
+#endif
+#ifndef SYS__sysctl
+#define SYS__sysctl -1
+#endif
+
+struct blocked_call {
+    const char *name;
+    long nr;
+    const void *a[6];
+    int expect; /* the errno the filter gives */
+};
+
+static struct timex read_only_timex; /* modes 0: only reads the clock */
+static const struct timespec zero_ts;
+
+static const struct blocked_call blocked_calls[] = {
+    {"unshare", SYS_unshare, {(void *)CLONE_NEWUSER}, EPERM},
+    {"setns", SYS_setns, {(void *)-1L, 0}, EPERM},
+    {"mount", SYS_mount, {"none", NONEXISTENT, "tmpfs", 0, 0}, EPERM},
+    {"umount2", SYS_umount2, {NONEXISTENT, 0}, EPERM},
+    {"pivot_root", SYS_pivot_root, {NONEXISTENT, NONEXISTENT}, EPERM},
+    {"move_mount", SYS_move_mount, {(void *)-1L, "", (void *)-1L, "", 0}, EPERM},
+    {"open_tree", SYS_open_tree, {(void *)-1L, "", 0}, EPERM},
+    {"fsopen", SYS_fsopen, {"sbx-no-such-fs", 0}, EPERM},
+    {"fsconfig", SYS_fsconfig, {(void *)-1L, 0, 0, 0, 0}, EPERM},
+    {"fsmount", SYS_fsmount, {(void *)-1L, 0, 0}, EPERM},
+    {"fspick", SYS_fspick, {(void *)-1L, "", 0}, EPERM},
+    {"mount_setattr", SYS_mount_setattr, {(void *)-1L, "", 0, 0, 0}, EPERM},
+    {"keyctl", SYS_keyctl, {0 /* GET_KEYRING_ID */, (void *)-2L /* process */, 0}, EPERM},
+    {"add_key", SYS_add_key, {0, 0, 0, 0, 0}, EPERM},
+    {"request_key", SYS_request_key, {0, 0, 0, 0}, EPERM},
+    {"bpf", SYS_bpf, {0 /* MAP_CREATE */, 0, 0}, EPERM},
+    {"userfaultfd", SYS_userfaultfd, {(void *)O_CLOEXEC}, EPERM},
+    {"io_uring_setup", SYS_io_uring_setup, {0, 0}, EPERM},
+    {"io_uring_enter", SYS_io_uring_enter, {(void *)-1L, 0, 0, 0, 0, 0}, EPERM},
+    {"io_uring_register", SYS_io_uring_register, {(void *)-1L, 0, 0, 0}, EPERM},
+    {"perf_event_open", SYS_perf_event_open, {0, 0, (void *)-1L, (void *)-1L, 0}, EPERM},
+    {"kexec_load", SYS_kexec_load, {0, 0, 0, (void *)0xdead0000L}, EPERM},
+    {"kexec_file_load", SYS_kexec_file_load, {(void *)-1L, (void *)-1L, 0, 0, 0}, EPERM},
+    {"init_module", SYS_init_module, {0, 0, ""}, EPERM},
+    {"finit_module", SYS_finit_module, {(void *)-1L, "", 0}, EPERM},
+    {"delete_module", SYS_delete_module, {"sbx_no_such_module", (void *)O_NONBLOCK}, EPERM},
+    {"open_by_handle_at", SYS_open_by_handle_at, {(void *)-1L, 0, 0}, EPERM},
+    {"name_to_handle_at", SYS_name_to_handle_at, {(void *)-1L, "", 0, 0, 0}, EPERM},
+    {"clone_newns", SYS_clone, {(void *)(CLONE_NEWNS | SIGCHLD), 0, 0, 0, 0}, EPERM},
+    {"clone3", SYS_clone3, {0, 0}, ENOSYS},
+    {"acct", SYS_acct, {NONEXISTENT}, EPERM},
+    {"lookup_dcookie", SYS_lookup_dcookie, {0, 0, 0}, EPERM},
+    {"quotactl", SYS_quotactl, {0, 0, 0, 0}, EPERM},
+    {"swapon", SYS_swapon, {NONEXISTENT, 0}, EPERM},
+    {"swapoff", SYS_swapoff, {NONEXISTENT}, EPERM},
+    {"reboot", SYS_reboot, {0, 0, 0, 0}, EPERM},
+    {"settimeofday", SYS_settimeofday, {0, 0}, EPERM},
+    {"clock_settime", SYS_clock_settime, {(void *)CLOCK_MONOTONIC, &zero_ts}, EPERM},
+    {"adjtimex", SYS_adjtimex, {&read_only_timex}, EPERM},
+    {"clock_adjtime", SYS_clock_adjtime, {(void *)CLOCK_REALTIME, &read_only_timex}, EPERM},
+    {"syslog", SYS_syslog, {(void *)10 /* SIZE_BUFFER */, 0, 0}, EPERM},
+    {"vhangup", SYS_vhangup, {0}, EPERM},
+    {"iopl", SYS_iopl, {0}, EPERM},
+    {"ioperm", SYS_ioperm, {0, 0, 0}, EPERM},
+    {"create_module", SYS_create_module, {0, 0}, EPERM},
+    {"get_kernel_syms", SYS_get_kernel_syms, {0}, EPERM},
+    {"query_module", SYS_query_module, {0, 0, 0, 0, 0}, EPERM},
+    {"nfsservctl", SYS_nfsservctl, {0, 0, 0}, EPERM},
+    {"uselib", SYS_uselib, {0}, EPERM},
+    {"ustat", SYS_ustat, {0, 0}, EPERM},
+    {"sysfs", SYS_sysfs, {(void *)1, 0}, EPERM},
+    {"_sysctl", SYS__sysctl, {0}, EPERM},
+    {"fanotify_init", SYS_fanotify_init, {0, 0}, EPERM},
+    {"sethostname", SYS_sethostname, {0, (void *)100}, EPERM},
+    {"setdomainname", SYS_setdomainname, {0, (void *)100}, EPERM},
+    {"kcmp", SYS_kcmp, {0, 0, 0, 0, 0}, EPERM},
+    {"pidfd_getfd", SYS_pidfd_getfd, {(void *)-1L, 0, 0}, EPERM},
+    {"process_madvise", SYS_process_madvise, {(void *)-1L, 0, 0, 0, 0}, EPERM},
+    {"get_mempolicy", SYS_get_mempolicy, {0, 0, 0, 0, 0}, EPERM},
+    {"set_mempolicy", SYS_set_mempolicy, {0, 0, 0}, EPERM},
+    {"socket_vsock", SYS_socket, {(void *)AF_VSOCK, (void *)SOCK_STREAM, 0}, EPERM},
+    {"personality_addr_no_randomize", SYS_personality, {(void *)0x0040000}, EPERM},
+};
+
+/* Makes one blocked call; returns 0 when it succeeded, else its errno. */
+static int try_blocked(const struct blocked_call *c)
+{
+    long r;
+
+    errno = 0;
+    r = syscall(c->nr, c->a[0], c->a[1], c->a[2], c->a[3], c->a[4], c->a[5]);
+    if (r < 0)
+        return errno;
+    /* It got through: undo what it made. */
+    if (c->nr == SYS_clone) {
+        if (r == 0)
+            _exit(0);
+        waitpid((pid_t)r, NULL, 0);
+    } else if (c->nr == SYS_userfaultfd || c->nr == SYS_fanotify_init || c->nr == SYS_socket) {
+        close((int)r);
+    }
+    return 0;
+}
+
+/* An i386 syscall through the int $0x80 gate from 64-bit code: the kernel
+ * treats it as a 32-bit syscall (AUDIT_ARCH_I386) with i386 numbers.
+ * Returns the raw result (-errno on failure). */
+static long int80_syscall(long nr, long arg1)
+{
+#if defined(__x86_64__)
+    long ret;
+
+    __asm__ volatile("int $0x80"
+                     : "=a"(ret)
+                     : "a"(nr), "b"(arg1)
+                     : "rcx", "r8", "r9", "r10", "r11", "memory", "cc");
+    return ret;
+#else
+    (void)nr;
+    (void)arg1;
+    return -ENOSYS;
+#endif
+}
+
+#define I386_NR_unshare 310
+
+static int cmd_seccomp(void)
+{
+    /* vhangup on a controlling terminal would hang it up if the filter
+     * were missing; a new session has none. */
+    setsid();
+    for (size_t i = 0; i < sizeof(blocked_calls) / sizeof(blocked_calls[0]); i++) {
+        const struct blocked_call *c = &blocked_calls[i];
+        if (c->nr < 0)
+            continue;
+        int e = try_blocked(c);
+        printf("%s %s\n", c->name, e ? errno_name(e) : "OK");
+    }
+    long r = int80_syscall(I386_NR_unshare, CLONE_NEWUSER);
+    printf("int80_unshare %s\n", r < 0 ? errno_name((int)-r) : "OK");
+    r = syscall(__X32_SYSCALL_BIT | SYS_unshare, CLONE_NEWUSER);
+    print_result("x32_unshare", r, errno);
+    return 0;
+}
+
+/* Prints the status lines named in keys, renaming none. */
+static int print_status_lines(const char *const *keys, size_t n_keys)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    char line[256];
+
+    if (!f) {
+        printf("error %s\n", errno_name(errno));
+        return 1;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        char *colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        for (size_t i = 0; i < n_keys; i++) {
+            if (strcmp(line, keys[i]) == 0) {
+                char *v = colon + 1;
+                v += strspn(v, " \t");
+                printf("%s %s", line, v); /* v keeps its newline */
+            }
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+static int cmd_caps(void)
+{
+    static const char *const keys[] = {"CapInh", "CapPrm",     "CapEff", "CapBnd",
+                                       "CapAmb", "NoNewPrivs", "Seccomp"};
+    return print_status_lines(keys, sizeof(keys) / sizeof(keys[0]));
+}
+
+static int cmd_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+
+    if (!d) {
+        printf("error %s\n", errno_name(errno));
+        return 1;
+    }
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        int fd = atoi(de->d_name);
+        if (fd == dirfd(d))
+            continue;
+        printf("fd %d\n", fd);
+    }
+    closedir(d);
+    return 0;
+}
+
+static int cmd_ids(void)
+{
+    char host[256] = "";
+
+    gethostname(host, sizeof(host) - 1);
+    printf("uid %u\ngid %u\npid %d\nppid %d\nhostname %s\n", getuid(), getgid(), getpid(),
+           getppid(), host);
+    return 0;
+}
+
+static int cmd_hog(long mib)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (long i = 1; i <= mib; i++) {
+        char *p = malloc(1 << 20);
+        if (!p) {
+            printf("error ENOMEM\n");
+            return 1;
+        }
+        /* Touch every page so the memory is really charged. */
+        for (size_t off = 0; off < (1 << 20); off += 4096)
+            p[off] = (char)i;
+        printf("allocated %ld\n", i);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static int cmd_forkbomb(void)
+{
+    size_t cap = 1024, n = 0;
+    pid_t *kids = malloc(cap * sizeof(*kids));
+    int err = 0;
+
+    if (!kids)
+        return 1;
+    for (;;) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            err = errno;
+            break;
+        }
+        if (pid == 0) {
+            pause();
+            _exit(0);
+        }
+        if (n == cap) {
+            pid_t *more = realloc(kids, 2 * cap * sizeof(*kids));
+            if (!more) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                err = ENOMEM;
+                break;
+            }
+            kids = more;
+            cap *= 2;
+        }
+        kids[n++] = pid;
+    }
+    printf("forked %zu\nerror %s\n", n, errno_name(err));
+    fflush(stdout);
+    for (size_t i = 0; i < n; i++)
+        kill(kids[i], SIGKILL);
+    for (size_t i = 0; i < n; i++)
+        waitpid(kids[i], NULL, 0);
+    free(kids);
+    return 0;
+}
+
+static long ms_between(const struct timespec *a, const struct timespec *b)
+{
+    return (b->tv_sec - a->tv_sec) * 1000L + (b->tv_nsec - a->tv_nsec) / 1000000L;
+}
+
+static int cmd_spin(double seconds)
+{
+    struct timespec start, now, cpu;
+    volatile unsigned long sink = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    do {
+        for (int i = 0; i < 100000; i++)
+            sink += (unsigned long)i;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (ms_between(&start, &now) < (long)(seconds * 1000));
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
+    printf("cpu_ms %ld wall_ms %ld\n", cpu.tv_sec * 1000L + cpu.tv_nsec / 1000000L,
+           ms_between(&start, &now));
+    return 0;
+}
+
+static int cmd_sleep(double seconds)
+{
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+static int cmd_write(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int e;
+
+    if (fd < 0) {
+        print_result(path, -1, errno);
+        return 0;
+    }
+    ssize_t n = write(fd, "sbx-probe\n", 10);
+    e = errno;
+    if (close(fd) < 0 && n >= 0) {
+        n = -1;
+        e = errno;
+    }
+    print_result(path, n < 0 ? -1 : 0, e);
+    return 0;
+}
+
+static int cmd_read(const char *path)
+{
+    char buf[64];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        print_result(path, -1, errno);
+        return 0;
+    }
+    ssize_t n = read(fd, buf, sizeof(buf));
+    print_result(path, n, errno);
+    close(fd);
+    return 0;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: sbx-probe seccomp|caps|fds|ids|forkbomb|hog MIB|spin S|sleep S|"
+                    "exit N|kill-self SIG|write-files PATH|read PATH\n");
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    int r;
+
+    if (argc < 2)
+        return usage();
+    const char *cmd = argv[1], *arg = argc > 2 ? argv[2] : NULL;
+
+    if (strcmp(cmd, "seccomp") == 0)
+        r = cmd_seccomp();
+    else if (strcmp(cmd, "caps") == 0)
+        r = cmd_caps();
+    else if (strcmp(cmd, "fds") == 0)
+        r = cmd_fds();
+    else if (strcmp(cmd, "ids") == 0)
+        r = cmd_ids();
+    else if (strcmp(cmd, "forkbomb") == 0)
+        r = cmd_forkbomb();
+    else if (strcmp(cmd, "hog") == 0 && arg)
+        r = cmd_hog(atol(arg));
+    else if (strcmp(cmd, "spin") == 0 && arg)
+        r = cmd_spin(atof(arg));
+    else if (strcmp(cmd, "sleep") == 0 && arg)
+        r = cmd_sleep(atof(arg));
+    else if (strcmp(cmd, "exit") == 0 && arg)
+        r = atoi(arg);
+    else if (strcmp(cmd, "kill-self") == 0 && arg) {
+        fflush(stdout);
+        raise(atoi(arg));
+        r = 0;
+    } else if (strcmp(cmd, "write-files") == 0 && arg)
+        r = cmd_write(arg);
+    else if (strcmp(cmd, "read") == 0 && arg)
+        r = cmd_read(arg);
+    else
+        return usage();
+
+    fflush(stdout);
+    return r;
+}
