@@ -205,15 +205,21 @@ static int v1_create(const char *parent, const char *id, const struct sbx_limits
     if (r < 0)
         return r;
     for (; made < cg->n_dirs; made++) {
-        /* The parent may already exist (other sandboxes); the leaf must not. */
-        char *slash = strrchr(cg->dirs[made], '/');
+        /* The parent usually exists already (other sandboxes); the leaf
+         * must not. */
+        int rc = mkdir(cg->dirs[made], 0755);
 
-        *slash = '\0';
-        r = sbx__mkdir_p(cg->dirs[made], 0755, err);
-        *slash = '/';
-        if (r < 0)
-            goto fail;
-        if (mkdir(cg->dirs[made], 0755) < 0) {
+        if (rc < 0 && errno == ENOENT) {
+            char *slash = strrchr(cg->dirs[made], '/');
+
+            *slash = '\0';
+            r = sbx__mkdir_p(cg->dirs[made], 0755, err);
+            *slash = '/';
+            if (r < 0)
+                goto fail;
+            rc = mkdir(cg->dirs[made], 0755);
+        }
+        if (rc < 0) {
             r = sbx__error(err, errno, "mkdir `%s`", cg->dirs[made]);
             goto fail;
         }

@@ -122,6 +122,50 @@ int sbx__cgroup_own_path(const char *controller, char **ret, sbx_error *err)
 }
 
 /* mountinfo escapes space, tab, newline and backslash as \ooo. */
+static int v1_own_dir_uncached(const char *controller, char **ret, sbx_error *err);
+
+/* Where our own cgroup of a v1 controller is mounted does not change while we
+ * run, and finding it reads two /proc files: remember the answer for each
+ * controller, per process (a forked child has its own copy and its own pid). */
+int sbx__cgroup_v1_own_dir(const char *controller, char **ret, sbx_error *err)
+{
+    static struct {
+        pid_t pid;
+        char controller[32];
+        char *dir; /* NULL: not mounted */
+    } cache[16];
+    static size_t n_cache;
+    pid_t self = getpid();
+    char *dir = NULL;
+    int r;
+
+    for (size_t i = 0; i < n_cache; i++) {
+        if (cache[i].pid != self || strcmp(cache[i].controller, controller))
+            continue;
+        if (!cache[i].dir)
+            return -ENOENT;
+        *ret = strdup(cache[i].dir);
+        return *ret ? 0 : sbx__error(err, ENOMEM, "cgroup path");
+    }
+    r = v1_own_dir_uncached(controller, &dir, err);
+    if ((r == 0 || r == -ENOENT) && strlen(controller) < sizeof(cache[0].controller)) {
+        size_t slot = n_cache < SBX_ARRAY_SIZE(cache) ? n_cache++ : 0;
+
+        if (cache[slot].pid != self)
+            cache[slot].dir = NULL; /* a forked child's copy of another's entry */
+        free(cache[slot].dir);
+        cache[slot].pid = self;
+        strcpy(cache[slot].controller, controller);
+        cache[slot].dir = dir ? strdup(dir) : NULL;
+        if (dir && !cache[slot].dir)
+            cache[slot].pid = 0;
+    }
+    if (r < 0)
+        return r;
+    *ret = dir;
+    return 0;
+}
+
 static void unescape_octal(char *s)
 {
     char *w = s;
@@ -138,7 +182,7 @@ static void unescape_octal(char *s)
     *w = '\0';
 }
 
-int sbx__cgroup_v1_own_dir(const char *controller, char **ret, sbx_error *err)
+static int v1_own_dir_uncached(const char *controller, char **ret, sbx_error *err)
 {
     _cleanup_free_ char *own = NULL;
     _cleanup_free_ char *line = NULL;
@@ -393,7 +437,9 @@ int sbx__cgroup_teardown(struct sbx__cgroup *cg,
         bool busy = false;
         int r;
 
-        if (round % 20 == 0) {
+        /* A sandbox that has already ended leaves empty cgroups: try to
+         * remove them before paying for a freeze-and-kill. */
+        if (round % 20 == 1) {
             r = kill_fn(cg, err);
             if (r < 0)
                 return r;
@@ -415,7 +461,8 @@ int sbx__cgroup_teardown(struct sbx__cgroup *cg,
             }
             return sbx__error(err, EBUSY, "cgroup still busy after %d ms", CGROUP_DRAIN_TIMEOUT_MS);
         }
-        nanosleep(&pause, NULL);
+        if (round > 0)
+            nanosleep(&pause, NULL);
     }
 }
 

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -133,9 +134,11 @@ void sbx__exec_workload(const struct sbx__proc_spec *spec, int err_fd)
         fail(err_fd, errno, "prctl", "PR_SET_NO_NEW_PRIVS");
     /* Only 0-2 and the (close-on-exec) error fd cross into the sandbox. */
     sbx__close_fds_except(&err_fd, 1);
-    r = sbx__seccomp_apply();
-    if (r < 0)
-        fail(err_fd, -r, "load seccomp filter", "default");
+    if (!spec->seccomp_inherited) {
+        r = sbx__seccomp_apply();
+        if (r < 0)
+            fail(err_fd, -r, "load seccomp filter", "default");
+    }
     r = exec_in_path(spec->argv, spec->env ? spec->env : empty_env);
     fail(err_fd, r, "exec", spec->argv[0]);
     _exit(127);
@@ -183,6 +186,45 @@ static void hide_host_cmdline(void)
     prctl(PR_SET_NAME, "init", 0, 0, 0);
 }
 
+/* Tells the parent the returncode first: it need not wait for the kernel to
+ * tear the namespaces down (which starts with this exit) to know it. */
+__attribute__((noreturn)) static void exit_with(int sync_fd, int returncode)
+{
+    sbx_error e = {.code = returncode};
+
+    sbx__msg_send(sync_fd, SBX__MSG_EXIT, &e);
+    _exit(returncode);
+}
+
+struct spawn_args {
+    const struct sbx__proc_spec *spec;
+    int err_fd;
+    int close_fds[2];
+};
+
+static int spawn_main(void *arg)
+{
+    const struct spawn_args *sa = arg;
+
+    for (size_t i = 0; i < SBX_ARRAY_SIZE(sa->close_fds); i++)
+        close(sa->close_fds[i]);
+    /* The entrypoint leads its own session, as under docker run. */
+    setsid();
+    sbx__exec_workload(sa->spec, sa->err_fd);
+}
+
+/* Starts the entrypoint the way posix_spawn does: the child shares init's
+ * memory (no page tables to copy) and init sleeps until it has exec'd or
+ * failed.  The child only makes system calls and writes its own stack, and
+ * init's memory is only read, so the sharing is safe. */
+static pid_t spawn(struct spawn_args *sa)
+{
+    static char stack[64 * 1024] __attribute__((aligned(16)));
+    pid_t pid = clone(spawn_main, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, sa);
+
+    return pid < 0 ? -errno : pid;
+}
+
 void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
 {
     sigset_t all;
@@ -205,19 +247,13 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
             sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
             _exit(127);
         }
-        child = fork();
+        struct spawn_args sa = {.spec = spec, .err_fd = errpipe[1], .close_fds = {errpipe[0], sync_fd}};
+        child = spawn(&sa);
         if (child < 0) {
             sbx_error e;
-            sbx__error(&e, errno, "fork the entrypoint");
+            sbx__error(&e, -child, "start the entrypoint");
             sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
             _exit(127);
-        }
-        if (child == 0) {
-            close(errpipe[0]);
-            close(sync_fd);
-            /* The entrypoint leads its own session, as under docker run. */
-            setsid();
-            sbx__exec_workload(spec, errpipe[1]);
         }
         close(errpipe[1]);
         /* The error socket closes on a successful execve; a message on it is
@@ -234,7 +270,6 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
         }
     }
     sbx__msg_send(sync_fd, SBX__MSG_READY, NULL);
-    close(sync_fd);
 
     /* Init holds nothing of the workload's: not its stdio (so readers see
      * EOF when the entrypoint's output ends), not a privilege. */
@@ -245,12 +280,9 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
         dup2(devnull, 2);
         close(devnull);
     }
-    sbx__close_fds_except(NULL, 0);
+    sbx__close_fds_except(&sync_fd, 1);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     hide_host_cmdline();
-    if (sbx__caps_drop() < 0 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
-        sbx__seccomp_apply() < 0)
-        _exit(127);
 
     for (;;) {
         siginfo_t si;
@@ -264,7 +296,7 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
 
             while ((p = waitpid(-1, &status, WNOHANG)) > 0)
                 if (p == child)
-                    _exit(status_to_returncode(status));
+                    exit_with(sync_fd, status_to_returncode(status));
             continue;
         }
         if (child > 0) {
@@ -277,6 +309,6 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
          * from a process inside is ignored, as the kernel does for pid 1. */
         if (si.si_pid == 0 && si.si_code == SI_USER &&
             (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT))
-            _exit(128 + sig);
+            exit_with(sync_fd, 128 + sig);
     }
 }

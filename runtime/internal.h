@@ -216,6 +216,9 @@ struct sbx__proc_spec {
     gid_t gid;
     const struct sbx_rlimit *rlimits;
     size_t n_rlimits;
+    /* The process already runs under the sandbox's seccomp filter (inherited
+     * from init), so loading it again would only stack a second copy. */
+    bool seccomp_inherited;
 };
 
 struct sbx_sandbox {
@@ -229,6 +232,8 @@ struct sbx_sandbox {
     uid_t uid_base;
     pid_t pid;
     int pidfd;
+    int sync_fd; /* init's setup socket: EXIT arrives here, then EOF */
+    bool reaped;
     const struct sbx__cgroup_ops *cgops;
     struct sbx__cgroup *cg;
     struct sbx_rlimit *rlimits;
@@ -238,7 +243,9 @@ struct sbx_sandbox {
 };
 
 /* Child → parent messages on the setup socket. */
-enum { SBX__MSG_READY = 1, SBX__MSG_ERROR = 2 };
+/* EXIT carries the entrypoint's returncode in .code, sent by init just
+ * before it exits. */
+enum { SBX__MSG_READY = 1, SBX__MSG_ERROR = 2, SBX__MSG_EXIT = 3 };
 struct sbx__msg {
     int type;
     int code;

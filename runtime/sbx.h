@@ -98,8 +98,16 @@ SBX_PUBLIC int sbx_sandbox_pidfd(const sbx_sandbox *sb);
  * beside sbx_sandbox_pidfd() and then calls sbx_sandbox_poll(). */
 SBX_PUBLIC int sbx_sandbox_oom_fd(const sbx_sandbox *sb);
 
-/* Non-blocking: 1 and *ret filled once the sandbox has finished, else 0.  An
- * OOM kill anywhere in the sandbox ends the whole sandbox. */
+/* An fd that becomes readable as soon as the entrypoint's returncode is
+ * known (before the kernel has torn the sandbox's namespaces down), or when
+ * init has died.  A monitor polls it, then calls sbx_sandbox_poll(). */
+SBX_PUBLIC int sbx_sandbox_exit_fd(const sbx_sandbox *sb);
+
+/* Non-blocking: 1 and *ret filled once the sandbox has finished, else 0.
+ * "Finished" means the entrypoint has exited and its returncode is known;
+ * everything else in the sandbox is then being killed, and
+ * sbx_sandbox_destroy() waits for it to be gone.  An OOM kill anywhere in the
+ * sandbox ends the whole sandbox. */
 SBX_PUBLIC int sbx_sandbox_poll(sbx_sandbox *sb, struct sbx_exit *ret, sbx_error *err);
 
 /* Blocks until the sandbox finishes or timeout_ms passes (-1: forever).

@@ -63,6 +63,11 @@ int sbx__mkdir_p(const char *path, mode_t mode, sbx_error *err)
 
     if (len == 0 || len >= sizeof(buf))
         return sbx__error(err, ENAMETOOLONG, "mkdir `%s`", path);
+    /* Usually only the last component is missing. */
+    if (mkdir(path, mode) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return sbx__error(err, errno, "mkdir `%s`", path);
     memcpy(buf, path, len + 1);
     for (char *p = buf + 1; *p; p++) {
         if (*p != '/')

@@ -3,6 +3,10 @@
  * image; every subcommand prints `key value` lines on stdout.
  *
  *   seccomp          each syscall the filter must refuse: `<name> <ERRNO|OK>`
+ *   int80 getpid     i386 getpid through int $0x80: `int80_getpid <pid|ERRNO>`
+ *   int80 unshare    i386 unshare(CLONE_NEWUSER): `int80_unshare <OK|ERRNO>`
+ *   x32 unshare      x32 unshare(CLONE_NEWUSER): `x32_unshare <OK|ERRNO>`
+ *                    (in a sandbox these three die of SIGSYS before printing)
  *   caps             CapInh/CapPrm/CapEff/CapBnd/CapAmb, NoNewPrivs, Seccomp
  *   fds              `fd N` for every open fd
  *   ids              uid, gid, pid, ppid, hostname
@@ -193,8 +197,11 @@ static long int80_syscall(long nr, long arg1)
 #endif
 }
 
+#define I386_NR_getpid  20
 #define I386_NR_unshare 310
 
+/* Only native syscalls here: the filter kills a process that makes an i386
+ * or x32 one, which the int80 and x32 subcommands try on their own. */
 static int cmd_seccomp(void)
 {
     /* vhangup on a controlling terminal would hang it up if the filter
@@ -207,8 +214,44 @@ static int cmd_seccomp(void)
         int e = try_blocked(c);
         printf("%s %s\n", c->name, e ? errno_name(e) : "OK");
     }
-    long r = int80_syscall(I386_NR_unshare, CLONE_NEWUSER);
-    printf("int80_unshare %s\n", r < 0 ? errno_name((int)-r) : "OK");
+    return 0;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: sbx-probe seccomp|int80 getpid|int80 unshare|x32 unshare|caps|fds|"
+                    "ids|forkbomb|hog MIB|spin S|sleep S|exit N|kill-self SIG|write-files PATH|"
+                    "read PATH\n");
+    return 2;
+}
+
+/* One syscall through another ABI.  The sandbox's filter kills the probe
+ * before it can print; outside a sandbox the result is printed. */
+static int cmd_int80(const char *call)
+{
+    long r;
+
+    if (strcmp(call, "getpid") == 0) {
+        r = int80_syscall(I386_NR_getpid, 0);
+        if (r < 0)
+            printf("int80_getpid %s\n", errno_name((int)-r));
+        else
+            printf("int80_getpid %ld\n", r);
+    } else if (strcmp(call, "unshare") == 0) {
+        r = int80_syscall(I386_NR_unshare, CLONE_NEWUSER);
+        printf("int80_unshare %s\n", r < 0 ? errno_name((int)-r) : "OK");
+    } else {
+        return usage();
+    }
+    return 0;
+}
+
+static int cmd_x32(const char *call)
+{
+    long r;
+
+    if (strcmp(call, "unshare") != 0)
+        return usage();
     r = syscall(__X32_SYSCALL_BIT | SYS_unshare, CLONE_NEWUSER);
     print_result("x32_unshare", r, errno);
     return 0;
@@ -403,13 +446,6 @@ static int cmd_read(const char *path)
     return 0;
 }
 
-static int usage(void)
-{
-    fprintf(stderr, "usage: sbx-probe seccomp|caps|fds|ids|forkbomb|hog MIB|spin S|sleep S|"
-                    "exit N|kill-self SIG|write-files PATH|read PATH\n");
-    return 2;
-}
-
 int main(int argc, char **argv)
 {
     int r;
@@ -420,6 +456,10 @@ int main(int argc, char **argv)
 
     if (strcmp(cmd, "seccomp") == 0)
         r = cmd_seccomp();
+    else if (strcmp(cmd, "int80") == 0 && arg)
+        r = cmd_int80(arg);
+    else if (strcmp(cmd, "x32") == 0 && arg)
+        r = cmd_x32(arg);
     else if (strcmp(cmd, "caps") == 0)
         r = cmd_caps();
     else if (strcmp(cmd, "fds") == 0)
