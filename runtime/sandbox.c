@@ -295,18 +295,21 @@ static int write_id_map(pid_t pid, const char *file, unsigned base, sbx_error *e
     return sbx__write_file(path, map, err);
 }
 
-/* Creates the sandbox's directories: the run dir (mount points, owned by
- * host root, traversable by the sandbox's root) and the writable layer
- * (owned by the sandbox's root, so that it lands there on the host). */
+/* Creates the sandbox's directories: the run dir (mount points) and the
+ * state dir (the writable layer, owned by the sandbox's root so that what it
+ * writes lands there on the host).  Both are mode 0700 and owned by the
+ * sandbox's root: it must traverse them, and no other host user may reach
+ * into them — the writable layer can hold set-uid files the sandbox made
+ * (owned by real root when there is no user namespace). */
 static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
 {
     char path[PATH_MAX];
+    uid_t owner = sb->userns ? sb->uid_base : 0;
     int r;
 
     /* The run dir exists already: its creation is the id's reservation. */
     if ((r = sbx__mkdir_p(sb->state_dir, 0711, err)) < 0)
         return r;
-    /* mkdir_p leaves existing parents alone; the roots must be traversable. */
     snprintf(path, sizeof(path), "%s/rootfs", sb->run_dir);
     if (mkdir(path, 0755) < 0)
         return sbx__error(err, errno, "mkdir `%s`", path);
@@ -323,11 +326,15 @@ static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
     snprintf(path, sizeof(path), "%s/work", sb->state_dir);
     if (mkdir(path, 0700) < 0)
         return sbx__error(err, errno, "mkdir `%s`", path);
-    if (sb->userns) {
-        if (chown(sb->upper_dir, sb->uid_base, sb->uid_base) < 0)
-            return sbx__error(err, errno, "chown `%s`", sb->upper_dir);
-        if (chown(path, sb->uid_base, sb->uid_base) < 0)
-            return sbx__error(err, errno, "chown `%s`", path);
+    {
+        const char *const owned[] = {sb->run_dir, sb->state_dir, sb->upper_dir, path};
+
+        for (size_t i = 0; i < SBX_ARRAY_SIZE(owned); i++) {
+            if (sb->userns && chown(owned[i], owner, owner) < 0)
+                return sbx__error(err, errno, "chown `%s`", owned[i]);
+            if (i < 2 && chmod(owned[i], 0700) < 0)
+                return sbx__error(err, errno, "chmod `%s`", owned[i]);
+        }
     }
     return 0;
 }

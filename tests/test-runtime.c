@@ -118,6 +118,10 @@ START_TEST(test_root_is_not_root_outside)
     ck_assert_int_eq(stat(path, &st), 0);
     ck_assert_uint_ge(st.st_uid, 100000);
     ck_assert_uint_ne(st.st_uid, 0);
+    /* No other host user can reach into the writable layer. */
+    snprintf(path, sizeof(path), "%s/..", sbx_sandbox_upper_dir(sb));
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0700);
     /* So is its init, seen from the host. */
     snprintf(path, sizeof(path), "/proc/%d/status", sbx_sandbox_pid(sb));
     status = sbx_test_slurp(path);
