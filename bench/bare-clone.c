@@ -252,8 +252,10 @@ static long parse_count(const char *s, const char *what, long min)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"exec", no_argument, NULL, 'x'},       {"summary", no_argument, NULL, 's'},
-        {"warmup", required_argument, NULL, 'w'}, {"help", no_argument, NULL, 'h'},
+        {"exec", no_argument, NULL, 'x'},
+        {"summary", no_argument, NULL, 's'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct exec_command cmd = {0};
@@ -265,11 +267,21 @@ int main(int argc, char **argv)
     /* "+": stop at the first non-option, so CMD's own options stay CMD's. */
     while ((c = getopt_long(argc, argv, "+w:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'x': exec_mode = true; break;
-        case 's': summary = true; break;
-        case 'w': warmup = parse_count(optarg, "WARMUP", 0); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'x':
+            exec_mode = true;
+            break;
+        case 's':
+            summary = true;
+            break;
+        case 'w':
+            warmup = parse_count(optarg, "WARMUP", 0);
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind >= argc || (exec_mode && optind + 1 >= argc) || (!exec_mode && optind + 1 != argc)) {

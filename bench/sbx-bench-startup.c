@@ -70,10 +70,14 @@ static uint64_t now_ns(void)
 static const char *finish_name(enum sbx_finish reason)
 {
     switch (reason) {
-    case SBX_FINISH_RUNNING: return "running";
-    case SBX_FINISH_EXITED: return "exited";
-    case SBX_FINISH_TERMINATED: return "terminated";
-    case SBX_FINISH_OOM: return "OOM-killed";
+    case SBX_FINISH_RUNNING:
+        return "running";
+    case SBX_FINISH_EXITED:
+        return "exited";
+    case SBX_FINISH_TERMINATED:
+        return "terminated";
+    case SBX_FINISH_OOM:
+        return "OOM-killed";
     }
     return "unknown";
 }
@@ -121,8 +125,7 @@ static int run_one(const struct bench_options *o, const struct sbx_image *img, l
     if (r < 0)
         fprintf(stderr, "sbx-bench-startup: wait `%s`: %s\n", id, err.message);
     else if (r == 0)
-        fprintf(stderr, "sbx-bench-startup: wait `%s`: returned before the sandbox finished\n",
-                id);
+        fprintf(stderr, "sbx-bench-startup: wait `%s`: returned before the sandbox finished\n", id);
     else if (ex.reason != SBX_FINISH_EXITED || ex.returncode != 0)
         fprintf(stderr, "sbx-bench-startup: `%s`: /bin/true %s with returncode %d\n", id,
                 finish_name(ex.reason), ex.returncode);
@@ -249,21 +252,39 @@ int main(int argc, char **argv)
             if (parse_number(optarg, "--warmup", 0, MAX_ITERATIONS, &o.warmup) < 0)
                 return 2;
             break;
-        case 'i': o.image = optarg; break;
-        case 'S': o.state_dir = optarg; break;
-        case 'R': o.run_dir = optarg; break;
-        case 'C': o.cgroup_parent = optarg; break;
-        case 'U': o.no_userns = true; break;
+        case 'i':
+            o.image = optarg;
+            break;
+        case 'S':
+            o.state_dir = optarg;
+            break;
+        case 'R':
+            o.run_dir = optarg;
+            break;
+        case 'C':
+            o.cgroup_parent = optarg;
+            break;
+        case 'U':
+            o.no_userns = true;
+            break;
         case 'm':
             /* 1 TiB is far beyond any host this runs on, and keeps << 20 exact. */
             if (parse_number(optarg, "--memory", 1, 1L << 20, &v) < 0)
                 return 2;
             o.memory_mib = (uint64_t)v;
             break;
-        case 's': o.summary = true; break;
-        case 'T': o.teardown_out = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 's':
+            o.summary = true;
+            break;
+        case 'T':
+            o.teardown_out = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind != argc) {
@@ -306,8 +327,7 @@ int main(int argc, char **argv)
         FILE *f = fopen(o.teardown_out, "we");
 
         if (!f) {
-            fprintf(stderr, "sbx-bench-startup: open `%s`: %s\n", o.teardown_out,
-                    strerror(errno));
+            fprintf(stderr, "sbx-bench-startup: open `%s`: %s\n", o.teardown_out, strerror(errno));
             goto out;
         }
         if (write_samples(f, teardown, (size_t)done) < 0) {
@@ -316,8 +336,7 @@ int main(int argc, char **argv)
             goto out;
         }
         if (fclose(f) != 0) {
-            fprintf(stderr, "sbx-bench-startup: close `%s`: %s\n", o.teardown_out,
-                    strerror(errno));
+            fprintf(stderr, "sbx-bench-startup: close `%s`: %s\n", o.teardown_out, strerror(errno));
             goto out;
         }
     }

@@ -335,13 +335,7 @@ static int v1_kill(struct sbx__cgroup *cg, sbx_error *err)
 
 static int v1_destroy(struct sbx__cgroup *cg, sbx_error *err)
 {
-    int r;
-
-    if (!cg)
-        return 0;
-    r = sbx__cgroup_teardown(cg, v1_kill, err);
-    sbx__cgroup_free(cg);
-    return r;
+    return sbx__cgroup_destroy(cg, v1_kill, err);
 }
 
 static int v1_remove(const char *parent, const char *id, sbx_error *err)

@@ -414,13 +414,7 @@ static int v2_kill(struct sbx__cgroup *cg, sbx_error *err)
 
 static int v2_destroy(struct sbx__cgroup *cg, sbx_error *err)
 {
-    int r;
-
-    if (!cg)
-        return 0;
-    r = sbx__cgroup_teardown(cg, v2_kill, err);
-    sbx__cgroup_free(cg);
-    return r;
+    return sbx__cgroup_destroy(cg, v2_kill, err);
 }
 
 static int v2_remove(const char *parent, const char *id, sbx_error *err)

@@ -466,6 +466,18 @@ int sbx__cgroup_teardown(struct sbx__cgroup *cg,
     }
 }
 
+int sbx__cgroup_destroy(struct sbx__cgroup *cg,
+                        int (*kill_fn)(struct sbx__cgroup *cg, sbx_error *err), sbx_error *err)
+{
+    int r;
+
+    if (!cg)
+        return 0;
+    r = sbx__cgroup_teardown(cg, kill_fn, err);
+    sbx__cgroup_free(cg);
+    return r;
+}
+
 struct sbx__cgroup *sbx__cgroup_new(const struct sbx__cgroup_ops *ops)
 {
     struct sbx__cgroup *cg = calloc(1, sizeof(*cg));

@@ -35,8 +35,8 @@ static bool valid_name(const char *s)
     if (n == 0 || n > 128 || !strcmp(s, ".") || !strcmp(s, ".."))
         return false;
     for (; *s; s++)
-        if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') &&
-            !(*s >= '0' && *s <= '9') && *s != '.' && *s != '_' && *s != '-')
+        if (!(*s >= 'a' && *s <= 'z') && !(*s >= 'A' && *s <= 'Z') && !(*s >= '0' && *s <= '9') &&
+            *s != '.' && *s != '_' && *s != '-')
             return false;
     return true;
 }
@@ -83,8 +83,7 @@ void sbx_image_free(struct sbx_image *img)
     free(img);
 }
 
-int sbx_image_load(const char *state_dir, const char *name, struct sbx_image **ret,
-                   sbx_error *err)
+int sbx_image_load(const char *state_dir, const char *name, struct sbx_image **ret, sbx_error *err)
 {
     char path[PATH_MAX], prefix[PATH_MAX];
     json_error_t jerr;

@@ -148,8 +148,8 @@ void sbx__exec_workload(const struct sbx__proc_spec *spec, int err_fd)
  * kernel keeps for itself and the job-control ones about init's own children. */
 static bool forwardable(int sig)
 {
-    return sig != SIGCHLD && sig != SIGKILL && sig != SIGSTOP && sig != SIGTTIN &&
-           sig != SIGTTOU && sig != SIGTSTP;
+    return sig != SIGCHLD && sig != SIGKILL && sig != SIGSTOP && sig != SIGTTIN && sig != SIGTTOU &&
+           sig != SIGTSTP;
 }
 
 static int status_to_returncode(int status)
@@ -247,7 +247,8 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
             sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
             _exit(127);
         }
-        struct spawn_args sa = {.spec = spec, .err_fd = errpipe[1], .close_fds = {errpipe[0], sync_fd}};
+        struct spawn_args sa = {
+            .spec = spec, .err_fd = errpipe[1], .close_fds = {errpipe[0], sync_fd}};
         child = spawn(&sa);
         if (child < 0) {
             sbx_error e;

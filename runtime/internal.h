@@ -146,8 +146,7 @@ int sbx__cgroup_join(const char *base, const char *own, const char *rest, char *
                      sbx_error *err);
 
 int sbx__cgroup_write(const char *dir, const char *file, const char *value, sbx_error *err);
-int sbx__cgroup_read(const char *dir, const char *file, char *buf, size_t size,
-                     sbx_error *err);
+int sbx__cgroup_read(const char *dir, const char *file, char *buf, size_t size, sbx_error *err);
 int sbx__cgroup_read_u64(const char *dir, const char *file, uint64_t *ret, sbx_error *err);
 /* The value of the "key value" line of a flat-keyed file; -ENOENT if absent. */
 int sbx__cgroup_read_key(const char *dir, const char *file, const char *key, uint64_t *ret,
@@ -161,6 +160,9 @@ int sbx__cgroup_kill_listed(const char *dir, sbx_error *err);
  * to empty, and removes them with their descendants; missing ones are fine. */
 int sbx__cgroup_teardown(struct sbx__cgroup *cg,
                          int (*kill)(struct sbx__cgroup *cg, sbx_error *err), sbx_error *err);
+/* sbx__cgroup_teardown(), then frees cg (which may be NULL) whatever happened. */
+int sbx__cgroup_destroy(struct sbx__cgroup *cg,
+                        int (*kill_fn)(struct sbx__cgroup *cg, sbx_error *err), sbx_error *err);
 struct sbx__cgroup *sbx__cgroup_new(const struct sbx__cgroup_ops *ops);
 /* Frees cg and closes its oom fd; NULL is accepted. */
 void sbx__cgroup_free(struct sbx__cgroup *cg);

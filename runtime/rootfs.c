@@ -20,9 +20,17 @@
 
 /* Docker's defaults (moby oci/defaults.go): hidden entirely... */
 static const char *const masked_paths[] = {
-    "proc/asound",         "proc/acpi",        "proc/kcore",        "proc/keys",
-    "proc/latency_stats",  "proc/timer_list",  "proc/timer_stats",  "proc/sched_debug",
-    "proc/scsi",           "sys/firmware",     "sys/devices/virtual/powercap",
+    "proc/asound",
+    "proc/acpi",
+    "proc/kcore",
+    "proc/keys",
+    "proc/latency_stats",
+    "proc/timer_list",
+    "proc/timer_stats",
+    "proc/sched_debug",
+    "proc/scsi",
+    "sys/firmware",
+    "sys/devices/virtual/powercap",
 };
 /* ...and visible but read-only. */
 static const char *const readonly_paths[] = {
@@ -42,8 +50,7 @@ static int do_mount(const char *src, const char *dst, const char *type, unsigned
                     const char *data, sbx_error *err)
 {
     if (mount(src, dst, type, flags, data) < 0)
-        return sbx__error(err, errno, "mount %s on `%s`", type ? type : src ? src : "(bind)",
-                          dst);
+        return sbx__error(err, errno, "mount %s on `%s`", type ? type : src ? src : "(bind)", dst);
     return 0;
 }
 
@@ -131,8 +138,8 @@ static int mask_paths(sbx_error *err)
             continue;
         if ((r = do_mount(p, p, NULL, MS_BIND | MS_REC, NULL, err)) < 0 ||
             (r = do_mount(NULL, p, NULL,
-                          MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                          NULL, err)) < 0)
+                          MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
+                          err)) < 0)
             return r;
     }
     return 0;
@@ -162,8 +169,8 @@ int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err)
             snprintf(path, sizeof(path), "lower/%zu", i);
             if (syscall(SYS_move_mount, p->layer_fds[i], "", AT_FDCWD, path,
                         MOVE_MOUNT_F_EMPTY_PATH) < 0)
-                return sbx__error(err, errno, "move idmapped layer `%s` to `%s/%s`",
-                                  p->layers[i], p->run_dir, path);
+                return sbx__error(err, errno, "move idmapped layer `%s` to `%s/%s`", p->layers[i],
+                                  p->run_dir, path);
             lower = path;
         }
         off += (size_t)snprintf(opts + off, sizeof(opts) - off, "%s%s", i ? ":" : "", lower);

@@ -133,8 +133,8 @@ static int recv_go(int sock, int *fds, size_t n, sbx_error *err)
         char buf[CMSG_SPACE(sizeof(int) * SBX_MAX_LAYERS)];
         struct cmsghdr align;
     } u;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
-                        .msg_controllen = sizeof(u.buf)};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
     struct cmsghdr *c;
     ssize_t r;
 
@@ -693,10 +693,10 @@ int sbx_sandbox_wait(sbx_sandbox *sb, int timeout_ms, struct sbx_exit *ret, sbx_
 
     clock_gettime(CLOCK_MONOTONIC, &start);
     for (;;) {
-        struct pollfd p[3] = {{.fd = sb->pidfd, .events = POLLIN},
-                              {.fd = sb->sync_fd, .events = POLLIN},
-                              {.fd = sb->oom ? -1 : sbx_sandbox_oom_fd(sb),
-                               .events = POLLIN | POLLPRI}};
+        struct pollfd p[3] = {
+            {.fd = sb->pidfd, .events = POLLIN},
+            {.fd = sb->sync_fd, .events = POLLIN},
+            {.fd = sb->oom ? -1 : sbx_sandbox_oom_fd(sb), .events = POLLIN | POLLPRI}};
         struct timespec now;
         int left = -1, r;
 

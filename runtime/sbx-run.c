@@ -41,13 +41,20 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"image", required_argument, NULL, 'i'},   {"env", required_argument, NULL, 'e'},
-        {"workdir", required_argument, NULL, 'w'}, {"hostname", required_argument, NULL, 'H'},
-        {"memory", required_argument, NULL, 'm'},  {"pids", required_argument, NULL, 'p'},
-        {"cpu", required_argument, NULL, 'c'},     {"user", required_argument, NULL, 'u'},
-        {"exec", no_argument, NULL, 'X'},          {"no-userns", no_argument, NULL, 'U'},
-        {"state-dir", required_argument, NULL, 'S'}, {"run-dir", required_argument, NULL, 'R'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"image", required_argument, NULL, 'i'},
+        {"env", required_argument, NULL, 'e'},
+        {"workdir", required_argument, NULL, 'w'},
+        {"hostname", required_argument, NULL, 'H'},
+        {"memory", required_argument, NULL, 'm'},
+        {"pids", required_argument, NULL, 'p'},
+        {"cpu", required_argument, NULL, 'c'},
+        {"user", required_argument, NULL, 'u'},
+        {"exec", no_argument, NULL, 'X'},
+        {"no-userns", no_argument, NULL, 'U'},
+        {"state-dir", required_argument, NULL, 'S'},
+        {"run-dir", required_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     const char *image_name = "debian-slim";
     const char *state_dir = getenv("SBX_STATE_DIR") ? getenv("SBX_STATE_DIR") : "/var/lib/sandboxd";
@@ -67,7 +74,9 @@ int main(int argc, char **argv)
         return 125;
     while ((c = getopt_long(argc, argv, "+i:e:w:H:m:p:c:u:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'i': image_name = optarg; break;
+        case 'i':
+            image_name = optarg;
+            break;
         case 'e':
             if (!strchr(optarg, '=')) {
                 fprintf(stderr, "sbx-run: --env wants K=V, got `%s`\n", optarg);
@@ -75,10 +84,18 @@ int main(int argc, char **argv)
             }
             extra[n_extra++] = optarg;
             break;
-        case 'w': cfg.workdir = optarg; break;
-        case 'H': cfg.hostname = optarg; break;
-        case 'm': cfg.limits.memory_bytes = strtoull(optarg, NULL, 10) << 20; break;
-        case 'p': cfg.limits.pids_max = strtoll(optarg, NULL, 10); break;
+        case 'w':
+            cfg.workdir = optarg;
+            break;
+        case 'H':
+            cfg.hostname = optarg;
+            break;
+        case 'm':
+            cfg.limits.memory_bytes = strtoull(optarg, NULL, 10) << 20;
+            break;
+        case 'p':
+            cfg.limits.pids_max = strtoll(optarg, NULL, 10);
+            break;
         case 'c':
             cfg.limits.cpu_period_us = 100000;
             cfg.limits.cpu_quota_us = (uint64_t)(strtod(optarg, NULL) * 100000);
@@ -89,12 +106,24 @@ int main(int argc, char **argv)
             cfg.gid = *colon == ':' ? (gid_t)strtoul(colon + 1, NULL, 10) : cfg.uid;
             break;
         }
-        case 'X': exec_mode = true; break;
-        case 'U': cfg.no_userns = true; break;
-        case 'S': state_dir = optarg; break;
-        case 'R': cfg.run_dir = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 125;
+        case 'X':
+            exec_mode = true;
+            break;
+        case 'U':
+            cfg.no_userns = true;
+            break;
+        case 'S':
+            state_dir = optarg;
+            break;
+        case 'R':
+            cfg.run_dir = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 125;
         }
     }
     if (optind >= argc) {
@@ -143,8 +172,7 @@ int main(int argc, char **argv)
                                      .stdio = {0, 1, 2}};
         struct sbx_process p;
 
-        if (sbx_sandbox_exec(sb, &ec, &p, &err) < 0 ||
-            sbx_process_wait(&p, -1, &rc, &err) < 0) {
+        if (sbx_sandbox_exec(sb, &ec, &p, &err) < 0 || sbx_process_wait(&p, -1, &rc, &err) < 0) {
             fprintf(stderr, "sbx-run: %s\n", err.message);
             rc = 125;
         }

@@ -44,9 +44,9 @@ struct sbx_rlimit {
 };
 
 struct sbx_config {
-    const char *id;          /* [A-Za-z0-9._-]{1,64}; names dirs and cgroups */
-    const char *run_dir;     /* volatile state: default /run/sandboxd */
-    const char *state_dir;   /* writable layers: default /var/lib/sandboxd */
+    const char *id;            /* [A-Za-z0-9._-]{1,64}; names dirs and cgroups */
+    const char *run_dir;       /* volatile state: default /run/sandboxd */
+    const char *state_dir;     /* writable layers: default /var/lib/sandboxd */
     const char *const *layers; /* read-only lower dirs, top-most first, NULL-terminated */
     const char *const *argv;   /* entrypoint; NULL: init idles until terminated */
     const char *const *env;    /* "K=V", NULL-terminated; NULL: empty environment */
@@ -58,7 +58,7 @@ struct sbx_config {
     struct sbx_limits limits;
     const struct sbx_rlimit *rlimits;
     size_t n_rlimits;
-    int stdio[3]; /* entrypoint's stdin/stdout/stderr; -1: /dev/null */
+    int stdio[3];              /* entrypoint's stdin/stdout/stderr; -1: /dev/null */
     const char *cgroup_parent; /* relative to the caller's own cgroup; default "sandboxd" */
 };
 
@@ -86,8 +86,7 @@ typedef struct sbx_sandbox sbx_sandbox;
 
 /* Creates and starts a sandbox.  On success *ret owns it; free it with
  * sbx_sandbox_destroy(), which also terminates it. */
-SBX_PUBLIC int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret,
-                                  sbx_error *err);
+SBX_PUBLIC int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_error *err);
 
 /* The sandbox's init, as a pid in the caller's namespace and as a pidfd. */
 SBX_PUBLIC pid_t sbx_sandbox_pid(const sbx_sandbox *sb);

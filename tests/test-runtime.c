@@ -47,7 +47,7 @@ static void destroy(sbx_sandbox *sb)
     ck_assert_msg(sbx_sandbox_destroy(sb, &err) == 0, "destroy: %s", err.message);
 }
 
-#define RUN(...) sbx_test_run(&ctx, NULL, (const char *const[]){__VA_ARGS__, NULL}, &ex)
+#define RUN(...)          sbx_test_run(&ctx, NULL, (const char *const[]){__VA_ARGS__, NULL}, &ex)
 #define RUN_CFG(cfg, ...) sbx_test_run(&ctx, cfg, (const char *const[]){__VA_ARGS__, NULL}, &ex)
 
 /* ---- isolation ---- */
@@ -68,8 +68,9 @@ START_TEST(test_pid_namespace)
 {
     struct sbx_exit ex;
     /* init is pid 1, the entrypoint pid 2, and no host process is visible. */
-    char *out = RUN("sh", "-c", "echo self $$; echo init $(cat /proc/1/comm); "
-                                "echo procs $(ls -d /proc/[0-9]* | wc -l)");
+    char *out = RUN("sh", "-c",
+                    "echo self $$; echo init $(cat /proc/1/comm); "
+                    "echo procs $(ls -d /proc/[0-9]* | wc -l)");
 
     ck_assert_str_eq(sbx_test_value(out, "self"), "2");
     ck_assert_str_eq(sbx_test_value(out, "init"), "init");
@@ -108,8 +109,11 @@ START_TEST(test_root_is_not_root_outside)
     char path[PATH_MAX], *status;
     struct stat st;
     int rc;
-    char *out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "id -u; touch /root/made-inside; cat /proc/self/uid_map", NULL},
-                              NULL, NULL, &rc);
+    char *out = sbx_test_exec(
+        sb,
+        (const char *const[]){"sh", "-c", "id -u; touch /root/made-inside; cat /proc/self/uid_map",
+                              NULL},
+        NULL, NULL, &rc);
 
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(!strncmp(out, "0\n", 2), "uid inside: %s", out);
@@ -302,8 +306,19 @@ END_TEST
 static void assert_seccomp(const char *out)
 {
     static const char *const eperm[] = {
-        "unshare", "setns", "mount", "pivot_root", "keyctl", "add_key", "bpf", "userfaultfd",
-        "io_uring_setup", "perf_event_open", "kexec_load", "init_module", "open_by_handle_at",
+        "unshare",
+        "setns",
+        "mount",
+        "pivot_root",
+        "keyctl",
+        "add_key",
+        "bpf",
+        "userfaultfd",
+        "io_uring_setup",
+        "perf_event_open",
+        "kexec_load",
+        "init_module",
+        "open_by_handle_at",
     };
 
     for (size_t i = 0; i < sizeof(eperm) / sizeof(eperm[0]); i++) {
@@ -392,13 +407,15 @@ END_TEST
 START_TEST(test_masked_and_readonly_paths)
 {
     struct sbx_exit ex;
-    char *out = RUN("sh", "-c",
-                    "echo kcore $(wc -c < /proc/kcore 2>/dev/null || echo absent); "
-                    "echo keys $(wc -c < /proc/keys); "
-                    "echo acpi $(ls -A /proc/acpi 2>/dev/null | wc -l); "
-                    "echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo procsys writable || echo procsys ro; "
-                    "echo 1 > /proc/sysrq-trigger 2>/dev/null && echo sysrq writable || echo sysrq ro; "
-                    "touch /sys/x 2>/dev/null && echo sys writable || echo sys ro");
+    char *out =
+        RUN("sh", "-c",
+            "echo kcore $(wc -c < /proc/kcore 2>/dev/null || echo absent); "
+            "echo keys $(wc -c < /proc/keys); "
+            "echo acpi $(ls -A /proc/acpi 2>/dev/null | wc -l); "
+            "echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null && echo procsys writable || echo "
+            "procsys ro; "
+            "echo 1 > /proc/sysrq-trigger 2>/dev/null && echo sysrq writable || echo sysrq ro; "
+            "touch /sys/x 2>/dev/null && echo sys writable || echo sys ro");
 
     ck_assert_msg(!strcmp(sbx_test_value(out, "kcore"), "0") ||
                       !strcmp(sbx_test_value(out, "kcore"), "absent"),
@@ -415,12 +432,15 @@ END_TEST
 START_TEST(test_minimal_dev)
 {
     struct sbx_exit ex;
-    char *out = RUN("sh", "-c", "ls /dev | tr '\\n' ' '; echo; head -c 4 /dev/urandom | wc -c; "
-                                "ls /dev/sda /dev/vda /dev/mem 2>&1 | grep -c 'No such'");
+    char *out = RUN("sh", "-c",
+                    "ls /dev | tr '\\n' ' '; echo; head -c 4 /dev/urandom | wc -c; "
+                    "ls /dev/sda /dev/vda /dev/mem 2>&1 | grep -c 'No such'");
 
-    ck_assert_msg(strstr(out, "full null ptmx pts random shm stderr stdin stdout tty urandom zero") ||
-                      strstr(out, "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"),
-                  "/dev: %s", out);
+    ck_assert_msg(
+        strstr(out, "full null ptmx pts random shm stderr stdin stdout tty urandom zero") ||
+            strstr(out,
+                   "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"),
+        "/dev: %s", out);
     ck_assert_msg(strstr(out, "\n4\n3\n") != NULL, "%s", out);
     free(out);
 }
@@ -457,8 +477,10 @@ END_TEST
 START_TEST(test_init_forwards_signals)
 {
     struct sbx_config cfg = sbx_test_config(&ctx);
-    const char *const argv[] = {"sh", "-c", "trap 'echo got TERM; exit 42' TERM; echo ready; "
-                                            "while :; do sleep 0.05; done", NULL};
+    const char *const argv[] = {"sh", "-c",
+                                "trap 'echo got TERM; exit 42' TERM; echo ready; "
+                                "while :; do sleep 0.05; done",
+                                NULL};
     sbx_sandbox *sb;
     struct sbx_exit ex;
     sbx_error err;
@@ -488,12 +510,15 @@ START_TEST(test_init_reaps_zombies)
     char *out;
 
     /* Orphans re-parented to init must not stay zombies. */
-    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "for i in 1 2 3 4 5; do (sleep 0.01 &) ; done", NULL},
-                        NULL, NULL, &rc);
+    out = sbx_test_exec(
+        sb, (const char *const[]){"sh", "-c", "for i in 1 2 3 4 5; do (sleep 0.01 &) ; done", NULL},
+        NULL, NULL, &rc);
     free(out);
     usleep(300000);
-    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l", NULL},
-                        NULL, NULL, &rc);
+    out = sbx_test_exec(
+        sb,
+        (const char *const[]){"sh", "-c", "grep -l '^State:.*Z' /proc/[0-9]*/status | wc -l", NULL},
+        NULL, NULL, &rc);
     ck_assert_str_eq(out, "0\n");
     free(out);
     destroy(sb);
@@ -537,8 +562,9 @@ START_TEST(test_env_workdir_user_rlimits)
     cfg.gid = 1001;
     cfg.rlimits = &rl;
     cfg.n_rlimits = 1;
-    out = RUN_CFG(&cfg, "sh", "-c", "echo pwd $(pwd); echo foo $FOO; echo uid $(id -u); "
-                                    "echo gid $(id -g); echo nofile $(ulimit -n); echo n $(env | wc -l)");
+    out = RUN_CFG(&cfg, "sh", "-c",
+                  "echo pwd $(pwd); echo foo $FOO; echo uid $(id -u); "
+                  "echo gid $(id -g); echo nofile $(ulimit -n); echo n $(env | wc -l)");
     ck_assert_str_eq(sbx_test_value(out, "pwd"), "/tmp");
     ck_assert_str_eq(sbx_test_value(out, "foo"), "bar baz");
     ck_assert_str_eq(sbx_test_value(out, "uid"), "1000");
@@ -601,7 +627,8 @@ START_TEST(test_exec)
     ck_assert_int_eq(rc, 137);
     free(out);
     /* The exec'd process shares the sandbox's filesystem. */
-    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "echo x > /tmp/shared", NULL}, NULL, NULL, &rc);
+    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "echo x > /tmp/shared", NULL}, NULL,
+                        NULL, &rc);
     free(out);
     out = sbx_test_exec(sb, (const char *const[]){"cat", "/tmp/shared", NULL}, NULL, NULL, &rc);
     ck_assert_str_eq(out, "x\n");
@@ -614,7 +641,8 @@ START_TEST(test_exec_errors)
 {
     struct sbx_config cfg = sbx_test_config(&ctx);
     sbx_sandbox *sb = start_idle(&cfg);
-    struct sbx_exec_config ec = {.argv = (const char *const[]){"/nope", NULL}, .stdio = {-1, -1, -1}};
+    struct sbx_exec_config ec = {.argv = (const char *const[]){"/nope", NULL},
+                                 .stdio = {-1, -1, -1}};
     struct sbx_process p;
     sbx_error err = {0};
 
@@ -635,8 +663,11 @@ START_TEST(test_exec_pty)
     struct sbx_config cfg = sbx_test_config(&ctx);
     sbx_sandbox *sb = start_idle(&cfg);
     struct sbx_exec_config ec = {
-        .argv = (const char *const[]){"sh", "-c", "tty; stty size; read line; echo got $line", NULL},
-        .pty = true, .rows = 33, .cols = 99};
+        .argv =
+            (const char *const[]){"sh", "-c", "tty; stty size; read line; echo got $line", NULL},
+        .pty = true,
+        .rows = 33,
+        .cols = 99};
     struct sbx_process p;
     sbx_error err = {0};
     char buf[4096];
@@ -676,7 +707,8 @@ START_TEST(test_terminate)
     struct sbx_exit ex;
     sbx_error err;
     struct sbx_process p;
-    struct sbx_exec_config ec = {.argv = (const char *const[]){"sleep", "1000", NULL}, .stdio = {-1, -1, -1}};
+    struct sbx_exec_config ec = {.argv = (const char *const[]){"sleep", "1000", NULL},
+                                 .stdio = {-1, -1, -1}};
     int rc;
 
     ck_assert_int_eq(sbx_sandbox_exec(sb, &ec, &p, &err), 0);
@@ -760,7 +792,8 @@ START_TEST(test_cleanup_after_crash)
     /* Simulate a crashed owner: the handle is lost, the sandbox still runs. */
     snprintf(id, sizeof(id), "%s", cfg.id);
     ck_assert_int_eq(kill(init, 0), 0);
-    ck_assert_int_eq(sbx_sandbox_cleanup(ctx.run_dir, ctx.state_dir, ctx.cgroup_parent, id, &err), 0);
+    ck_assert_int_eq(sbx_sandbox_cleanup(ctx.run_dir, ctx.state_dir, ctx.cgroup_parent, id, &err),
+                     0);
     /* Cleanup killed it through its cgroup and removed its directories. */
     {
         struct sbx_exit ex;

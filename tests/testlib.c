@@ -190,8 +190,7 @@ char *sbx_test_exec(sbx_sandbox *sb, const char *const *argv, const char *const 
     close(pipefd[1]);
     out = read_all(pipefd[0]);
     close(pipefd[0]);
-    ck_assert_msg(sbx_process_wait(&p, 60000, ret_returncode, &err) == 1, "wait: %s",
-                  err.message);
+    ck_assert_msg(sbx_process_wait(&p, 60000, ret_returncode, &err) == 1, "wait: %s", err.message);
     return out;
 }
 

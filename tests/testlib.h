@@ -41,8 +41,8 @@ struct sbx_config sbx_test_config(struct sbx_test_ctx *ctx);
 /* Runs argv as the entrypoint of a new sandbox made from *cfg (NULL: the
  * defaults), captures stdout and stderr together, waits, destroys.
  * Returns the captured output (malloc'd, NUL-terminated). */
-char *sbx_test_run(struct sbx_test_ctx *ctx, const struct sbx_config *cfg,
-                   const char *const *argv, struct sbx_exit *ret_exit);
+char *sbx_test_run(struct sbx_test_ctx *ctx, const struct sbx_config *cfg, const char *const *argv,
+                   struct sbx_exit *ret_exit);
 
 /* Runs argv with exec in sb, capturing stdout+stderr; returns the output and
  * stores the returncode. */
