@@ -18,6 +18,24 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A whole non-negative number, or a clear error: "64k" or "-1" is not a
+ * limit anyone meant. */
+static bool parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *ret)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > max) {
+        fprintf(stderr, "sbx-run: %s wants a whole number up to %llu, got `%s`\n", opt,
+                (unsigned long long)max, s);
+        return false;
+    }
+    *ret = v;
+    return true;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -68,6 +86,7 @@ int main(int argc, char **argv)
     sbx_sandbox *sb = NULL;
     sbx_error err = {0};
     char id[64];
+    uint64_t num;
     int c, rc = 125;
 
     if (!extra)
@@ -91,19 +110,38 @@ int main(int argc, char **argv)
             cfg.hostname = optarg;
             break;
         case 'm':
-            cfg.limits.memory_bytes = strtoull(optarg, NULL, 10) << 20;
+            if (!parse_u64("--memory", optarg, UINT64_MAX >> 20, &num))
+                return 125;
+            cfg.limits.memory_bytes = num << 20;
             break;
         case 'p':
-            cfg.limits.pids_max = strtoll(optarg, NULL, 10);
+            if (!parse_u64("--pids", optarg, INT64_MAX, &num))
+                return 125;
+            cfg.limits.pids_max = (int64_t)num;
             break;
-        case 'c':
+        case 'c': {
+            char *end;
+            double cores = strtod(optarg, &end);
+
+            if (end == optarg || *end || !(cores > 0 && cores <= 1024)) {
+                fprintf(stderr, "sbx-run: --cpu wants cores, e.g. 0.5, got `%s`\n", optarg);
+                return 125;
+            }
             cfg.limits.cpu_period_us = 100000;
-            cfg.limits.cpu_quota_us = (uint64_t)(strtod(optarg, NULL) * 100000);
+            cfg.limits.cpu_quota_us = (uint64_t)(cores * 100000);
             break;
+        }
         case 'u': {
-            char *colon;
-            cfg.uid = (uid_t)strtoul(optarg, &colon, 10);
-            cfg.gid = *colon == ':' ? (gid_t)strtoul(colon + 1, NULL, 10) : cfg.uid;
+            char *colon = strchr(optarg, ':');
+            uint64_t gid;
+
+            if (colon)
+                *colon = '\0';
+            if (!parse_u64("--user", optarg, UINT32_MAX - 1, &num) ||
+                (colon && !parse_u64("--user", colon + 1, UINT32_MAX - 1, &gid)))
+                return 125;
+            cfg.uid = (uid_t)num;
+            cfg.gid = colon ? (gid_t)gid : cfg.uid;
             break;
         }
         case 'X':
