@@ -235,6 +235,10 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
      * no SIGCHLD can slip in between fork and the wait loop. */
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
+    /* Before anything of the sandbox's runs: nothing inside may attach to
+     * init or read the caller's command line from it. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    hide_host_cmdline();
 
     if (spec->argv) {
         int errpipe[2];
@@ -282,8 +286,6 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
         close(devnull);
     }
     sbx__close_fds_except(&sync_fd, 1);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    hide_host_cmdline();
 
     for (;;) {
         siginfo_t si;
