@@ -104,12 +104,23 @@ static int exec_in_path(const char *const *argv, const char *const *env)
     return saved;
 }
 
+/* Default dispositions for every signal: an ignored signal survives execve,
+ * and the caller's (sbx-run ignores SIGINT and SIGTERM) must not reach the
+ * sandbox. */
+static void reset_signals(void)
+{
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
+}
+
 void sbx__exec_workload(const struct sbx__proc_spec *spec, int err_fd)
 {
     static const char *const empty_env[] = {NULL};
     sigset_t none;
     int r;
 
+    reset_signals();
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (size_t i = 0; i < spec->n_rlimits; i++) {
@@ -196,6 +207,39 @@ __attribute__((noreturn)) static void exit_with(int sync_fd, int returncode)
     _exit(returncode);
 }
 
+static char **strv_copy(const char *const *v)
+{
+    size_t n = 0;
+    char **copy;
+
+    if (!v)
+        return NULL;
+    while (v[n])
+        n++;
+    copy = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; copy && i < n; i++)
+        if (!(copy[i] = strdup(v[i])))
+            return NULL;
+    return copy;
+}
+
+/* A copy of spec whose strings live in init's own heap.  Never freed: init
+ * keeps it for its whole life. */
+static const struct sbx__proc_spec *spec_copy(const struct sbx__proc_spec *spec)
+{
+    struct sbx__proc_spec *c = malloc(sizeof(*c));
+
+    if (!c)
+        return NULL;
+    *c = *spec;
+    c->argv = (const char *const *)strv_copy(spec->argv);
+    c->env = (const char *const *)strv_copy(spec->env);
+    c->workdir = spec->workdir ? strdup(spec->workdir) : NULL;
+    if ((spec->argv && !c->argv) || (spec->env && !c->env) || (spec->workdir && !c->workdir))
+        return NULL;
+    return c;
+}
+
 struct spawn_args {
     const struct sbx__proc_spec *spec;
     int err_fd;
@@ -219,9 +263,17 @@ static int spawn_main(void *arg)
  * init's memory is only read, so the sharing is safe. */
 static pid_t spawn(struct spawn_args *sa)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    /* AddressSanitizer cannot follow a child that shares its memory on a
+     * stack of our own: sanitizer builds pay for a plain fork. */
+    pid_t pid = fork();
+
+    if (pid == 0)
+        _exit(spawn_main(sa));
+#else
     static char stack[64 * 1024] __attribute__((aligned(16)));
     pid_t pid = clone(spawn_main, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, sa);
-
+#endif
     return pid < 0 ? -errno : pid;
 }
 
@@ -235,9 +287,18 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
      * no SIGCHLD can slip in between fork and the wait loop. */
     sigfillset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
+    reset_signals();
     /* Before anything of the sandbox's runs: nothing inside may attach to
-     * init or read the caller's command line from it. */
+     * init or read the caller's command line from it.  The spec may point
+     * into that very memory (a tool passing its own argv), so copy it first. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    spec = spec_copy(spec);
+    if (!spec) {
+        sbx_error e;
+        sbx__error(&e, ENOMEM, "copy the entrypoint's argv and env");
+        sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
+        _exit(127);
+    }
     hide_host_cmdline();
 
     if (spec->argv) {
