@@ -99,7 +99,7 @@ int main(int argc, char **argv)
         case 'e':
             if (!strchr(optarg, '=')) {
                 fprintf(stderr, "sbx-run: --env wants K=V, got `%s`\n", optarg);
-                return 125;
+                goto out;
             }
             extra[n_extra++] = optarg;
             break;
@@ -111,12 +111,12 @@ int main(int argc, char **argv)
             break;
         case 'm':
             if (!parse_u64("--memory", optarg, UINT64_MAX >> 20, &num))
-                return 125;
+                goto out;
             cfg.limits.memory_bytes = num << 20;
             break;
         case 'p':
             if (!parse_u64("--pids", optarg, INT64_MAX, &num))
-                return 125;
+                goto out;
             cfg.limits.pids_max = (int64_t)num;
             break;
         case 'c': {
@@ -125,7 +125,7 @@ int main(int argc, char **argv)
 
             if (end == optarg || *end || !(cores > 0 && cores <= 1024)) {
                 fprintf(stderr, "sbx-run: --cpu wants cores, e.g. 0.5, got `%s`\n", optarg);
-                return 125;
+                goto out;
             }
             cfg.limits.cpu_period_us = 100000;
             cfg.limits.cpu_quota_us = (uint64_t)(cores * 100000);
@@ -139,7 +139,7 @@ int main(int argc, char **argv)
                 *colon = '\0';
             if (!parse_u64("--user", optarg, UINT32_MAX - 1, &num) ||
                 (colon && !parse_u64("--user", colon + 1, UINT32_MAX - 1, &gid)))
-                return 125;
+                goto out;
             cfg.uid = (uid_t)num;
             cfg.gid = colon ? (gid_t)gid : cfg.uid;
             break;
@@ -158,26 +158,27 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
-            return 0;
+            rc = 0;
+            goto out;
         default:
             usage(stderr);
-            return 125;
+            goto out;
         }
     }
     if (optind >= argc) {
         usage(stderr);
-        return 125;
+        goto out;
     }
     if (sbx_image_load(state_dir, image_name, &img, &err) < 0) {
         fprintf(stderr, "sbx-run: %s\n", err.message);
-        return 125;
+        goto out;
     }
     /* The image's environment, then --env (later entries win in getenv). */
     for (char **e = img->env; *e; e++)
         n_env++;
     env = calloc(n_env + n_extra + 1, sizeof(char *));
     if (!env)
-        return 125;
+        goto out;
     memcpy(env, img->env, n_env * sizeof(char *));
     memcpy(env + n_env, extra, n_extra * sizeof(char *));
 
