@@ -206,18 +206,22 @@ static int v1_create(const char *parent, const char *id, const struct sbx_limits
         return r;
     for (; made < cg->n_dirs; made++) {
         /* The parent usually exists already (other sandboxes); the leaf
-         * must not. */
-        int rc = mkdir(cg->dirs[made], 0755);
+         * must not.  A one-shot caller may prune an empty parent between
+         * our making it and our leaf: then make it again. */
+        int rc;
 
-        if (rc < 0 && errno == ENOENT) {
-            char *slash = strrchr(cg->dirs[made], '/');
+        for (int attempt = 0;; attempt++) {
+            char *slash;
 
+            rc = mkdir(cg->dirs[made], 0755);
+            if (rc == 0 || errno != ENOENT || attempt == 3)
+                break;
+            slash = strrchr(cg->dirs[made], '/');
             *slash = '\0';
             r = sbx__mkdir_p(cg->dirs[made], 0755, err);
             *slash = '/';
             if (r < 0)
                 goto fail;
-            rc = mkdir(cg->dirs[made], 0755);
         }
         if (rc < 0) {
             r = sbx__error(err, errno, "mkdir `%s`", cg->dirs[made]);
@@ -355,6 +359,24 @@ static int v1_remove(const char *parent, const char *id, sbx_error *err)
     return sbx__cgroup_teardown(cg, v1_kill, err);
 }
 
+static int v1_prune(const char *parent, sbx_error *err)
+{
+    int r = sbx__cgroup_check_names(parent, "x", &parent, err), busy = 0;
+
+    if (r < 0)
+        return r;
+    for (size_t c = 0; c < SBX_ARRAY_SIZE(controllers); c++) {
+        _cleanup_free_ char *own = NULL, *dir = NULL;
+
+        if (sbx__cgroup_v1_own_dir(controllers[c].name, &own, NULL) < 0 ||
+            sbx__cgroup_join(own, "", parent, &dir, NULL) < 0)
+            continue;
+        if (rmdir(dir) < 0 && errno != ENOENT)
+            busy = errno;
+    }
+    return busy ? sbx__error(err, busy, "remove cgroup parent `%s`", parent) : 0;
+}
+
 const struct sbx__cgroup_ops sbx__cgroup_v1_ops = {
     .name = "v1",
     .create = v1_create,
@@ -364,4 +386,5 @@ const struct sbx__cgroup_ops sbx__cgroup_v1_ops = {
     .kill = v1_kill,
     .destroy = v1_destroy,
     .remove = v1_remove,
+    .prune = v1_prune,
 };

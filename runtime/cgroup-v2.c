@@ -442,6 +442,24 @@ static int v2_remove(const char *parent, const char *id, sbx_error *err)
     return sbx__cgroup_teardown(cg, v2_kill, err);
 }
 
+static int v2_prune(const char *parent, sbx_error *err)
+{
+    _cleanup_free_ char *own = NULL, *dir = NULL;
+    int r = sbx__cgroup_check_names(parent, "x", &parent, err);
+
+    if (r < 0)
+        return r;
+    r = own_dir(&own, err);
+    if (r < 0)
+        return r;
+    r = sbx__cgroup_join(own, "", parent, &dir, err);
+    if (r < 0)
+        return r;
+    if (rmdir(dir) < 0 && errno != ENOENT)
+        return sbx__error(err, errno, "remove cgroup parent `%s`", dir);
+    return 0;
+}
+
 const struct sbx__cgroup_ops sbx__cgroup_v2_ops = {
     .name = "v2",
     .create = v2_create,
@@ -451,4 +469,5 @@ const struct sbx__cgroup_ops sbx__cgroup_v2_ops = {
     .kill = v2_kill,
     .destroy = v2_destroy,
     .remove = v2_remove,
+    .prune = v2_prune,
 };

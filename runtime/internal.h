@@ -94,6 +94,9 @@ struct sbx__cgroup_ops {
     int (*destroy)(struct sbx__cgroup *cg, sbx_error *err);
     /* Removes the cgroups of a sandbox by id (crash recovery); kills what is in them. */
     int (*remove)(const char *parent, const char *id, sbx_error *err);
+    /* Removes <own>/<parent> in every hierarchy where it is empty; -EBUSY
+     * where sandboxes still use it. */
+    int (*prune)(const char *parent, sbx_error *err);
 };
 
 extern const struct sbx__cgroup_ops sbx__cgroup_v1_ops;

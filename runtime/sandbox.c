@@ -760,6 +760,11 @@ int sbx_sandbox_destroy(sbx_sandbox *sb, sbx_error *err)
     return r;
 }
 
+int sbx_cgroup_prune(const char *cgroup_parent, sbx_error *err)
+{
+    return sbx__cgroup_ops()->prune(cgroup_parent ? cgroup_parent : "sandboxd", err);
+}
+
 int sbx_sandbox_cleanup(const char *run_dir, const char *state_dir, const char *cgroup_parent,
                         const char *id, sbx_error *err)
 {

@@ -76,7 +76,8 @@ int main(int argc, char **argv)
     };
     const char *image_name = "debian-slim";
     const char *state_dir = getenv("SBX_STATE_DIR") ? getenv("SBX_STATE_DIR") : "/var/lib/sandboxd";
-    struct sbx_config cfg = {.stdio = {0, 1, 2}, .run_dir = "/run/sandboxd"};
+    struct sbx_config cfg = {
+        .stdio = {0, 1, 2}, .run_dir = "/run/sandboxd", .cgroup_parent = "sbx-run"};
     struct sbx_image *img = NULL;
     const char **env = NULL;
     size_t n_env = 0, n_extra = 0;
@@ -87,6 +88,7 @@ int main(int argc, char **argv)
     sbx_error err = {0};
     char id[64];
     uint64_t num;
+    bool sb_created = false;
     int c, rc = 125;
 
     if (!extra)
@@ -195,6 +197,7 @@ int main(int argc, char **argv)
         cfg.workdir = img->workdir;
     cfg.argv = exec_mode ? NULL : (const char *const *)argv + optind;
 
+    sb_created = true; /* from here on, even a failed create may leave the parent */
     /* A terminal's Ctrl-C reaches us, not the sandbox: end it cleanly. */
     signal(SIGINT, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
@@ -225,6 +228,9 @@ int main(int argc, char **argv)
     if (sbx_sandbox_destroy(sb, &err) < 0)
         fprintf(stderr, "sbx-run: destroy: %s\n", err.message);
 out:
+    /* A one-shot tool leaves no cgroup behind; others' sandboxes keep theirs. */
+    if (sb_created)
+        (void)sbx_cgroup_prune(cfg.cgroup_parent, NULL);
     free(env);
     free(extra);
     sbx_image_free(img);

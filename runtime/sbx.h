@@ -170,6 +170,11 @@ SBX_PUBLIC int sbx_process_wait(struct sbx_process *p, int timeout_ms, int *ret_
 SBX_PUBLIC int sbx_pty_resize(int pty_master, unsigned short rows, unsigned short cols,
                               sbx_error *err);
 
+/* Removes the cgroup parent (config cgroup_parent, default "sandboxd") in
+ * every hierarchy where no sandbox uses it any more: for one-shot callers
+ * that leave nothing behind.  -EBUSY where sandboxes still run under it. */
+SBX_PUBLIC int sbx_cgroup_prune(const char *cgroup_parent, sbx_error *err);
+
 /* "v1" or "v2": the cgroup backend this host uses. */
 SBX_PUBLIC const char *sbx_cgroup_mode(void);
 

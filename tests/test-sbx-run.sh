@@ -30,4 +30,5 @@ sbx -- /no/such/program 2>/dev/null; check "missing program is the tool's error"
 "$sbx_run" --run-dir "$run_dir" --image no-such-image -- true 2>/dev/null; check "unknown image" 125 $?
 left=$(find "$run_dir/sandboxes" -mindepth 1 2>/dev/null | wc -l)
 check "nothing left in the run dir" 0 "$left"
+check "no cgroup left" 0 "$(find /sys/fs/cgroup -maxdepth 6 -type d -name sbx-run 2>/dev/null | wc -l)"
 exit $failed
