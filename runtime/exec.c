@@ -41,60 +41,6 @@
 
 enum { MSG_PIDFD = 10, MSG_PTY = 11 };
 
-static int send_fd(int sock, int type, int value, int fd)
-{
-    struct sbx__msg m = {.type = type, .code = value};
-    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    struct cmsghdr *c;
-
-    memset(&u, 0, sizeof(u));
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof(u.buf);
-    c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof(int));
-    while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
-        if (errno != EINTR)
-            return -errno;
-    return 0;
-}
-
-/* Receives one message, and the fd it carries (or -1). 0 at EOF. */
-static int recv_msg(int sock, struct sbx__msg *m, int *ret_fd)
-{
-    struct iovec iov = {.iov_base = m, .iov_len = sizeof(*m)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
-    struct cmsghdr *c;
-    ssize_t n;
-
-    *ret_fd = -1;
-    do
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n < 0)
-        return -errno;
-    if (n == 0)
-        return 0;
-    if (n != (ssize_t)sizeof(*m))
-        return -EPROTO;
-    c = CMSG_FIRSTHDR(&mh);
-    if (c && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
-    return 1;
-}
-
 static void report(int sock, int code, const char *what)
 {
     sbx_error e;
@@ -137,7 +83,7 @@ __attribute__((noreturn)) static void exec_child(const sbx_sandbox *sb,
             report(sock, errno, "open the pty's terminal side");
             _exit(127);
         }
-        if (send_fd(sock, MSG_PTY, 0, master) < 0)
+        if (sbx__send_fd(sock, MSG_PTY, 0, master) < 0)
             _exit(127);
         close(master);
         if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0) {
@@ -204,7 +150,7 @@ __attribute__((noreturn)) static void exec_helper(sbx_sandbox *sb,
     }
     if (pid == 0)
         exec_child(sb, cfg, sock);
-    send_fd(sock, MSG_PIDFD, pid, pidfd);
+    sbx__send_fd(sock, MSG_PIDFD, pid, pidfd);
     /* The helper lives as long as the process: it must not hold a copy of
      * any of the caller's fds (another process's pipe, a listening socket). */
     syscall(SYS_close_range, 0, ~0U, 0);
@@ -253,7 +199,7 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg, struct 
      * process's execve closed the last copy of the socket. */
     for (;;) {
         struct sbx__msg m;
-        int fd, n = recv_msg(sv[0], &m, &fd);
+        int fd, n = sbx__recv_msg(sv[0], &m, &fd);
 
         if (n <= 0) {
             if (n < 0 && !failed) {

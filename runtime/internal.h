@@ -257,6 +257,11 @@ struct sbx__msg {
     char message[sizeof(((sbx_error *)0)->message)];
 };
 int sbx__msg_send(int fd, int type, const sbx_error *err);
+/* A message of `type` with .code = value, carrying fd (SCM_RIGHTS). */
+int sbx__send_fd(int sock, int type, int value, int fd);
+/* Receives one message and the fd it carries (or -1 in *ret_fd); 1, or 0 at
+ * EOF, or -errno. */
+int sbx__recv_msg(int sock, struct sbx__msg *m, int *ret_fd);
 
 struct sbx__rootfs {
     const char *run_dir; /* the sandbox's run dir: holds rootfs/ and lower/<i>/ */
