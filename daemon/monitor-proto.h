@@ -1,0 +1,91 @@
+/* monitor-proto.h — how sandboxd and a sandbox's monitor talk.
+ *
+ * One `sandboxd-monitor` process per sandbox (containerd's shim / conmon,
+ * done small).  It owns the sandbox: creates it with the runtime library,
+ * holds its stdio and every exec's pipes, writes all output to disk, records
+ * exit codes, enforces timeouts, and outlives the daemon: `kill -9` of the
+ * daemon loses no sandbox, no exit code and no byte of output.
+ *
+ * Start (by the daemon; the monitor detaches: setsid, its own process group,
+ * stdio on /dev/null except stderr to the log file given):
+ *
+ *   sandboxd-monitor --id SB --spec FILE --run-dir RUN --state-dir STATE [--log FILE]
+ *
+ * It exits 0 once it is listening on its socket and the sandbox has been
+ * created (or has failed: see exit.json); the real work continues in a
+ * forked-off child (the double fork makes init's parent the monitor, not the
+ * daemon).  The first line it writes to stdout before that exit is a JSON
+ * object: {"ok":true,"pid":N} or {"ok":false,"error":{"code","message"}}.
+ *
+ * Files (all under RECORDS = STATE/records/SB; the daemon writes spec.json,
+ * the monitor everything else; every whole-file write is atomic: tmp + fsync
+ * + rename):
+ *   spec.json                 what to run (below)
+ *   monitor.json              {"pid":N,"started_at":T}  the monitor's own pid
+ *   events.ndjson             lifecycle events appended by the monitor,
+ *                             {"event":"started","at":T} ... one per line
+ *   exit.json                 {"returncode":N,"finish_reason":R,"finished_at":T}
+ *                             once the sandbox has finished
+ *   procs/ID/info.json        {"process_id","argv","started_at","pty":bool}
+ *   procs/ID/exit.json        {"returncode":N,"finished_at":T}
+ *   procs/ID/stdout.OFFSET    output segments; OFFSET (decimal) is the byte
+ *   procs/ID/stderr.OFFSET    offset of the segment's first byte in the stream.
+ *                             The stream is the concatenation of its segments
+ *                             in offset order; when the stream's kept bytes
+ *                             exceed spec.output_limit, the oldest segments are
+ *                             deleted (the lowest remaining OFFSET is the
+ *                             number of dropped bytes).  A segment is at most
+ *                             output_limit/4 bytes.
+ *   procs/ID/stdout.eof       exists once the stream has ended
+ * The entrypoint's process ID is "entrypoint".
+ *
+ * spec.json: {"image_layers":[...], "env":["K=V"...], "workdir":"/",
+ *   "entrypoint":[...]|null, "hostname":S, "uid":0, "gid":0, "no_userns":false,
+ *   "memory_bytes":N, "pids_max":N, "cpu_weight":N, "cpu_quota_us":N,
+ *   "cpu_period_us":N, "timeout_s":N, "idle_timeout_s":N|null,
+ *   "output_limit":N, "cgroup_parent":"sandboxd"}
+ *
+ * Socket: RUN/monitors/SB.sock, a unix stream socket, mode 0600; one client
+ * (the daemon) at a time (a new connection replaces the old).  Messages are
+ * JSON objects, one per line, UTF-8, at most 1 MiB each.
+ *
+ * Daemon → monitor requests carry "seq" (integer); the monitor answers each
+ * with {"seq":n,"ok":true,...} or {"seq":n,"ok":false,"error":{"code","message"}}
+ * where code is an API.md code (invalid_argument, not_found,
+ * failed_precondition, resource_exhausted, internal):
+ *   {"op":"exec","id":"pr-..","argv":[..],"env":[..],"workdir":"/",
+ *    "uid":0,"gid":0,"stdout":"pipe|devnull","stderr":"pipe|devnull|stdout",
+ *    "pty":{"rows":24,"cols":80}|null,"timeout_s":N|null}      → ok
+ *   {"op":"stdin","id":"pr-..|entrypoint","data":"<base64>","eof":bool} → ok
+ *   {"op":"signal","id":"pr-..|entrypoint","signal":N}         → ok
+ *   {"op":"resize","id":"pr-..","rows":R,"cols":C}             → ok
+ *   {"op":"terminate"}                                         → ok (idempotent)
+ *   {"op":"stats"} → ok + "stats":{"cpu_usage_ns","memory_current","memory_peak","pids_current"}
+ *   {"op":"activity"}                  → ok (resets the idle timer)
+ *   {"op":"status"} → ok + "state":"running|finished", "processes":[{"id","returncode"}...]
+ *   {"op":"shutdown"} → ok; the monitor terminates the sandbox if running,
+ *                       destroys it (cgroups, mounts, dirs) and exits; the
+ *                       records stay (the daemon deletes them).
+ *
+ * Monitor → daemon events (no "seq"), sent as things happen:
+ *   {"ev":"output","id":"pr-..","stream":"stdout","size":N}  (total bytes
+ *       written so far; coalesced, but the first write after a quiet period
+ *       is announced at once)
+ *   {"ev":"eof","id":..,"stream":..}
+ *   {"ev":"exit","id":..,"returncode":N}
+ *   {"ev":"event","event":"ready|...","at":T}
+ *   {"ev":"finished","returncode":N,"finish_reason":"exited|terminated|timeout|idle_timeout|oom|error"}
+ * A daemon that (re)connects learns the current state from the files and
+ * {"op":"status"}; events are hints, the files are the truth.
+ *
+ * After the sandbox has finished and its output is on disk, the monitor
+ * destroys the sandbox and exits; the records stay until the daemon deletes
+ * them.  Times (T) are seconds since the epoch as a JSON real.
+ */
+#ifndef SBXD_MONITOR_PROTO_H
+#define SBXD_MONITOR_PROTO_H
+
+#define SBXD_MONITOR_MAX_MESSAGE (1024 * 1024)
+#define SBXD_ENTRYPOINT_ID       "entrypoint"
+
+#endif
