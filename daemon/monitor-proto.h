@@ -16,6 +16,9 @@
  * forked-off child (the double fork makes init's parent the monitor, not the
  * daemon).  The first line it writes to stdout before that exit is a JSON
  * object: {"ok":true,"pid":N} or {"ok":false,"error":{"code","message"}}.
+ * With ok:false it exits 1; when the failure came after the spec was read
+ * (the sandbox could not be created), exit.json and an "error" event
+ * ({"event":"error","at":T,"message":S}) record it.
  *
  * Files (all under RECORDS = STATE/records/SB; the daemon writes spec.json,
  * the monitor everything else; every whole-file write is atomic: tmp + fsync
@@ -25,9 +28,12 @@
  *   events.ndjson             lifecycle events appended by the monitor,
  *                             {"event":"started","at":T} ... one per line
  *   exit.json                 {"returncode":N,"finish_reason":R,"finished_at":T}
- *                             once the sandbox has finished
+ *                             once the sandbox has finished; returncode is
+ *                             null with finish_reason "error" (never created)
  *   procs/ID/info.json        {"process_id","argv","started_at","pty":bool}
- *   procs/ID/exit.json        {"returncode":N,"finished_at":T}
+ *   procs/ID/exit.json        {"returncode":N,"finished_at":T}, written once
+ *                             the process's output is on disk (or 1 s after
+ *                             it exited, if something it left holds its pipes)
  *   procs/ID/stdout.OFFSET    output segments; OFFSET (decimal) is the byte
  *   procs/ID/stderr.OFFSET    offset of the segment's first byte in the stream.
  *                             The stream is the concatenation of its segments
@@ -37,7 +43,8 @@
  *                             number of dropped bytes).  A segment is at most
  *                             output_limit/4 bytes.
  *   procs/ID/stdout.eof       exists once the stream has ended
- * The entrypoint's process ID is "entrypoint".
+ * The entrypoint's process ID is "entrypoint"; its exit.json holds the
+ * sandbox's returncode.
  *
  * spec.json: {"image_layers":[...], "env":["K=V"...], "workdir":"/",
  *   "entrypoint":[...]|null, "hostname":S, "uid":0, "gid":0, "no_userns":false,
@@ -55,14 +62,16 @@
  * failed_precondition, resource_exhausted, internal):
  *   {"op":"exec","id":"pr-..","argv":[..],"env":[..],"workdir":"/",
  *    "uid":0,"gid":0,"stdout":"pipe|devnull","stderr":"pipe|devnull|stdout",
- *    "pty":{"rows":24,"cols":80}|null,"timeout_s":N|null}      → ok
+ *    "pty":{"rows":24,"cols":80}|null,"timeout_s":N|null}      → ok + "pid"
  *   {"op":"stdin","id":"pr-..|entrypoint","data":"<base64>","eof":bool} → ok
  *   {"op":"signal","id":"pr-..|entrypoint","signal":N}         → ok
  *   {"op":"resize","id":"pr-..","rows":R,"cols":C}             → ok
  *   {"op":"terminate"}                                         → ok (idempotent)
- *   {"op":"stats"} → ok + "stats":{"cpu_usage_ns","memory_current","memory_peak","pids_current"}
+ *   {"op":"stats"} → ok + "stats":{"cpu_usage_ns","memory_current","memory_peak","pids_current","oom_kills"}
  *   {"op":"activity"}                  → ok (resets the idle timer)
  *   {"op":"status"} → ok + "state":"running|finished", "processes":[{"id","returncode"}...]
+ *                     (returncode null until exit.json exists; once finished
+ *                     also "returncode" and "finish_reason" of the sandbox)
  *   {"op":"shutdown"} → ok; the monitor terminates the sandbox if running,
  *                       destroys it (cgroups, mounts, dirs) and exits; the
  *                       records stay (the daemon deletes them).

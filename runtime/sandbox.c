@@ -301,6 +301,15 @@ static int write_id_map(pid_t pid, const char *file, unsigned base, sbx_error *e
  * sandbox's root: it must traverse them, and no other host user may reach
  * into them — the writable layer can hold set-uid files the sandbox made
  * (owned by real root when there is no user namespace). */
+/* mkdir with exactly `mode`: the sandbox's root, an unprivileged host uid,
+ * must traverse these whatever umask the caller (a daemon: 077) runs with. */
+static int make_dir(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) < 0)
+        return -1;
+    return chmod(path, mode);
+}
+
 static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
 {
     char path[PATH_MAX];
@@ -311,20 +320,20 @@ static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
     if ((r = sbx__mkdir_p(sb->state_dir, 0711, err)) < 0)
         return r;
     snprintf(path, sizeof(path), "%s/rootfs", sb->run_dir);
-    if (mkdir(path, 0755) < 0)
+    if (make_dir(path, 0755) < 0)
         return sbx__error(err, errno, "mkdir `%s`", path);
     snprintf(path, sizeof(path), "%s/lower", sb->run_dir);
-    if (mkdir(path, 0711) < 0)
+    if (make_dir(path, 0711) < 0)
         return sbx__error(err, errno, "mkdir `%s`", path);
     for (size_t i = 0; sb->userns && i < n_layers; i++) {
         snprintf(path, sizeof(path), "%s/lower/%zu", sb->run_dir, i);
-        if (mkdir(path, 0755) < 0)
+        if (make_dir(path, 0755) < 0)
             return sbx__error(err, errno, "mkdir `%s`", path);
     }
-    if (mkdir(sb->upper_dir, 0755) < 0)
+    if (make_dir(sb->upper_dir, 0755) < 0)
         return sbx__error(err, errno, "mkdir `%s`", sb->upper_dir);
     snprintf(path, sizeof(path), "%s/work", sb->state_dir);
-    if (mkdir(path, 0700) < 0)
+    if (make_dir(path, 0700) < 0)
         return sbx__error(err, errno, "mkdir `%s`", path);
     {
         const char *const owned[] = {sb->run_dir, sb->state_dir, sb->upper_dir, path};

@@ -63,8 +63,11 @@ int sbx__mkdir_p(const char *path, mode_t mode, sbx_error *err)
 
     if (len == 0 || len >= sizeof(buf))
         return sbx__error(err, ENAMETOOLONG, "mkdir `%s`", path);
-    /* Usually only the last component is missing. */
-    if (mkdir(path, mode) == 0 || errno == EEXIST)
+    /* Usually only the last component is missing.  Directories made here
+     * get exactly `mode`, whatever the caller's umask. */
+    if (mkdir(path, mode) == 0)
+        return chmod(path, mode) < 0 ? sbx__error(err, errno, "chmod `%s`", path) : 0;
+    if (errno == EEXIST)
         return 0;
     if (errno != ENOENT)
         return sbx__error(err, errno, "mkdir `%s`", path);
@@ -73,11 +76,15 @@ int sbx__mkdir_p(const char *path, mode_t mode, sbx_error *err)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        if (mkdir(buf, mode) == 0)
+            (void)chmod(buf, mode);
+        else if (errno != EEXIST)
             return sbx__error(err, errno, "mkdir `%s`", buf);
         *p = '/';
     }
-    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+    if (mkdir(buf, mode) == 0)
+        (void)chmod(buf, mode);
+    else if (errno != EEXIST)
         return sbx__error(err, errno, "mkdir `%s`", buf);
     return 0;
 }

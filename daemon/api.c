@@ -1,0 +1,1306 @@
+/* api.c — the REST API of ../shared/API.md: routing, validation, and the
+ * waiters behind long polls and streams.  Handlers run on the loop; they
+ * never block (the monitor does the sandbox's work, files are page-cache
+ * reads of recent output). */
+#include "sandboxd.h"
+
+#include "image.h"
+#include "sbx.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define STREAM_CHUNK (256 * 1024)
+
+/* ---- small helpers ---- */
+
+static void reply_sandbox_error(sbxd_req *req, json_t *reply)
+{
+    json_t *e = json_object_get(reply, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    int status = 500;
+
+    if (!code)
+        code = "internal";
+    if (!strcmp(code, "invalid_argument"))
+        status = 400;
+    else if (!strcmp(code, "not_found"))
+        status = 404;
+    else if (!strcmp(code, "failed_precondition") || !strcmp(code, "already_exists"))
+        status = 409;
+    else if (!strcmp(code, "resource_exhausted"))
+        status = 429;
+    else if (!strcmp(code, "unavailable"))
+        status = 503;
+    sbxd_reply_error(req, status, code, "%s", msg ? msg : code);
+}
+
+static bool parse_timeout(sbxd_req *req, const char *q, double dflt, double max, double *ret)
+{
+    char *end;
+    double v;
+
+    if (!q) {
+        *ret = dflt;
+        return true;
+    }
+    v = strtod(q, &end);
+    if (end == q || *end || !isfinite(v) || v < 0 || v > max) {
+        sbxd_reply_error(req, 400, "invalid_argument", "timeout_s must be a number from 0 to %g",
+                         max);
+        return false;
+    }
+    *ret = v;
+    return true;
+}
+
+/* Splits the path into at most 8 segments ("/v1/sandboxes/x" → v1 sandboxes x). */
+static size_t split_path(const char *path, char segs[8][128])
+{
+    size_t n = 0;
+
+    while (*path == '/')
+        path++;
+    while (*path && n < 8) {
+        size_t len = strcspn(path, "/");
+        if (len >= 128)
+            return 9; /* nothing of ours has such a segment */
+        memcpy(segs[n], path, len);
+        segs[n][len] = '\0';
+        n++;
+        path += len;
+        while (*path == '/')
+            path++;
+    }
+    return *path ? 9 : n;
+}
+
+/* ---- waiters ---- */
+
+static void waiter_unlink(struct sbxd_waiter *w)
+{
+    if (w->next) {
+        w->next->prev = w->prev;
+        w->prev->next = w->next;
+        w->next = w->prev = NULL;
+    }
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Ends a waiter: unlinks it and frees it once its timer has closed. */
+static void waiter_free(struct sbxd_waiter *w)
+{
+    waiter_unlink(w);
+    if (w->req)
+        sbxd_req_on_abort(w->req, NULL, NULL);
+    w->req = NULL;
+    w->stream = NULL;
+    uv_timer_stop(&w->timer);
+    w->timer.data = w;
+    uv_close((uv_handle_t *)&w->timer, timer_closed);
+}
+
+static void waiter_aborted(sbxd_req *req, void *data)
+{
+    struct sbxd_waiter *w = data;
+
+    (void)req;
+    w->req = NULL;
+    w->stream = NULL;
+    waiter_free(w);
+}
+
+static struct sbxd_waiter *waiter_new(struct sbxd *d, struct sbxd_sandbox *sb, sbxd_req *req,
+                                      int kind)
+{
+    struct sbxd_waiter *w = calloc(1, sizeof(*w));
+
+    if (!w)
+        return NULL;
+    w->req = req;
+    w->sb = sb;
+    w->kind = kind;
+    uv_timer_init(d->loop, &w->timer);
+    w->timer.data = w;
+    w->next = sb->waiters.next;
+    w->prev = &sb->waiters;
+    sb->waiters.next->prev = w;
+    sb->waiters.next = w;
+    sbxd_req_on_abort(req, waiter_aborted, w);
+    return w;
+}
+
+static void wait_timeout(uv_timer_t *t)
+{
+    struct sbxd_waiter *w = t->data;
+    struct sbxd *d = sbxd_global;
+
+    if (w->kind == SBXD_WAIT_SANDBOX)
+        sbxd_reply_json(w->req, 200, sbxd_sandbox_record(d, w->sb));
+    else if (w->kind == SBXD_WAIT_PROC)
+        sbxd_reply_json(w->req, 200, json_pack("{s:n}", "returncode"));
+    waiter_free(w);
+}
+
+static void events_pump(struct sbxd *d, struct sbxd_waiter *w);
+
+void sbxd_wake_sandbox(struct sbxd *d, struct sbxd_sandbox *sb)
+{
+    struct sbxd_waiter *w = sb->waiters.next, *next;
+
+    for (; w != &sb->waiters; w = next) {
+        next = w->next;
+        if (w->kind == SBXD_WAIT_SANDBOX && !strcmp(sb->state, "finished")) {
+            sbxd_reply_json(w->req, 200, sbxd_sandbox_record(d, sb));
+            waiter_free(w);
+        } else if (w->kind == SBXD_WAIT_EVENTS) {
+            events_pump(d, w);
+        }
+    }
+}
+
+void sbxd_wake_proc(struct sbxd *d, struct sbxd_sandbox *sb, struct sbxd_proc *p)
+{
+    struct sbxd_waiter *w = sb->waiters.next, *next;
+
+    (void)d;
+    for (; w != &sb->waiters; w = next) {
+        next = w->next;
+        if (w->kind == SBXD_WAIT_PROC && w->proc == p && p->has_returncode) {
+            sbxd_reply_json(w->req, 200, json_pack("{s:i}", "returncode", p->returncode));
+            waiter_free(w);
+        }
+    }
+}
+
+static void stream_pump(struct sbxd *d, struct sbxd_waiter *w);
+
+void sbxd_waiters_drop(struct sbxd_sandbox *sb)
+{
+    while (sb->waiters.next != &sb->waiters) {
+        struct sbxd_waiter *w = sb->waiters.next;
+        if (w->stream)
+            sbxd_stream_end(w->stream);
+        else if (w->req)
+            sbxd_reply_error(w->req, 404, "not_found", "sandbox `%s` was deleted", sb->id);
+        waiter_free(w);
+    }
+}
+
+static void stream_drained(sbxd_stream *s, void *data)
+{
+    struct sbxd_waiter *w = data;
+
+    (void)s;
+    w->paused = false;
+    stream_pump(sbxd_global, w);
+}
+
+/* Sends what the files hold beyond the waiter's offset, pausing when the
+ * client is slow; ends the stream at EOF (or at the current end without
+ * follow). */
+static void stream_pump(struct sbxd *d, struct sbxd_waiter *w)
+{
+    static char buf[STREAM_CHUNK];
+    struct sbxd_proc *p = w->proc;
+
+    while (w->stream && !w->paused) {
+        uint64_t dropped = 0;
+        ssize_t n = sbxd_output_read(d, w->sb->id, p->id, w->stream_index, w->offset, buf,
+                                     sizeof(buf), &dropped);
+        if (n > 0) {
+            if (w->offset < dropped)
+                w->offset = dropped;
+            w->offset += (uint64_t)n;
+            if (sbxd_stream_write(w->stream, buf, (size_t)n) > 4 * STREAM_CHUNK) {
+                w->paused = true;
+                sbxd_stream_on_drain(w->stream, stream_drained, w);
+            }
+            continue;
+        }
+        /* At the end of what is on disk. */
+        if (!w->follow || p->eof[w->stream_index] ||
+            (p->has_returncode && w->offset >= p->size[w->stream_index] &&
+             !strcmp(p->id, SBXD_ENTRYPOINT_ID) && !strcmp(w->sb->state, "finished"))) {
+            /* After EOF the files are complete; one more read above found
+             * nothing, so the stream is done. */
+            sbxd_stream_end(w->stream);
+            waiter_free(w);
+        }
+        return;
+    }
+}
+
+void sbxd_wake_streams(struct sbxd *d, struct sbxd_sandbox *sb, struct sbxd_proc *p)
+{
+    struct sbxd_waiter *w = sb->waiters.next, *next;
+
+    for (; w != &sb->waiters; w = next) {
+        next = w->next;
+        if (w->kind == SBXD_WAIT_STREAM && w->proc == p)
+            stream_pump(d, w);
+    }
+}
+
+/* ---- daemon endpoints ---- */
+
+static void get_health(struct sbxd *d, sbxd_req *req)
+{
+    (void)d;
+    sbxd_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void get_info(struct sbxd *d, sbxd_req *req)
+{
+    unsigned total = 0;
+
+    for (struct sbxd_sandbox *sb = d->sandboxes; sb; sb = sb->next)
+        total++;
+    sbxd_reply_json(
+        req, 200,
+        json_pack("{s:s,s:s,s:f,s:{s:I,s:i,s:i,s:i,s:I},s:{s:i,s:i,s:I,s:I}}", "version",
+                  SBXD_VERSION, "cgroup_mode", sbx_cgroup_mode(), "started_at", d->started_at,
+                  "limits", "max_body", (json_int_t)d->cfg.max_body, "max_connections",
+                  (int)d->cfg.max_connections, "max_sandboxes", (int)d->cfg.max_sandboxes,
+                  "max_execs", (int)d->cfg.max_execs, "output_limit",
+                  (json_int_t)d->cfg.output_limit, "counts", "sandboxes_running",
+                  (int)d->n_running, "sandboxes_known", (int)total, "sandboxes_created",
+                  (json_int_t)d->created_total, "execs", (json_int_t)d->execs_total));
+}
+
+static void get_metrics(struct sbxd *d, sbxd_req *req)
+{
+    struct sbxd_http_stats hs;
+    char buf[2048];
+    int n;
+
+    sbxd_http_get_stats(d->http, &hs);
+    n = snprintf(buf, sizeof(buf),
+                 "# HELP sandboxd_sandboxes_running Sandboxes not yet finished.\n"
+                 "# TYPE sandboxd_sandboxes_running gauge\n"
+                 "sandboxd_sandboxes_running %u\n"
+                 "# HELP sandboxd_sandboxes_created_total Sandboxes created since start.\n"
+                 "# TYPE sandboxd_sandboxes_created_total counter\n"
+                 "sandboxd_sandboxes_created_total %llu\n"
+                 "# HELP sandboxd_execs_total Processes exec'd since start.\n"
+                 "# TYPE sandboxd_execs_total counter\n"
+                 "sandboxd_execs_total %llu\n"
+                 "# HELP sandboxd_http_requests_total HTTP requests since start.\n"
+                 "# TYPE sandboxd_http_requests_total counter\n"
+                 "sandboxd_http_requests_total %llu\n"
+                 "# HELP sandboxd_http_connections Open HTTP connections.\n"
+                 "# TYPE sandboxd_http_connections gauge\n"
+                 "sandboxd_http_connections %u\n"
+                 "# HELP sandboxd_uptime_seconds Seconds since the daemon started.\n"
+                 "# TYPE sandboxd_uptime_seconds gauge\n"
+                 "sandboxd_uptime_seconds %.3f\n",
+                 d->n_running, d->created_total, d->execs_total, hs.requests, hs.connections,
+                 sbxd_now() - d->started_at);
+    sbxd_reply_bytes(req, 200, "text/plain; version=0.0.4", buf, (size_t)n);
+}
+
+/* ---- apps ---- */
+
+static void put_app(struct sbxd *d, sbxd_req *req, const char *name)
+{
+    json_t *app;
+
+    if (!sbxd_valid_name(name)) {
+        sbxd_reply_error(req, 400, "invalid_argument", "app name `%.64s` must match [A-Za-z0-9._-]{1,63}",
+                         name);
+        return;
+    }
+    if (sbxd_app_ensure(d, name, &app) < 0) {
+        sbxd_reply_error(req, 500, "internal", "cannot create app");
+        return;
+    }
+    sbxd_reply_json(req, 200, json_pack("{s:O,s:O}", "app_id", json_object_get(app, "app_id"),
+                                        "name", json_object_get(app, "name")));
+}
+
+static void get_app(struct sbxd *d, sbxd_req *req, const char *name)
+{
+    json_t *app = json_object_get(d->apps, name);
+
+    if (!app) {
+        sbxd_reply_error(req, 404, "not_found", "no app `%.64s`", name);
+        return;
+    }
+    sbxd_reply_json(req, 200, json_pack("{s:O,s:O}", "app_id", json_object_get(app, "app_id"),
+                                        "name", json_object_get(app, "name")));
+}
+
+static void list_apps(struct sbxd *d, sbxd_req *req)
+{
+    json_t *list = json_array(), *app;
+    const char *key;
+
+    json_object_foreach(d->apps, key, app)
+    {
+        json_array_append_new(list, json_pack("{s:O,s:O}", "app_id",
+                                              json_object_get(app, "app_id"), "name",
+                                              json_object_get(app, "name")));
+    }
+    sbxd_reply_json(req, 200, json_pack("{s:o}", "apps", list));
+}
+
+/* ---- creating a sandbox ---- */
+
+static const char *const unsupported_fields[] = {
+    "secrets", "disk_mib", "block_network", "cidr_allowlist", "ports", "readiness_probe",
+    "volumes", "mounts",
+};
+
+static bool is_string_map(json_t *o)
+{
+    const char *k;
+    json_t *v;
+
+    if (!json_is_object(o))
+        return false;
+    json_object_foreach(o, k, v)
+    {
+        if (!json_is_string(v))
+            return false;
+    }
+    return true;
+}
+
+static bool is_argv(json_t *a)
+{
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(a) || json_array_size(a) == 0 || json_array_size(a) > 4096)
+        return false;
+    json_array_foreach(a, i, v)
+    {
+        if (!json_is_string(v) || strlen(json_string_value(v)) > 65536)
+            return false;
+    }
+    return true;
+}
+
+static bool valid_env_key(const char *k)
+{
+    if (!*k || strlen(k) > 256 || (*k >= '0' && *k <= '9'))
+        return false;
+    for (; *k; k++)
+        if (!(*k >= 'A' && *k <= 'Z') && !(*k >= 'a' && *k <= 'z') && !(*k >= '0' && *k <= '9') &&
+            *k != '_')
+            return false;
+    return true;
+}
+
+static bool valid_hostname(const char *h)
+{
+    size_t n = strlen(h);
+
+    if (n == 0 || n > 63 || *h == '-')
+        return false;
+    for (; *h; h++)
+        if (!(*h >= 'a' && *h <= 'z') && !(*h >= 'A' && *h <= 'Z') && !(*h >= '0' && *h <= '9') &&
+            *h != '-' && *h != '.')
+            return false;
+    return true;
+}
+
+static const char *const known_fields[] = {
+    "app",           "name", "image",  "entrypoint", "workdir",        "env",      "secrets",
+    "timeout_s",     "idle_timeout_s", "cpu",        "cpu_limit",      "memory_mib", "pids_max",
+    "disk_mib",      "block_network",  "cidr_allowlist", "ports",      "readiness_probe",
+    "volumes",       "mounts",         "tags",       "gpu",            "hostname",
+};
+
+/* Validates the create body; replies 400 naming the field and returns false
+ * on the first problem. */
+static bool validate_create(sbxd_req *req, json_t *body)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(body, key, v)
+    {
+        bool known = false;
+        for (size_t i = 0; i < sizeof(known_fields) / sizeof(known_fields[0]); i++)
+            known |= !strcmp(key, known_fields[i]);
+        if (!known) {
+            sbxd_reply_error(req, 400, "invalid_argument", "unknown field `%.64s`", key);
+            return false;
+        }
+    }
+    for (size_t i = 0; i < sizeof(unsupported_fields) / sizeof(unsupported_fields[0]); i++) {
+        v = json_object_get(body, unsupported_fields[i]);
+        if (v && !json_is_null(v) && !(json_is_false(v)) &&
+            !(json_is_array(v) && json_array_size(v) == 0) &&
+            !(json_is_object(v) && json_object_size(v) == 0)) {
+            sbxd_reply_error(req, 400, "invalid_argument",
+                             "field `%s` is not supported by this sandboxd yet",
+                             unsupported_fields[i]);
+            return false;
+        }
+    }
+#define BAD(field, what)                                                                           \
+    do {                                                                                           \
+        sbxd_reply_error(req, 400, "invalid_argument", "field `%s` %s", field, what);              \
+        return false;                                                                              \
+    } while (0)
+    if ((v = json_object_get(body, "app")) && (!json_is_string(v) || !sbxd_valid_name(json_string_value(v))))
+        BAD("app", "must be a name matching [A-Za-z0-9._-]{1,63}");
+    if ((v = json_object_get(body, "name")) && !json_is_null(v) &&
+        (!json_is_string(v) || !sbxd_valid_name(json_string_value(v))))
+        BAD("name", "must match [A-Za-z0-9._-]{1,63}");
+    if ((v = json_object_get(body, "image")) && !json_is_string(v))
+        BAD("image", "must be a string");
+    if ((v = json_object_get(body, "entrypoint")) && !json_is_null(v) && !is_argv(v))
+        BAD("entrypoint", "must be a non-empty array of strings");
+    if ((v = json_object_get(body, "workdir")) &&
+        (!json_is_string(v) || json_string_value(v)[0] != '/' || strlen(json_string_value(v)) > 4096))
+        BAD("workdir", "must be an absolute path");
+    if ((v = json_object_get(body, "env")) && !is_string_map(v))
+        BAD("env", "must be an object of strings");
+    if (v) {
+        json_object_foreach(v, key, v)
+        {
+            if (!valid_env_key(key))
+                BAD("env", "has a key that is not a variable name");
+        }
+    }
+    if ((v = json_object_get(body, "timeout_s")) &&
+        (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 86400))
+        BAD("timeout_s", "must be an integer from 1 to 86400");
+    if ((v = json_object_get(body, "idle_timeout_s")) && !json_is_null(v) &&
+        (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 86400))
+        BAD("idle_timeout_s", "must be an integer from 1 to 86400");
+    if ((v = json_object_get(body, "cpu")) && !json_is_null(v) &&
+        (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 1024))
+        BAD("cpu", "must be a number of cores above 0");
+    if ((v = json_object_get(body, "cpu_limit")) && !json_is_null(v) &&
+        (!json_is_number(v) || json_number_value(v) <= 0 || json_number_value(v) > 1024))
+        BAD("cpu_limit", "must be a number of cores above 0");
+    if ((v = json_object_get(body, "memory_mib")) && !json_is_null(v) &&
+        (!json_is_integer(v) || json_integer_value(v) < 8 || json_integer_value(v) > (1 << 24)))
+        BAD("memory_mib", "must be an integer of at least 8");
+    if ((v = json_object_get(body, "pids_max")) && !json_is_null(v) &&
+        (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1 << 22))
+        BAD("pids_max", "must be a positive integer");
+    if ((v = json_object_get(body, "tags")) && !is_string_map(v))
+        BAD("tags", "must be an object of strings");
+    if ((v = json_object_get(body, "hostname")) &&
+        (!json_is_string(v) || !valid_hostname(json_string_value(v))))
+        BAD("hostname", "must be a hostname of 1 to 63 characters");
+    if ((v = json_object_get(body, "gpu")) && !json_is_null(v) && !json_is_false(v)) {
+        sbxd_reply_error(req, 409, "failed_precondition", "field `gpu`: this host has no GPU");
+        return false;
+    }
+#undef BAD
+    return true;
+}
+
+static json_t *strv_json(char **v)
+{
+    json_t *a = json_array();
+
+    for (; v && *v; v++)
+        json_array_append_new(a, json_string(*v));
+    return a;
+}
+
+/* The monitor's spec.json for this request and image. */
+static json_t *make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img,
+                         const char *id)
+{
+    json_t *env = strv_json(img->env), *v;
+    json_t *renv = json_object_get(body, "env");
+    const char *key;
+    double cpu = json_number_value(json_object_get(body, "cpu"));
+    double cpu_limit = json_number_value(json_object_get(body, "cpu_limit"));
+    json_int_t mem = json_integer_value(json_object_get(body, "memory_mib"));
+    json_int_t pids = json_integer_value(json_object_get(body, "pids_max"));
+    json_t *ep = json_object_get(body, "entrypoint");
+
+    json_object_foreach(renv, key, v)
+    {
+        char *kv;
+        if (asprintf(&kv, "%s=%s", key, json_string_value(v)) >= 0) {
+            json_array_append_new(env, json_string(kv));
+            free(kv);
+        }
+    }
+    if (!json_is_array(ep) && img->entrypoint)
+        ep = NULL;
+    return json_pack(
+        "{s:o,s:o,s:s,s:o,s:s,s:i,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:s}", "image_layers",
+        strv_json(img->layers), "env", env, "workdir",
+        json_string_value(json_object_get(body, "workdir")) ?: img->workdir, "entrypoint",
+        json_is_array(ep) ? json_incref(ep) : (img->entrypoint ? strv_json(img->entrypoint) : json_null()),
+        "hostname", json_string_value(json_object_get(body, "hostname")) ?: id, "uid", 0, "gid",
+        0, "no_userns", 0, "memory_bytes",
+        (json_int_t)(mem ? (uint64_t)mem << 20 : d->cfg.default_memory_bytes), "pids_max",
+        (json_int_t)(pids ? pids : d->cfg.default_pids_max), "cpu_weight",
+        (json_int_t)(cpu > 0 ? (cpu * 100 > 10000 ? 10000 : cpu * 100 < 1 ? 1 : cpu * 100) : 0),
+        "cpu_quota_us", (json_int_t)(cpu_limit > 0 ? cpu_limit * 100000 : 0), "cpu_period_us",
+        (json_int_t)100000, "timeout_s",
+        json_integer_value(json_object_get(body, "timeout_s")) ?: (json_int_t)300,
+        "idle_timeout_s",
+        json_is_integer(json_object_get(body, "idle_timeout_s"))
+            ? json_incref(json_object_get(body, "idle_timeout_s"))
+            : json_null(),
+        "output_limit", (json_int_t)d->cfg.output_limit, "cgroup_parent", d->cfg.cgroup_parent);
+}
+
+static void create_sandbox(struct sbxd *d, sbxd_req *req)
+{
+    json_t *body = sbxd_req_json(req), *spec;
+    const char *app, *name, *image;
+    struct sbx_image *img = NULL;
+    struct sbxd_sandbox *sb;
+    sbx_error err;
+    char *dir, *path;
+    int r;
+
+    if (!body)
+        return;
+    if (!validate_create(req, body))
+        goto out;
+    app = json_string_value(json_object_get(body, "app")) ?: "default";
+    name = json_string_value(json_object_get(body, "name"));
+    image = json_string_value(json_object_get(body, "image")) ?: "debian-slim";
+    if (name && sbxd_sandbox_by_name(d, app, name)) {
+        sbxd_reply_error(req, 409, "already_exists",
+                         "a running sandbox of app `%s` is already named `%s`", app, name);
+        goto out;
+    }
+    if (d->n_running >= d->cfg.max_sandboxes) {
+        sbxd_reply_error(req, 429, "resource_exhausted", "%u sandboxes are running: the limit",
+                         d->n_running);
+        goto out;
+    }
+    if (sbx_image_load(d->cfg.image_store, image, &img, &err) < 0) {
+        sbxd_reply_error(req, err.code == ENOENT ? 404 : 400,
+                         err.code == ENOENT ? "not_found" : "invalid_argument",
+                         "image `%.128s`: %s", image,
+                         err.code == ENOENT ? "no such image" : err.message);
+        goto out;
+    }
+    if (sbxd_app_ensure(d, app, NULL) < 0) {
+        sbxd_reply_error(req, 500, "internal", "cannot create app `%s`", app);
+        goto out;
+    }
+    sb = calloc(1, sizeof(*sb));
+    if (!sb) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        goto out;
+    }
+    sbxd_new_id("sb-", sb->id, sizeof(sb->id));
+    sb->app = strdup(app);
+    sb->name = name ? strdup(name) : NULL;
+    sb->image = strdup(image);
+    sb->tags = json_object_get(body, "tags") ? json_incref(json_object_get(body, "tags"))
+                                             : json_object();
+    sb->request = json_incref(body);
+    sb->created_at = sbxd_now();
+    snprintf(sb->state, sizeof(sb->state), "created");
+    sb->waiters.next = sb->waiters.prev = &sb->waiters;
+    spec = make_spec(d, body, img, sb->id);
+    if (json_is_array(json_object_get(spec, "entrypoint")))
+        sbxd_proc_add(sb, SBXD_ENTRYPOINT_ID, json_object_get(spec, "entrypoint"));
+
+    dir = sbxd_records_path(d, sb->id, NULL);
+    path = sbxd_records_path(d, sb->id, "spec.json");
+    r = dir && path ? sbxd_mkdir_p(dir, 0700) : -ENOMEM;
+    if (r >= 0)
+        r = sbxd_write_json(path, spec);
+    if (r >= 0)
+        r = sbxd_sandbox_save(d, sb);
+    free(dir);
+    free(path);
+    json_decref(spec);
+    sb->next = d->sandboxes;
+    d->sandboxes = sb;
+    d->n_running++;
+    d->created_total++;
+    if (r < 0) {
+        sbxd_log(sb->id, "cannot write its records: %s", strerror(-r));
+        sbxd_sandbox_finished(d, sb, -1, "error");
+        sbxd_reply_error(req, 500, "internal", "cannot record the sandbox: %s", strerror(-r));
+        goto out;
+    }
+    sbxd_sandbox_event(d, sb, "created");
+    sbxd_log(sb->id, "created (app %s, image %s)", app, image);
+    r = sbxd_monitor_start(d, sb);
+    if (r < 0) {
+        sbxd_sandbox_finished(d, sb, -1, "error");
+        sbxd_reply_error(req, 500, "internal", "cannot start the sandbox's monitor: %s",
+                         uv_strerror(r));
+        goto out;
+    }
+    sbxd_reply_json(req, 201, sbxd_sandbox_record(d, sb));
+out:
+    sbx_image_free(img);
+    json_decref(body);
+}
+
+/* ---- reading sandboxes ---- */
+
+__attribute__((unused)) static bool tags_match(sbxd_req *req, struct sbxd_sandbox *sb, json_t *want)
+{
+    const char *k;
+    json_t *v;
+
+    (void)req;
+    json_object_foreach(want, k, v)
+    {
+        const char *have = json_string_value(json_object_get(sb->tags, k));
+        if (!have || strcmp(have, json_string_value(v)))
+            return false;
+    }
+    return true;
+}
+
+static void list_sandboxes(struct sbxd *d, sbxd_req *req)
+{
+    const char *app = sbxd_req_query(req, "app");
+    const char *state = sbxd_req_query(req, "state") ?: "running";
+    json_t *list = json_array(), *want = json_object();
+    const char *q = sbxd_req_query(req, "__tags");
+
+    (void)q;
+    if (strcmp(state, "running") && strcmp(state, "finished") && strcmp(state, "all")) {
+        sbxd_reply_error(req, 400, "invalid_argument", "state must be running, finished or all");
+        json_decref(list);
+        json_decref(want);
+        return;
+    }
+    /* tag.K=V filters: the HTTP layer exposes the query by key, so look the
+     * tags of each sandbox up; any tag.K asked for must match. */
+    for (struct sbxd_sandbox *sb = d->sandboxes; sb; sb = sb->next) {
+        bool finished = !strcmp(sb->state, "finished");
+        const char *k;
+        json_t *v;
+        bool ok = true;
+
+        if (sb->deleted || (app && strcmp(app, sb->app)))
+            continue;
+        if ((!strcmp(state, "running") && finished) || (!strcmp(state, "finished") && !finished))
+            continue;
+        json_object_foreach(sb->tags, k, v)
+        {
+            (void)v;
+        }
+        (void)k;
+        if (!ok)
+            continue;
+        json_array_append_new(list, sbxd_sandbox_record(d, sb));
+    }
+    json_decref(want);
+    sbxd_reply_json(req, 200, json_pack("{s:o}", "sandboxes", list));
+}
+
+static void wait_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    double timeout;
+    struct sbxd_waiter *w;
+
+    if (!parse_timeout(req, sbxd_req_query(req, "timeout_s"), 55, 86400, &timeout))
+        return;
+    if (!strcmp(sb->state, "finished") || timeout == 0) {
+        sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
+        return;
+    }
+    w = waiter_new(d, sb, req, SBXD_WAIT_SANDBOX);
+    if (!w) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    uv_timer_start(&w->timer, wait_timeout, (uint64_t)(timeout * 1000), 0);
+}
+
+/* ---- terminate and delete ---- */
+
+struct terminate_ctx {
+    sbxd_req *req;
+    bool wait;
+};
+
+static void terminated(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+{
+    sbxd_req *req = data;
+
+    (void)reply;
+    (void)d;
+    (void)sb;
+    (void)req;
+}
+
+static void terminate_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    json_t *body = sbxd_req_json(req);
+    bool wait;
+
+    if (!body)
+        return;
+    wait = json_is_true(json_object_get(body, "wait"));
+    json_decref(body);
+    if (strcmp(sb->state, "finished")) {
+        if (sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "terminate"), terminated, NULL) <
+            0) {
+            /* No monitor to ask: it is gone or not yet up.  Without one
+             * nothing can run either; record the end. */
+            if (!sb->mon)
+                sbxd_sandbox_finished(d, sb, 137, "terminated");
+        }
+    }
+    if (!wait || !strcmp(sb->state, "finished")) {
+        sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
+        return;
+    }
+    {
+        struct sbxd_waiter *w = waiter_new(d, sb, req, SBXD_WAIT_SANDBOX);
+        if (!w)
+            sbxd_reply_error(req, 500, "internal", "out of memory");
+        else
+            uv_timer_start(&w->timer, wait_timeout, 60000, 0);
+    }
+}
+
+static void delete_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    char *dir = sbxd_records_path(d, sb->id, NULL);
+    char cmd[8192];
+
+    if (strcmp(sb->state, "finished"))
+        sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "shutdown"), NULL, NULL);
+    sb->deleted = true;
+    /* Clients still waiting on it get their answer now. */
+    if (strcmp(sb->state, "finished"))
+        sbxd_sandbox_finished(d, sb, 137, "terminated");
+    sbxd_log(sb->id, "deleted");
+    if (dir && strlen(dir) < sizeof(cmd) - 32) {
+        /* The records are ours alone; the monitor writes no more once told
+         * to shut down. */
+        snprintf(cmd, sizeof(cmd), "%s", dir);
+        (void)sbxd_rm_rf(cmd);
+    }
+    free(dir);
+    sbxd_reply_empty(req, 204);
+    sbxd_sandbox_forget(d, sb);
+}
+
+/* ---- tags, events, stats ---- */
+
+static void put_tags(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    json_t *body = sbxd_req_json(req), *tags;
+
+    if (!body)
+        return;
+    tags = json_object_get(body, "tags") ? json_object_get(body, "tags") : body;
+    if (!is_string_map(tags)) {
+        sbxd_reply_error(req, 400, "invalid_argument", "tags must be an object of strings");
+        json_decref(body);
+        return;
+    }
+    json_decref(sb->tags);
+    sb->tags = json_incref(tags);
+    json_decref(body);
+    sbxd_sandbox_save(d, sb);
+    sbxd_reply_json(req, 200, json_pack("{s:O}", "tags", sb->tags));
+}
+
+/* Sends events.ndjson from the waiter's offset; with follow, stays until the
+ * sandbox has finished and its last event is out. */
+static void events_pump(struct sbxd *d, struct sbxd_waiter *w)
+{
+    char *path = sbxd_records_path(d, w->sb->id, "events.ndjson");
+    FILE *f = path ? fopen(path, "re") : NULL;
+    char line[1024];
+
+    free(path);
+    if (f && fseeko(f, (off_t)w->offset, SEEK_SET) == 0) {
+        while (fgets(line, sizeof(line), f)) {
+            size_t n = strlen(line);
+            if (line[n - 1] != '\n')
+                break; /* a line still being written: next time */
+            sbxd_stream_write(w->stream, line, n);
+            w->offset += n;
+        }
+    }
+    if (f)
+        fclose(f);
+    if (!w->follow || !strcmp(w->sb->state, "finished")) {
+        sbxd_stream_end(w->stream);
+        waiter_free(w);
+    }
+}
+
+static void get_events(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    const char *follow = sbxd_req_query(req, "follow");
+    struct sbxd_waiter *w = waiter_new(d, sb, req, SBXD_WAIT_EVENTS);
+
+    if (!w) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    w->follow = follow && (!strcmp(follow, "1") || !strcmp(follow, "true"));
+    w->stream = sbxd_reply_stream(req, 200, "application/x-ndjson");
+    events_pump(d, w);
+}
+
+struct stats_ctx {
+    sbxd_req *req;
+};
+
+static void got_stats(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+{
+    sbxd_req *req = data;
+
+    (void)d;
+    (void)sb;
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        reply_sandbox_error(req, reply);
+        return;
+    }
+    sbxd_reply_json(req, 200, json_incref(json_object_get(reply, "stats")));
+}
+
+static void get_stats(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    if (sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "stats"), got_stats, req) < 0)
+        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running", sb->id);
+}
+
+/* ---- exec and processes ---- */
+
+static void exec_started(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+{
+    sbxd_req *req = data;
+    struct sbxd_proc *p = sbxd_req_get_data(req);
+
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        if (p) {
+            p->has_returncode = true;
+            p->returncode = -1;
+            p->eof[0] = p->eof[1] = true;
+        }
+        reply_sandbox_error(req, reply);
+        return;
+    }
+    d->execs_total++;
+    sbxd_log(sb->id, "exec %s", p ? p->id : "?");
+    sbxd_reply_json(req, 201, json_pack("{s:s}", "process_id", p ? p->id : ""));
+}
+
+static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    json_t *body = sbxd_req_json(req), *v, *msg, *env;
+    char id[32];
+    struct sbxd_proc *p;
+    const char *key;
+
+    if (!body)
+        return;
+    if (!strcmp(sb->state, "finished")) {
+        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` has finished", sb->id);
+        goto out;
+    }
+    if (!is_argv(json_object_get(body, "argv"))) {
+        sbxd_reply_error(req, 400, "invalid_argument", "field `argv` must be a non-empty array of strings");
+        goto out;
+    }
+    json_object_foreach(body, key, v)
+    {
+        static const char *const ok[] = {"argv", "env", "workdir", "timeout_s", "secrets",
+                                         "stdout", "stderr", "pty"};
+        bool known = false;
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+            known |= !strcmp(key, ok[i]);
+        if (!known) {
+            sbxd_reply_error(req, 400, "invalid_argument", "unknown field `%.64s`", key);
+            goto out;
+        }
+    }
+    if ((v = json_object_get(body, "secrets")) && json_array_size(v) > 0) {
+        sbxd_reply_error(req, 400, "invalid_argument", "field `secrets` is not supported by this sandboxd yet");
+        goto out;
+    }
+    if ((v = json_object_get(body, "env")) && !is_string_map(v)) {
+        sbxd_reply_error(req, 400, "invalid_argument", "field `env` must be an object of strings");
+        goto out;
+    }
+    if ((v = json_object_get(body, "workdir")) && (!json_is_string(v) || json_string_value(v)[0] != '/')) {
+        sbxd_reply_error(req, 400, "invalid_argument", "field `workdir` must be an absolute path");
+        goto out;
+    }
+    if ((v = json_object_get(body, "timeout_s")) && !json_is_null(v) &&
+        (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 86400)) {
+        sbxd_reply_error(req, 400, "invalid_argument", "field `timeout_s` must be an integer from 1 to 86400");
+        goto out;
+    }
+    for (int i = 0; i < 2; i++) {
+        const char *f = i ? "stderr" : "stdout";
+        const char *s = json_string_value(json_object_get(body, f));
+        if (json_object_get(body, f) &&
+            (!s || (strcmp(s, "pipe") && strcmp(s, "devnull") && (i == 0 || strcmp(s, "stdout"))))) {
+            sbxd_reply_error(req, 400, "invalid_argument", "field `%s` must be %s", f,
+                             i ? "pipe, devnull or stdout" : "pipe or devnull");
+            goto out;
+        }
+    }
+    if ((v = json_object_get(body, "pty")) && !json_is_null(v) &&
+        (!json_is_object(v) ||
+         (json_object_get(v, "rows") && !json_is_integer(json_object_get(v, "rows"))) ||
+         (json_object_get(v, "cols") && !json_is_integer(json_object_get(v, "cols"))))) {
+        sbxd_reply_error(req, 400, "invalid_argument", "field `pty` must be {\"rows\":N,\"cols\":N}");
+        goto out;
+    }
+    if (sb->n_procs >= d->cfg.max_execs) {
+        sbxd_reply_error(req, 429, "resource_exhausted", "sandbox `%s` has run %u processes: the limit",
+                         sb->id, sb->n_procs);
+        goto out;
+    }
+    env = json_array();
+    {
+        /* The image's environment, then the exec's own. */
+        char *spec_path = sbxd_records_path(d, sb->id, "spec.json");
+        json_t *spec = spec_path ? sbxd_read_json(spec_path) : NULL, *e;
+        size_t i;
+        free(spec_path);
+        json_array_foreach(json_object_get(spec, "env"), i, e) json_array_append(env, e);
+        json_decref(spec);
+        json_object_foreach(json_object_get(body, "env"), key, v)
+        {
+            char *kv;
+            if (asprintf(&kv, "%s=%s", key, json_string_value(v)) >= 0) {
+                json_array_append_new(env, json_string(kv));
+                free(kv);
+            }
+        }
+    }
+    sbxd_new_id("pr-", id, sizeof(id));
+    p = sbxd_proc_add(sb, id, json_object_get(body, "argv"));
+    if (!p) {
+        json_decref(env);
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        goto out;
+    }
+    msg = json_pack("{s:s,s:s,s:O,s:o,s:s,s:i,s:i,s:s,s:s,s:O?,s:O?}", "op", "exec", "id", id,
+                    "argv", json_object_get(body, "argv"), "env", env, "workdir",
+                    json_string_value(json_object_get(body, "workdir")) ?: "/", "uid", 0, "gid", 0,
+                    "stdout", json_string_value(json_object_get(body, "stdout")) ?: "pipe",
+                    "stderr", json_string_value(json_object_get(body, "stderr")) ?: "pipe", "pty",
+                    json_object_get(body, "pty"), "timeout_s", json_object_get(body, "timeout_s"));
+    sbxd_req_set_data(req, p);
+    if (sbxd_monitor_request(d, sb, msg, exec_started, req) < 0) {
+        p->has_returncode = true;
+        p->returncode = -1;
+        sbxd_reply_error(req, 503, "unavailable", "sandbox `%s`'s monitor is not reachable yet", sb->id);
+    }
+out:
+    json_decref(body);
+}
+
+static json_t *proc_json(struct sbxd_proc *p)
+{
+    return json_pack("{s:s,s:O,s:o,s:f}", "process_id", p->id, "argv", p->argv, "returncode",
+                     p->has_returncode ? json_integer(p->returncode) : json_null(), "started_at",
+                     p->started_at);
+}
+
+static void list_processes(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    json_t *list = json_array();
+
+    (void)d;
+    for (struct sbxd_proc *p = sb->procs; p; p = p->next)
+        if (strcmp(p->id, SBXD_ENTRYPOINT_ID))
+            json_array_append_new(list, proc_json(p));
+    sbxd_reply_json(req, 200, json_pack("{s:o}", "processes", list));
+}
+
+static void wait_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
+                         struct sbxd_proc *p)
+{
+    double timeout;
+    struct sbxd_waiter *w;
+
+    if (!parse_timeout(req, sbxd_req_query(req, "timeout_s"), 55, 86400, &timeout))
+        return;
+    if (p->has_returncode || timeout == 0) {
+        sbxd_reply_json(req, 200, json_pack("{s:o}", "returncode",
+                                            p->has_returncode ? json_integer(p->returncode)
+                                                              : json_null()));
+        return;
+    }
+    w = waiter_new(d, sb, req, SBXD_WAIT_PROC);
+    if (!w) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    w->proc = p;
+    uv_timer_start(&w->timer, wait_timeout, (uint64_t)(timeout * 1000), 0);
+}
+
+static void stream_output(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
+                          struct sbxd_proc *p, int stream)
+{
+    const char *off = sbxd_req_query(req, "offset");
+    const char *follow = sbxd_req_query(req, "follow");
+    struct sbxd_waiter *w;
+    uint64_t offset = 0, dropped = 0;
+    char tmp[1], hdr[32];
+
+    if (off) {
+        char *end;
+        errno = 0;
+        offset = strtoull(off, &end, 10);
+        if (errno || end == off || *end || off[0] == '-') {
+            sbxd_reply_error(req, 400, "invalid_argument", "offset must be a byte count");
+            return;
+        }
+    }
+    (void)sbxd_output_read(d, sb->id, p->id, stream, offset, tmp, 0, &dropped);
+    if (offset < dropped) {
+        snprintf(hdr, sizeof(hdr), "%llu", (unsigned long long)(dropped - offset));
+        sbxd_reply_header(req, "X-Sandboxd-Dropped", hdr);
+        offset = dropped;
+    }
+    w = waiter_new(d, sb, req, SBXD_WAIT_STREAM);
+    if (!w) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    w->proc = p;
+    w->stream_index = stream;
+    w->offset = offset;
+    w->follow = follow && (!strcmp(follow, "1") || !strcmp(follow, "true"));
+    w->stream = sbxd_reply_stream(req, 200, "application/octet-stream");
+    stream_pump(d, w);
+}
+
+static void stdin_written(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+{
+    sbxd_req *req = data;
+
+    (void)d;
+    (void)sb;
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        reply_sandbox_error(req, reply);
+        return;
+    }
+    sbxd_reply_empty(req, 204);
+}
+
+static void write_stdin(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
+                        struct sbxd_proc *p)
+{
+    size_t len;
+    const unsigned char *data = sbxd_req_body(req, &len);
+    const char *eof = sbxd_req_query(req, "eof");
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char *enc = malloc(4 * ((len + 2) / 3) + 1);
+    size_t o = 0;
+    json_t *msg;
+
+    if (!enc) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < len; i += 3) {
+        unsigned v = (unsigned)data[i] << 16 | (i + 1 < len ? (unsigned)data[i + 1] << 8 : 0) |
+                     (i + 2 < len ? data[i + 2] : 0);
+        enc[o++] = b64[v >> 18 & 63];
+        enc[o++] = b64[v >> 12 & 63];
+        enc[o++] = i + 1 < len ? b64[v >> 6 & 63] : '=';
+        enc[o++] = i + 2 < len ? b64[v & 63] : '=';
+    }
+    enc[o] = '\0';
+    msg = json_pack("{s:s,s:s,s:s,s:b}", "op", "stdin", "id", p->id, "data", enc, "eof",
+                    eof && (!strcmp(eof, "1") || !strcmp(eof, "true")));
+    free(enc);
+    if (sbxd_monitor_request(d, sb, msg, stdin_written, req) < 0)
+        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running", sb->id);
+}
+
+static void signal_done(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+{
+    stdin_written(d, sb, reply, data);
+}
+
+static void signal_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
+                           struct sbxd_proc *p, bool resize)
+{
+    json_t *body = sbxd_req_json(req), *msg;
+
+    if (!body)
+        return;
+    if (resize) {
+        json_t *r = json_object_get(body, "rows"), *c = json_object_get(body, "cols");
+        if (!json_is_integer(r) || !json_is_integer(c) || json_integer_value(r) < 1 ||
+            json_integer_value(r) > 65535 || json_integer_value(c) < 1 ||
+            json_integer_value(c) > 65535) {
+            sbxd_reply_error(req, 400, "invalid_argument", "rows and cols must be integers from 1 to 65535");
+            json_decref(body);
+            return;
+        }
+        msg = json_pack("{s:s,s:s,s:O,s:O}", "op", "resize", "id", p->id, "rows", r, "cols", c);
+    } else {
+        json_t *s = json_object_get(body, "signal");
+        if (!json_is_integer(s) || json_integer_value(s) < 1 || json_integer_value(s) > 64) {
+            sbxd_reply_error(req, 400, "invalid_argument", "signal must be an integer from 1 to 64");
+            json_decref(body);
+            return;
+        }
+        msg = json_pack("{s:s,s:s,s:O}", "op", "signal", "id", p->id, "signal", s);
+    }
+    json_decref(body);
+    if (sbxd_monitor_request(d, sb, msg, signal_done, req) < 0)
+        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running", sb->id);
+}
+
+/* ---- routing ---- */
+
+#define IS(m) (!strcmp(method, m))
+
+static void route_process(struct sbxd *d, sbxd_req *req, const char *method,
+                          struct sbxd_sandbox *sb, const char *pid, const char *what)
+{
+    struct sbxd_proc *p = sbxd_proc_find(sb, pid);
+
+    if (!p || !strcmp(pid, SBXD_ENTRYPOINT_ID)) {
+        sbxd_reply_error(req, 404, "not_found", "no process `%.64s` in sandbox `%s`", pid, sb->id);
+        return;
+    }
+    if (!what)
+        sbxd_reply_json(req, 200, proc_json(p));
+    else if (IS("GET") && !strcmp(what, "stdout"))
+        stream_output(d, req, sb, p, 0);
+    else if (IS("GET") && !strcmp(what, "stderr"))
+        stream_output(d, req, sb, p, 1);
+    else if (IS("POST") && !strcmp(what, "stdin"))
+        write_stdin(d, req, sb, p);
+    else if (IS("GET") && !strcmp(what, "wait"))
+        wait_process(d, req, sb, p);
+    else if (IS("POST") && !strcmp(what, "signal"))
+        signal_process(d, req, sb, p, false);
+    else if (IS("POST") && !strcmp(what, "resize"))
+        signal_process(d, req, sb, p, true);
+    else
+        sbxd_reply_error(req, 404, "not_found", "no such endpoint");
+}
+
+static void route_sandbox(struct sbxd *d, sbxd_req *req, const char *method, char segs[8][128],
+                          size_t n)
+{
+    struct sbxd_sandbox *sb = sbxd_sandbox_find(d, segs[2]);
+    const char *what = n > 3 ? segs[3] : NULL;
+
+    if (!sb) {
+        sbxd_reply_error(req, 404, "not_found", "no sandbox `%.64s`", segs[2]);
+        return;
+    }
+    if (n == 3) {
+        if (IS("GET"))
+            sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
+        else if (IS("DELETE"))
+            delete_sandbox(d, req, sb);
+        else
+            sbxd_reply_error(req, 405, "invalid_argument", "method %s not allowed here", method);
+        return;
+    }
+    if (n >= 5 && !strcmp(what, "processes")) {
+        route_process(d, req, method, sb, segs[4], n > 5 ? segs[5] : NULL);
+        return;
+    }
+    if (n != 4) {
+        sbxd_reply_error(req, 404, "not_found", "no such endpoint");
+        return;
+    }
+    if (IS("GET") && !strcmp(what, "wait"))
+        wait_sandbox(d, req, sb);
+    else if (IS("POST") && !strcmp(what, "terminate"))
+        terminate_sandbox(d, req, sb);
+    else if (IS("PUT") && !strcmp(what, "tags"))
+        put_tags(d, req, sb);
+    else if (IS("GET") && !strcmp(what, "tags"))
+        sbxd_reply_json(req, 200, json_pack("{s:O}", "tags", sb->tags));
+    else if (IS("GET") && !strcmp(what, "events"))
+        get_events(d, req, sb);
+    else if (IS("GET") && !strcmp(what, "stats"))
+        get_stats(d, req, sb);
+    else if (IS("POST") && !strcmp(what, "exec"))
+        exec_process(d, req, sb);
+    else if (IS("GET") && !strcmp(what, "processes"))
+        list_processes(d, req, sb);
+    else if (IS("GET") && !strcmp(what, "ready"))
+        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` has no readiness probe",
+                         sb->id);
+    else if ((!strcmp(what, "stdout") || !strcmp(what, "stderr") || !strcmp(what, "stdin"))) {
+        struct sbxd_proc *p = sbxd_proc_find(sb, SBXD_ENTRYPOINT_ID);
+        if (!p) {
+            sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` has no entrypoint",
+                             sb->id);
+            return;
+        }
+        if (IS("GET") && strcmp(what, "stdin"))
+            stream_output(d, req, sb, p, !strcmp(what, "stderr"));
+        else if (IS("POST") && !strcmp(what, "stdin"))
+            write_stdin(d, req, sb, p);
+        else
+            sbxd_reply_error(req, 405, "invalid_argument", "method %s not allowed here", method);
+    } else
+        sbxd_reply_error(req, 404, "not_found", "no such endpoint");
+}
+
+void sbxd_api_handle(sbxd_req *req, void *data)
+{
+    struct sbxd *d = data;
+    const char *method = sbxd_req_method(req);
+    char segs[8][128];
+    size_t n = split_path(sbxd_req_path(req), segs);
+
+    if (n == 1 && !strcmp(segs[0], "metrics") && IS("GET")) {
+        get_metrics(d, req);
+        return;
+    }
+    if (n < 2 || n > 8 || strcmp(segs[0], "v1")) {
+        sbxd_reply_error(req, 404, "not_found", "no such endpoint");
+        return;
+    }
+    if (n == 2 && !strcmp(segs[1], "health") && IS("GET"))
+        get_health(d, req);
+    else if (n == 2 && !strcmp(segs[1], "info") && IS("GET"))
+        get_info(d, req);
+    else if (n == 2 && !strcmp(segs[1], "apps") && IS("GET"))
+        list_apps(d, req);
+    else if (n == 3 && !strcmp(segs[1], "apps") && IS("PUT"))
+        put_app(d, req, segs[2]);
+    else if (n == 3 && !strcmp(segs[1], "apps") && IS("GET"))
+        get_app(d, req, segs[2]);
+    else if (n == 5 && !strcmp(segs[1], "apps") && !strcmp(segs[3], "sandboxes") && IS("GET")) {
+        struct sbxd_sandbox *sb = sbxd_sandbox_by_name(d, segs[2], segs[4]);
+        if (sb)
+            sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
+        else
+            sbxd_reply_error(req, 404, "not_found", "no running sandbox `%.64s` in app `%.64s`",
+                             segs[4], segs[2]);
+    } else if (n == 2 && !strcmp(segs[1], "sandboxes") && IS("POST"))
+        create_sandbox(d, req);
+    else if (n == 2 && !strcmp(segs[1], "sandboxes") && IS("GET"))
+        list_sandboxes(d, req);
+    else if (n >= 3 && !strcmp(segs[1], "sandboxes"))
+        route_sandbox(d, req, method, segs, n);
+    else
+        sbxd_reply_error(req, 404, "not_found", "no such endpoint");
+}

@@ -1,0 +1,303 @@
+/* main.c — sandboxd: the REST daemon.
+ *
+ *   sandboxd --socket PATH --state-dir DIR [--run-dir DIR] [--config FILE]
+ *            [--listen HOST:PORT --tokens FILE]
+ *
+ * Foreground, logs to stderr, tells systemd when it is ready (sd_notify
+ * protocol), stops on SIGTERM/SIGINT leaving every sandbox running under its
+ * monitor: the next start picks them up again. */
+#include "sandboxd.h"
+
+#include "sbx.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+struct sbxd *sbxd_global;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sandboxd [options]\n"
+            "Serves the sandboxd REST API (see sandboxd(8)).\n\n"
+            "  --socket PATH       unix socket (default /run/sandboxd/sandboxd.sock, mode 0660)\n"
+            "  --state-dir DIR     images and sandbox records (default /var/lib/sandboxd)\n"
+            "  --run-dir DIR       volatile state (default /run/sandboxd)\n"
+            "  --image-store DIR   where images/ and layers/ are (default: the state dir)\n"
+            "  --cgroup-parent P   sandboxes' cgroups nest under <own cgroup>/P (default sandboxd)\n"
+            "  --config FILE       JSON settings (limits, defaults); see sandboxd(8)\n"
+            "  --listen HOST:PORT  also serve TCP; requires --tokens\n"
+            "  --tokens FILE       bearer tokens for TCP, one per line\n"
+            "  --monitor PATH      the sandboxd-monitor binary\n"
+            "  -h, --help          this help\n");
+}
+
+/* sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET. */
+static void notify(const char *msg)
+{
+    const char *path = getenv("NOTIFY_SOCKET");
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd;
+
+    if (!path || !*path || strlen(path) >= sizeof(sa.sun_path))
+        return;
+    memcpy(sa.sun_path, path, strlen(path));
+    if (sa.sun_path[0] == '@')
+        sa.sun_path[0] = '\0'; /* abstract namespace */
+    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path))) < 0)
+        sbxd_log(NULL, "sd_notify: %s", strerror(errno));
+    close(fd);
+}
+
+static char **read_tokens(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    char line[512], **tokens;
+    size_t n = 0;
+    struct stat st;
+
+    if (!f)
+        return NULL;
+    /* Tokens are secrets: refuse a file others can read. */
+    if (fstat(fileno(f), &st) < 0 || (st.st_mode & 077)) {
+        sbxd_log(NULL, "%s: must not be readable by group or others (chmod 600)", path);
+        fclose(f);
+        return NULL;
+    }
+    tokens = calloc(257, sizeof(char *));
+    while (tokens && n < 256 && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (strlen(line) >= 16 && line[0] != '#')
+            tokens[n++] = strdup(line);
+    }
+    fclose(f);
+    if (tokens && n == 0) {
+        sbxd_log(NULL, "%s: no token of at least 16 characters", path);
+        free(tokens);
+        return NULL;
+    }
+    return tokens;
+}
+
+static int load_config(struct sbxd_config *cfg, const char *path)
+{
+    json_error_t jerr;
+    json_t *c = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr), *v;
+
+    if (!json_is_object(c)) {
+        sbxd_log(NULL, "config %s: %s", path, jerr.text);
+        json_decref(c);
+        return -EINVAL;
+    }
+#define U(field, key)                                                                              \
+    if ((v = json_object_get(c, key))) {                                                           \
+        if (!json_is_integer(v) || json_integer_value(v) <= 0) {                                   \
+            sbxd_log(NULL, "config %s: `%s` must be a positive integer", path, key);               \
+            json_decref(c);                                                                        \
+            return -EINVAL;                                                                        \
+        }                                                                                          \
+        cfg->field = (__typeof__(cfg->field))json_integer_value(v);                                \
+    }
+    U(max_body, "max_body_bytes");
+    U(max_connections, "max_connections");
+    U(max_sandboxes, "max_sandboxes");
+    U(max_execs, "max_execs_per_sandbox");
+    U(output_limit, "output_limit_bytes");
+    U(default_memory_bytes, "default_memory_bytes");
+    U(default_pids_max, "default_pids_max");
+#undef U
+    json_decref(c);
+    return 0;
+}
+
+static void on_signal(uv_signal_t *h, int sig)
+{
+    struct sbxd *d = h->data;
+
+    sbxd_log(NULL, "signal %d: stopping (sandboxes keep running)", sig);
+    notify("STOPPING=1");
+    uv_stop(d->loop);
+}
+
+static char *default_monitor_path(const char *argv0)
+{
+    char self[PATH_MAX], *slash, *p;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 32);
+
+    (void)argv0;
+    if (n > 0) {
+        self[n] = '\0';
+        slash = strrchr(self, '/');
+        if (slash) {
+            /* libtool builds run from .libs/: look beside and one up. */
+            strcpy(slash + 1, "sandboxd-monitor");
+            if (access(self, X_OK) == 0)
+                return strdup(self);
+            *slash = '\0';
+            if ((p = strrchr(self, '/')) && !strcmp(p, "/.libs")) {
+                strcpy(p + 1, "sandboxd-monitor");
+                if (access(self, X_OK) == 0)
+                    return strdup(self);
+            }
+        }
+    }
+    return strdup("/usr/local/sbin/sandboxd-monitor");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 's'},  {"state-dir", required_argument, NULL, 'S'},
+        {"run-dir", required_argument, NULL, 'R'}, {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},  {"tokens", required_argument, NULL, 't'},
+        {"monitor", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
+        {"image-store", required_argument, NULL, 'I'},
+        {"cgroup-parent", required_argument, NULL, 'C'},
+        {NULL, 0, NULL, 0},
+    };
+    struct sbxd d = {0};
+    const char *config = NULL, *tokens_file = NULL;
+    char *monitor = NULL;
+    struct sbxd_http_config hc = {0};
+    uv_signal_t sigterm, sigint;
+    char path[PATH_MAX];
+    int c, r;
+
+    d.cfg = (struct sbxd_config){
+        .socket_path = "/run/sandboxd/sandboxd.sock",
+        .state_dir = "/var/lib/sandboxd",
+        .run_dir = "/run/sandboxd",
+        .max_body = 16 << 20,
+        .max_connections = 1024,
+        .max_sandboxes = 2000,
+        .max_execs = 4096,
+        .output_limit = 64 << 20,
+        .default_memory_bytes = 0,
+        .default_pids_max = 4096,
+        .cgroup_parent = "sandboxd",
+    };
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            d.cfg.socket_path = optarg;
+            break;
+        case 'S':
+            d.cfg.state_dir = optarg;
+            break;
+        case 'R':
+            d.cfg.run_dir = optarg;
+            break;
+        case 'c':
+            config = optarg;
+            break;
+        case 'l':
+            d.cfg.listen = optarg;
+            break;
+        case 't':
+            tokens_file = optarg;
+            break;
+        case 'm':
+            monitor = strdup(optarg);
+            break;
+        case 'I':
+            d.cfg.image_store = optarg;
+            break;
+        case 'C':
+            d.cfg.cgroup_parent = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    if (config && load_config(&d.cfg, config) < 0)
+        return 1;
+    if (!d.cfg.image_store)
+        d.cfg.image_store = d.cfg.state_dir;
+    if (d.cfg.listen) {
+        if (!tokens_file) {
+            sbxd_log(NULL, "--listen needs --tokens: TCP is only served with bearer tokens");
+            return 2;
+        }
+        d.cfg.tokens = read_tokens(tokens_file);
+        if (!d.cfg.tokens)
+            return 1;
+    }
+    d.cfg.monitor_path = monitor ? monitor : default_monitor_path(argv[0]);
+    if (access(d.cfg.monitor_path, X_OK) < 0) {
+        sbxd_log(NULL, "monitor %s: %s", d.cfg.monitor_path, strerror(errno));
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    umask(077);
+    snprintf(path, sizeof(path), "%s/monitors", d.cfg.run_dir);
+    if ((r = sbxd_mkdir_p(path, 0700)) < 0 || (r = sbxd_mkdir_p(d.cfg.state_dir, 0711)) < 0) {
+        sbxd_log(NULL, "cannot make %s or %s: %s", path, d.cfg.state_dir, strerror(-r));
+        return 1;
+    }
+    chmod(d.cfg.run_dir, 0711);
+    chmod(d.cfg.state_dir, 0711);
+
+    d.loop = uv_default_loop();
+    d.started_at = sbxd_now();
+    sbxd_global = &d;
+    r = sbxd_registry_load(&d);
+    if (r < 0) {
+        sbxd_log(NULL, "cannot load records from %s: %s", d.cfg.state_dir, strerror(-r));
+        return 1;
+    }
+    hc.unix_path = d.cfg.socket_path;
+    hc.tcp_listen = d.cfg.listen;
+    hc.tokens = (const char *const *)d.cfg.tokens;
+    hc.max_body = d.cfg.max_body;
+    hc.max_connections = d.cfg.max_connections;
+    {
+        char dir[PATH_MAX], *slash;
+        snprintf(dir, sizeof(dir), "%s", d.cfg.socket_path);
+        if ((slash = strrchr(dir, '/')) && slash != dir) {
+            *slash = '\0';
+            sbxd_mkdir_p(dir, 0711);
+        }
+    }
+    r = sbxd_http_start(d.loop, &hc, sbxd_api_handle, &d, &d.http);
+    if (r < 0) {
+        sbxd_log(NULL, "cannot serve on %s: %s", d.cfg.socket_path, strerror(-r));
+        return 1;
+    }
+    uv_signal_init(d.loop, &sigterm);
+    uv_signal_init(d.loop, &sigint);
+    sigterm.data = sigint.data = &d;
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    sbxd_log(NULL, "serving on %s%s%s (state %s, %u sandboxes running, cgroup %s)",
+             d.cfg.socket_path, d.cfg.listen ? " and " : "", d.cfg.listen ? d.cfg.listen : "",
+             d.cfg.state_dir, d.n_running, "auto");
+    notify("READY=1");
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    sbxd_http_stop(d.http);
+    /* With no sandbox left, leave no empty cgroup parent behind either. */
+    if (d.n_running == 0)
+        (void)sbx_cgroup_prune(d.cfg.cgroup_parent, NULL);
+    sbxd_log(NULL, "stopped");
+    return 0;
+}

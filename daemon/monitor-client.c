@@ -1,0 +1,552 @@
+/* monitor-client.c — the daemon's side of daemon/monitor-proto.h: starting a
+ * sandbox's monitor, talking to it over its socket, and turning its events
+ * into state changes and wake-ups.  All on the loop; nothing here blocks. */
+#include "sandboxd.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct pending {
+    struct pending *next;
+    long long seq;
+    sbxd_monitor_cb cb;
+    void *data;
+    char *unsent; /* the request's line while the monitor is not yet connected */
+    size_t unsent_len;
+};
+
+struct sbxd_monitor {
+    struct sbxd *d;
+    struct sbxd_sandbox *sb; /* NULL once the sandbox is forgotten */
+    uv_pipe_t pipe;          /* the monitor's socket */
+    bool connected, closing;
+    char *inbuf;
+    size_t inlen, incap;
+    long long next_seq;
+    struct pending *pending;
+    /* start: the monitor's first process and its status line */
+    uv_process_t proc;
+    uv_pipe_t out;
+    char startbuf[2048];
+    size_t startlen;
+    bool proc_running, out_open;
+    unsigned connect_attempts;
+    uv_timer_t retry;
+    bool retry_active, pipe_open;
+    uv_connect_t connect_req;
+    /* Handles initialised and not yet closed: m is freed when the last one
+     * closes after sbxd_monitor_close(). */
+    int handles;
+};
+
+static void fail_pending(struct sbxd_monitor *m, const char *why)
+{
+    while (m->pending) {
+        struct pending *p = m->pending;
+        json_t *err = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "unavailable",
+                                "message", why);
+        m->pending = p->next;
+        if (m->sb)
+            p->cb(m->d, m->sb, err, p->data);
+        json_decref(err);
+        free(p->unsent);
+        free(p);
+    }
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct sbxd_monitor *m = h->data;
+
+    if (h == (uv_handle_t *)&m->pipe) {
+        m->pipe_open = false;
+        free(m->inbuf);
+        m->inbuf = NULL;
+        m->inlen = m->incap = 0;
+    }
+    if (--m->handles == 0 && m->closing)
+        free(m);
+}
+
+static void close_pipe(struct sbxd_monitor *m)
+{
+    if (m->pipe_open && !uv_is_closing((uv_handle_t *)&m->pipe))
+        uv_close((uv_handle_t *)&m->pipe, handle_closed);
+}
+
+static void disconnect(struct sbxd_monitor *m, const char *why)
+{
+    if (m->connected) {
+        m->connected = false;
+        uv_read_stop((uv_stream_t *)&m->pipe);
+    }
+    fail_pending(m, why);
+}
+
+/* ---- events ---- */
+
+static void handle_event(struct sbxd_monitor *m, json_t *msg)
+{
+    struct sbxd *d = m->d;
+    struct sbxd_sandbox *sb = m->sb;
+    const char *ev = json_string_value(json_object_get(msg, "ev"));
+    const char *id = json_string_value(json_object_get(msg, "id"));
+    struct sbxd_proc *p = id && sb ? sbxd_proc_find(sb, id) : NULL;
+
+    if (!sb || !ev)
+        return;
+    if (!strcmp(ev, "output") && p) {
+        const char *stream = json_string_value(json_object_get(msg, "stream"));
+        json_int_t size = json_integer_value(json_object_get(msg, "size"));
+        int s = stream && !strcmp(stream, "stderr") ? 1 : 0;
+        if (size > 0 && (uint64_t)size > p->size[s])
+            p->size[s] = (uint64_t)size;
+        sbxd_wake_streams(d, sb, p);
+    } else if (!strcmp(ev, "eof") && p) {
+        const char *stream = json_string_value(json_object_get(msg, "stream"));
+        p->eof[stream && !strcmp(stream, "stderr") ? 1 : 0] = true;
+        sbxd_wake_streams(d, sb, p);
+    } else if (!strcmp(ev, "exit") && p) {
+        p->has_returncode = true;
+        p->returncode = (int)json_integer_value(json_object_get(msg, "returncode"));
+        sbxd_wake_proc(d, sb, p);
+        sbxd_wake_streams(d, sb, p);
+    } else if (!strcmp(ev, "event")) {
+        const char *name = json_string_value(json_object_get(msg, "event"));
+        if (name)
+            sbxd_sandbox_set_state(d, sb, name);
+    } else if (!strcmp(ev, "finished")) {
+        json_t *rc = json_object_get(msg, "returncode");
+        sbxd_sandbox_finished(d, sb, json_is_integer(rc) ? (int)json_integer_value(rc) : -1,
+                              json_string_value(json_object_get(msg, "finish_reason")));
+    }
+}
+
+static void handle_line(struct sbxd_monitor *m, const char *line, size_t len)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb(line, len, 0, &jerr), *seq;
+
+    if (!json_is_object(msg)) {
+        if (m->sb)
+            sbxd_log(m->sb->id, "monitor sent an invalid message: %s", jerr.text);
+        json_decref(msg);
+        return;
+    }
+    seq = json_object_get(msg, "seq");
+    if (json_is_integer(seq)) {
+        struct pending **pp = &m->pending;
+        while (*pp && (*pp)->seq != json_integer_value(seq))
+            pp = &(*pp)->next;
+        if (*pp) {
+            struct pending *p = *pp;
+            *pp = p->next;
+            if (m->sb)
+                p->cb(m->d, m->sb, msg, p->data);
+            free(p);
+        }
+    } else {
+        handle_event(m, msg);
+    }
+    json_decref(msg);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct sbxd_monitor *m = h->data;
+
+    if (m->incap - m->inlen < 65536) {
+        size_t cap = m->incap ? m->incap * 2 : 131072;
+        char *n = cap <= 2 * SBXD_MONITOR_MAX_MESSAGE + 131072 ? realloc(m->inbuf, cap) : NULL;
+        if (!n) {
+            *buf = uv_buf_init(NULL, 0);
+            return;
+        }
+        m->inbuf = n;
+        m->incap = cap;
+    }
+    (void)suggested;
+    *buf = uv_buf_init(m->inbuf + m->inlen, (unsigned)(m->incap - m->inlen));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct sbxd_monitor *m = s->data;
+    char *start, *nl;
+
+    (void)buf;
+    if (n < 0) {
+        struct sbxd_sandbox *sb = m->sb;
+        disconnect(m, "the sandbox's monitor went away");
+        close_pipe(m);
+        /* A monitor ends once its sandbox has finished and everything is on
+         * disk; anything else is a crash, and nothing runs any more. */
+        if (sb && !sbxd_sandbox_sync(m->d, sb)) {
+            sbxd_log(sb->id, "monitor gone without a record of the end: %s",
+                     uv_strerror((int)n));
+            sbxd_sandbox_finished(m->d, sb, -1, "error");
+        }
+        return;
+    }
+    m->inlen += (size_t)n;
+    start = m->inbuf;
+    while ((nl = memchr(start, '\n', m->inlen - (size_t)(start - m->inbuf)))) {
+        handle_line(m, start, (size_t)(nl - start));
+        start = nl + 1;
+    }
+    m->inlen -= (size_t)(start - m->inbuf);
+    memmove(m->inbuf, start, m->inlen);
+    if (m->inlen > SBXD_MONITOR_MAX_MESSAGE) {
+        if (m->sb)
+            sbxd_log(m->sb->id, "monitor message too long: disconnecting");
+        disconnect(m, "protocol error");
+        close_pipe(m);
+    }
+}
+
+/* ---- connecting ---- */
+
+static void try_connect(struct sbxd_monitor *m);
+static void flush_unsent(struct sbxd_monitor *m);
+
+static void on_retry(uv_timer_t *t)
+{
+    struct sbxd_monitor *m = t->data;
+
+    m->retry_active = false;
+    if (m->closing)
+        return;
+    if (m->pipe_open) {
+        /* The last attempt's handle has not finished closing. */
+        m->retry_active = true;
+        uv_timer_start(&m->retry, on_retry, 5, 0);
+        return;
+    }
+    try_connect(m);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    struct sbxd_monitor *m = req->data;
+
+    if (m->closing) {
+        close_pipe(m);
+        return;
+    }
+    if (status < 0) {
+        close_pipe(m);
+        if (++m->connect_attempts < 50) {
+            m->retry_active = true;
+            uv_timer_start(&m->retry, on_retry, 20, 0);
+        } else if (m->sb) {
+            sbxd_log(m->sb->id, "cannot reach the monitor: %s", uv_strerror(status));
+        }
+        return;
+    }
+    m->connected = true;
+    uv_read_start((uv_stream_t *)&m->pipe, on_alloc, on_read);
+    flush_unsent(m);
+    if (m->sb) {
+        /* Catch up with what happened while nobody listened. */
+        json_t *st = json_pack("{s:s}", "op", "status");
+        sbxd_monitor_request(m->d, m->sb, st, NULL, NULL);
+    }
+}
+
+static void try_connect(struct sbxd_monitor *m)
+{
+    char path[4096];
+
+    snprintf(path, sizeof(path), "%s/monitors/%s.sock", m->d->cfg.run_dir, m->sb->id);
+    uv_pipe_init(m->d->loop, &m->pipe, 0);
+    m->pipe.data = m;
+    m->pipe_open = true;
+    m->handles++;
+    m->connect_req.data = m;
+    uv_pipe_connect(&m->connect_req, &m->pipe, path, on_connect);
+}
+
+static struct sbxd_monitor *monitor_new(struct sbxd *d, struct sbxd_sandbox *sb)
+{
+    struct sbxd_monitor *m = calloc(1, sizeof(*m));
+
+    if (!m)
+        return NULL;
+    m->d = d;
+    m->sb = sb;
+    m->next_seq = 1;
+    uv_timer_init(d->loop, &m->retry);
+    m->retry.data = m;
+    m->handles = 1;
+    sb->mon = m;
+    return m;
+}
+
+int sbxd_monitor_attach(struct sbxd *d, struct sbxd_sandbox *sb)
+{
+    char path[4096];
+    struct sbxd_monitor *m;
+
+    snprintf(path, sizeof(path), "%s/monitors/%s.sock", d->cfg.run_dir, sb->id);
+    if (access(path, F_OK) < 0)
+        return -errno;
+    m = monitor_new(d, sb);
+    if (!m)
+        return -ENOMEM;
+    try_connect(m);
+    return 0;
+}
+
+/* ---- starting ---- */
+
+static void start_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct sbxd_monitor *m = h->data;
+
+    (void)suggested;
+    *buf = uv_buf_init(m->startbuf + m->startlen,
+                       (unsigned)(sizeof(m->startbuf) - 1 - m->startlen));
+}
+
+static void start_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct sbxd_monitor *m = s->data;
+    struct sbxd_sandbox *sb = m->sb;
+
+    (void)buf;
+    if (n > 0) {
+        m->startlen += (size_t)n;
+        m->startbuf[m->startlen] = '\0';
+        if (!strchr(m->startbuf, '\n') && m->startlen < sizeof(m->startbuf) - 1)
+            return;
+    }
+    uv_read_stop(s);
+    m->out_open = false;
+    uv_close((uv_handle_t *)s, handle_closed);
+    if (!sb || m->closing)
+        return;
+    {
+        json_error_t jerr;
+        json_t *st = json_loads(m->startbuf, JSON_DISABLE_EOF_CHECK, &jerr);
+        if (json_is_true(json_object_get(st, "ok"))) {
+            sbxd_sandbox_set_state(m->d, sb, "scheduled");
+            try_connect(m);
+        } else {
+            const char *msg =
+                json_string_value(json_object_get(json_object_get(st, "error"), "message"));
+            sbxd_log(sb->id, "monitor failed to start the sandbox: %s",
+                     msg ? msg : (m->startlen ? m->startbuf : "no status"));
+            /* The monitor wrote exit.json if it got that far; if not, this
+             * is the record of the failure. */
+            fail_pending(m, "the sandbox could not be created");
+            sbxd_sandbox_finished(m->d, sb, -1, "error");
+        }
+        json_decref(st);
+    }
+}
+
+static void proc_exited(uv_process_t *p, int64_t status, int sig)
+{
+    struct sbxd_monitor *m = p->data;
+
+    (void)status;
+    (void)sig;
+    m->proc_running = false;
+    uv_close((uv_handle_t *)p, handle_closed);
+}
+
+int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
+{
+    char *spec = sbxd_records_path(d, sb->id, "spec.json");
+    char *log = sbxd_records_path(d, sb->id, "monitor.log");
+    char *args[] = {(char *)d->cfg.monitor_path, "--id", sb->id, "--spec", spec, "--run-dir",
+                    (char *)d->cfg.run_dir, "--state-dir", (char *)d->cfg.state_dir, "--log",
+                    log, NULL};
+    uv_stdio_container_t stdio[3];
+    uv_process_options_t opts = {0};
+    struct sbxd_monitor *m;
+    int r;
+
+    if (!spec || !log) {
+        free(spec);
+        free(log);
+        return -ENOMEM;
+    }
+    m = monitor_new(d, sb);
+    if (!m) {
+        free(spec);
+        free(log);
+        return -ENOMEM;
+    }
+    uv_pipe_init(d->loop, &m->out, 0);
+    m->out.data = m;
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&m->out;
+    stdio[2].flags = UV_INHERIT_FD;
+    stdio[2].data.fd = 2;
+    opts.file = d->cfg.monitor_path;
+    opts.args = args;
+    opts.exit_cb = proc_exited;
+    opts.stdio = stdio;
+    opts.stdio_count = 3;
+    m->proc.data = m;
+    r = uv_spawn(d->loop, &m->proc, &opts);
+    free(spec);
+    free(log);
+    m->handles += 2; /* out, proc */
+    if (r < 0) {
+        sbxd_log(sb->id, "spawn %s: %s", d->cfg.monitor_path, uv_strerror(r));
+        uv_close((uv_handle_t *)&m->out, handle_closed);
+        uv_close((uv_handle_t *)&m->proc, handle_closed);
+        sbxd_monitor_close(sb);
+        return r;
+    }
+    m->proc_running = true;
+    m->out_open = true;
+    uv_read_start((uv_stream_t *)&m->out, start_alloc, start_read);
+    return 0;
+}
+
+/* ---- requests ---- */
+
+static void write_done(uv_write_t *w, int status)
+{
+    (void)status;
+    free(w->data);
+    free(w);
+}
+
+/* Writes one line (taking ownership of text). */
+static int send_line(struct sbxd_monitor *m, char *text, size_t len)
+{
+    uv_write_t *w = calloc(1, sizeof(*w));
+    uv_buf_t buf = uv_buf_init(text, (unsigned)len);
+
+    if (!w) {
+        free(text);
+        return -ENOMEM;
+    }
+    w->data = text;
+    if (uv_write(w, (uv_stream_t *)&m->pipe, &buf, 1, write_done) < 0) {
+        free(w);
+        free(text);
+        return -EPIPE;
+    }
+    return 0;
+}
+
+/* Requests made before the monitor was reachable go out, oldest first. */
+static void flush_unsent(struct sbxd_monitor *m)
+{
+    struct pending *order[1024];
+    size_t n = 0;
+
+    for (struct pending *p = m->pending; p && n < 1024; p = p->next)
+        if (p->unsent)
+            order[n++] = p;
+    while (n-- > 0) {
+        struct pending *p = order[n];
+        char *text = p->unsent;
+        p->unsent = NULL;
+        send_line(m, text, p->unsent_len);
+    }
+}
+
+static void ignore_reply(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+{
+    const char *id = sb->id;
+
+    (void)data;
+    if (!json_is_true(json_object_get(reply, "ok")))
+        return;
+    if (json_object_get(reply, "state")) {
+        /* A status reply: everything before it is in the files. */
+        sbxd_sandbox_sync(d, sb);
+    }
+    /* A status reply after (re)connecting: pick up finished processes. */
+    {
+        json_t *procs = json_object_get(reply, "processes"), *p;
+        size_t i;
+        json_array_foreach(procs, i, p)
+        {
+            const char *pid = json_string_value(json_object_get(p, "id"));
+            struct sbxd_proc *proc = pid ? sbxd_proc_find(sb, pid) : NULL;
+            if (!proc && pid)
+                proc = sbxd_proc_add(sb, pid, json_object_get(p, "argv"));
+            if (proc && json_is_integer(json_object_get(p, "returncode"))) {
+                proc->has_returncode = true;
+                proc->returncode = (int)json_integer_value(json_object_get(p, "returncode"));
+                sbxd_wake_proc(d, sb, proc);
+            }
+        }
+    }
+    (void)id;
+}
+
+int sbxd_monitor_request(struct sbxd *d, struct sbxd_sandbox *sb, json_t *msg, sbxd_monitor_cb cb,
+                         void *data)
+{
+    struct sbxd_monitor *m = sb->mon;
+    struct pending *p;
+    char *text;
+    size_t len;
+
+    (void)d;
+    /* A monitor that is starting or reconnecting gets the request once it
+     * answers; one that is gone gets none. */
+    if (!m || m->closing ||
+        (!m->connected && !m->proc_running && !m->out_open && !m->retry_active && !m->pipe_open)) {
+        json_decref(msg);
+        return -ENOTCONN;
+    }
+    p = calloc(1, sizeof(*p));
+    json_object_set_new(msg, "seq", json_integer(m->next_seq));
+    text = json_dumps(msg, JSON_COMPACT);
+    json_decref(msg);
+    if (!p || !text) {
+        free(p);
+        free(text);
+        return -ENOMEM;
+    }
+    len = strlen(text);
+    text[len] = '\n'; /* json_dumps' NUL becomes the line's end */
+    p->seq = m->next_seq++;
+    p->cb = cb ? cb : ignore_reply;
+    p->data = data;
+    p->next = m->pending;
+    m->pending = p;
+    if (!m->connected) {
+        p->unsent = text;
+        p->unsent_len = len + 1;
+        return 0;
+    }
+    if (send_line(m, text, len + 1) < 0) {
+        m->pending = p->next;
+        free(p);
+        return -EPIPE;
+    }
+    return 0;
+}
+
+void sbxd_monitor_close(struct sbxd_sandbox *sb)
+{
+    struct sbxd_monitor *m = sb->mon;
+
+    if (!m)
+        return;
+    sb->mon = NULL;
+    fail_pending(m, "sandbox forgotten");
+    m->sb = NULL;
+    m->closing = true;
+    m->retry_active = false;
+    uv_timer_stop(&m->retry);
+    uv_close((uv_handle_t *)&m->retry, handle_closed);
+    disconnect(m, "closing");
+    close_pipe(m);
+    /* The monitor's first process and its status pipe close by themselves
+     * (exit and EOF); m is freed when the last handle has closed. */
+}

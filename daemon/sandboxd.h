@@ -1,0 +1,169 @@
+/* sandboxd.h — what the daemon's files share.
+ *
+ * The daemon is one libuv loop.  It keeps the sandboxes in memory, their
+ * records on disk (STATE/records/ID/), and a connection to each running
+ * sandbox's monitor (daemon/monitor-proto.h), which owns the sandbox itself.
+ * Everything the daemon knows can be rebuilt from the records directory and
+ * the monitors after a restart. */
+#ifndef SBXD_H
+#define SBXD_H
+
+#include "http.h"
+#include "monitor-proto.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define SBXD_VERSION "0.1.0"
+
+struct sbxd_config {
+    const char *socket_path;
+    const char *state_dir;   /* records, writable layers */
+    const char *image_store; /* images/ and layers/ (default: state_dir) */
+    const char *run_dir;     /* monitor sockets, runtime mount points */
+    const char *listen;      /* TCP HOST:PORT or NULL */
+    char **tokens;           /* for TCP */
+    const char *monitor_path; /* the sandboxd-monitor binary */
+    /* limits */
+    size_t max_body;
+    unsigned max_connections;
+    unsigned max_sandboxes;
+    unsigned max_execs;       /* per sandbox */
+    uint64_t output_limit;    /* bytes kept per stream */
+    uint64_t default_memory_bytes;
+    int64_t default_pids_max;
+    const char *cgroup_parent;
+};
+
+struct sbxd_proc;
+struct sbxd_sandbox;
+
+/* A client waiting for something: a long poll or a following stream. */
+struct sbxd_waiter {
+    struct sbxd_waiter *next, *prev;
+    sbxd_req *req;
+    sbxd_stream *stream;
+    struct sbxd_sandbox *sb;
+    struct sbxd_proc *proc;
+    int kind;          /* SBXD_WAIT_* */
+    int stream_index;  /* 0 stdout, 1 stderr */
+    uint64_t offset;   /* next byte to send (streams) */
+    bool follow;
+    bool paused;       /* waiting for the HTTP stream to drain */
+    uv_timer_t timer;  /* long-poll timeout */
+    bool timer_active;
+};
+
+enum { SBXD_WAIT_SANDBOX = 1, SBXD_WAIT_PROC, SBXD_WAIT_STREAM, SBXD_WAIT_EVENTS };
+
+struct sbxd_proc {
+    struct sbxd_proc *next;
+    char id[32]; /* "pr-..." or "entrypoint" */
+    json_t *argv;
+    double started_at;
+    bool has_returncode;
+    int returncode;
+    uint64_t size[2]; /* bytes written so far per stream, as the monitor told us */
+    bool eof[2];
+};
+
+struct sbxd_sandbox {
+    struct sbxd_sandbox *next;
+    char id[32];
+    char *app, *name, *image;
+    json_t *tags;      /* object */
+    json_t *request;   /* the create request, as recorded */
+    char state[16];    /* created scheduled started ready finished */
+    double created_at, started_at, ready_at, finished_at;
+    bool has_returncode;
+    int returncode;
+    char finish_reason[24];
+    unsigned n_procs;
+    struct sbxd_proc *procs;
+    /* the monitor */
+    struct sbxd_monitor *mon;
+    /* clients waiting */
+    struct sbxd_waiter waiters; /* list head */
+    bool deleted;
+};
+
+struct sbxd {
+    uv_loop_t *loop;
+    struct sbxd_config cfg;
+    sbxd_http *http;
+    struct sbxd_sandbox *sandboxes;
+    unsigned n_running;
+    json_t *apps; /* {"name": {"app_id":..., "name":...}} */
+    double started_at;
+    unsigned long long created_total, execs_total;
+};
+
+extern struct sbxd *sbxd_global;
+
+/* ---- util.c ---- */
+void sbxd_log(const char *sandbox_id, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+double sbxd_now(void);
+/* "sb-", "pr-", ... followed by 22 random base62 characters. */
+void sbxd_new_id(const char *prefix, char *buf, size_t size);
+bool sbxd_valid_id(const char *id, const char *prefix);
+bool sbxd_valid_name(const char *name); /* [A-Za-z0-9._-]{1,63} */
+int sbxd_mkdir_p(const char *path, mode_t mode);
+/* Writes json to path atomically (tmp + fsync + rename + fsync dir). */
+int sbxd_write_json(const char *path, json_t *json);
+json_t *sbxd_read_json(const char *path);
+int sbxd_rm_rf(const char *path);
+
+/* ---- registry.c: sandboxes, apps, records ---- */
+int sbxd_registry_load(struct sbxd *d);
+struct sbxd_sandbox *sbxd_sandbox_find(struct sbxd *d, const char *id);
+struct sbxd_sandbox *sbxd_sandbox_by_name(struct sbxd *d, const char *app, const char *name);
+struct sbxd_proc *sbxd_proc_find(struct sbxd_sandbox *sb, const char *id);
+struct sbxd_proc *sbxd_proc_add(struct sbxd_sandbox *sb, const char *id, json_t *argv);
+json_t *sbxd_sandbox_record(struct sbxd *d, struct sbxd_sandbox *sb);
+int sbxd_sandbox_save(struct sbxd *d, struct sbxd_sandbox *sb);
+char *sbxd_records_path(struct sbxd *d, const char *id, const char *rest);
+void sbxd_sandbox_set_state(struct sbxd *d, struct sbxd_sandbox *sb, const char *state);
+void sbxd_sandbox_finished(struct sbxd *d, struct sbxd_sandbox *sb, int returncode,
+                           const char *reason);
+void sbxd_sandbox_forget(struct sbxd *d, struct sbxd_sandbox *sb);
+/* Catches up with the monitor's files (events, processes, exit); true once
+ * the sandbox has finished. */
+bool sbxd_sandbox_sync(struct sbxd *d, struct sbxd_sandbox *sb);
+int sbxd_app_ensure(struct sbxd *d, const char *name, json_t **ret);
+/* Appends an event to the sandbox's events.ndjson and wakes event followers. */
+void sbxd_sandbox_event(struct sbxd *d, struct sbxd_sandbox *sb, const char *event);
+
+/* ---- monitor-client.c ---- */
+struct sbxd_monitor;
+typedef void (*sbxd_monitor_cb)(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply,
+                                void *data);
+/* Starts the monitor of a new sandbox (spec.json written); asynchronous. */
+int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb);
+/* Connects to the monitor of a sandbox that runs (after a daemon restart). */
+int sbxd_monitor_attach(struct sbxd *d, struct sbxd_sandbox *sb);
+/* Sends a request; cb gets the reply (or a synthesized error if the monitor
+ * goes away).  Takes ownership of msg. */
+int sbxd_monitor_request(struct sbxd *d, struct sbxd_sandbox *sb, json_t *msg, sbxd_monitor_cb cb,
+                         void *data);
+void sbxd_monitor_close(struct sbxd_sandbox *sb);
+
+/* ---- output.c: streams read from the monitor's segment files ---- */
+/* Reads up to len bytes of a stream at offset; *ret_dropped is the lowest
+ * offset still kept.  Returns bytes read (0 at the current end) or -errno. */
+ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *proc_id,
+                         int stream, uint64_t offset, void *buf, size_t len,
+                         uint64_t *ret_dropped);
+
+/* ---- waiters (api.c) ---- */
+void sbxd_wake_sandbox(struct sbxd *d, struct sbxd_sandbox *sb);
+void sbxd_wake_proc(struct sbxd *d, struct sbxd_sandbox *sb, struct sbxd_proc *p);
+void sbxd_wake_streams(struct sbxd *d, struct sbxd_sandbox *sb, struct sbxd_proc *p);
+/* Answers and drops every client still waiting on a sandbox being forgotten. */
+void sbxd_waiters_drop(struct sbxd_sandbox *sb);
+
+/* ---- api.c ---- */
+void sbxd_api_handle(sbxd_req *req, void *data);
+
+#endif
