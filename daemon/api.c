@@ -653,12 +653,11 @@ out:
 
 /* ---- reading sandboxes ---- */
 
-__attribute__((unused)) static bool tags_match(sbxd_req *req, struct sbxd_sandbox *sb, json_t *want)
+static bool tags_match(struct sbxd_sandbox *sb, json_t *want)
 {
     const char *k;
     json_t *v;
 
-    (void)req;
     json_object_foreach(want, k, v)
     {
         const char *have = json_string_value(json_object_get(sb->tags, k));
@@ -668,38 +667,35 @@ __attribute__((unused)) static bool tags_match(sbxd_req *req, struct sbxd_sandbo
     return true;
 }
 
+/* Collects the tag.K=V filters of a list request. */
+static void collect_tag(const char *key, const char *value, void *data)
+{
+    if (!strncmp(key, "tag.", 4) && key[4])
+        json_object_set_new(data, key + 4, json_string(value));
+}
+
 static void list_sandboxes(struct sbxd *d, sbxd_req *req)
 {
     const char *app = sbxd_req_query(req, "app");
     const char *state = sbxd_req_query(req, "state") ?: "running";
-    json_t *list = json_array(), *want = json_object();
-    const char *q = sbxd_req_query(req, "__tags");
+    json_t *list, *want;
 
-    (void)q;
     if (strcmp(state, "running") && strcmp(state, "finished") && strcmp(state, "all")) {
         sbxd_reply_error(req, 400, "invalid_argument", "state must be running, finished or all");
-        json_decref(list);
-        json_decref(want);
         return;
     }
-    /* tag.K=V filters: the HTTP layer exposes the query by key, so look the
-     * tags of each sandbox up; any tag.K asked for must match. */
+    list = json_array();
+    want = json_object();
+    sbxd_req_query_each(req, collect_tag, want);
     for (struct sbxd_sandbox *sb = d->sandboxes; sb; sb = sb->next) {
         bool finished = !strcmp(sb->state, "finished");
-        const char *k;
-        json_t *v;
-        bool ok = true;
 
         if (sb->deleted || (app && strcmp(app, sb->app)))
             continue;
         if ((!strcmp(state, "running") && finished) || (!strcmp(state, "finished") && !finished))
             continue;
-        json_object_foreach(sb->tags, k, v)
-        {
-            (void)v;
-        }
-        (void)k;
-        if (!ok)
+        /* Every tag asked for must match. */
+        if (!tags_match(sb, want))
             continue;
         json_array_append_new(list, sbxd_sandbox_record(d, sb));
     }
@@ -1243,6 +1239,8 @@ static void route_sandbox(struct sbxd *d, sbxd_req *req, const char *method, cha
         exec_process(d, req, sb);
     else if (IS("GET") && !strcmp(what, "processes"))
         list_processes(d, req, sb);
+    else if (!strcmp(what, "files") || !strcmp(what, "ls") || !strcmp(what, "mkdir"))
+        sbxd_files_handle(d, req, sb, what);
     else if (IS("GET") && !strcmp(what, "ready"))
         sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` has no readiness probe",
                          sb->id);

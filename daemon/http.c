@@ -792,6 +792,30 @@ const char *sbxd_req_query(const sbxd_req *req, const char *key)
     return value ? value : ""; /* "?follow" without "=" */
 }
 
+struct query_each {
+    void (*cb)(const char *key, const char *value, void *data);
+    void *data;
+};
+
+static enum MHD_Result query_each_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    struct query_each *q = cls;
+
+    (void)kind;
+    q->cb(key, value ? value : "", q->data);
+    return MHD_YES;
+}
+
+void sbxd_req_query_each(const sbxd_req *req,
+                         void (*cb)(const char *key, const char *value, void *data), void *data)
+{
+    struct query_each q = {cb, data};
+
+    if (req->conn)
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each_cb, &q);
+}
+
 const char *sbxd_req_header(const sbxd_req *req, const char *name)
 {
     if (!req->conn)

@@ -49,6 +49,9 @@ void sbxd_http_stop(sbxd_http *http);
 const char *sbxd_req_method(const sbxd_req *req);
 const char *sbxd_req_path(const sbxd_req *req);                     /* without the query */
 const char *sbxd_req_query(const sbxd_req *req, const char *key);   /* NULL if absent */
+/* Calls cb for every query argument, in order (values URL-decoded). */
+void sbxd_req_query_each(const sbxd_req *req,
+                         void (*cb)(const char *key, const char *value, void *data), void *data);
 const char *sbxd_req_header(const sbxd_req *req, const char *name); /* case-insensitive */
 const void *sbxd_req_body(const sbxd_req *req, size_t *ret_len);    /* never NULL */
 /* The body parsed as a JSON object (an empty body is {}); NULL after having

@@ -465,6 +465,8 @@ static void ignore_reply(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply,
         return;
     if (json_object_get(reply, "state")) {
         /* A status reply: everything before it is in the files. */
+        if (json_is_integer(json_object_get(reply, "init_pid")))
+            sb->init_pid = (int)json_integer_value(json_object_get(reply, "init_pid"));
         sbxd_sandbox_sync(d, sb);
     }
     /* A status reply after (re)connecting: pick up finished processes. */

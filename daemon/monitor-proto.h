@@ -69,7 +69,8 @@
  *   {"op":"terminate"}                                         → ok (idempotent)
  *   {"op":"stats"} → ok + "stats":{"cpu_usage_ns","memory_current","memory_peak","pids_current","oom_kills"}
  *   {"op":"activity"}                  → ok (resets the idle timer)
- *   {"op":"status"} → ok + "state":"running|finished", "processes":[{"id","returncode"}...]
+ *   {"op":"status"} → ok + "state":"running|finished", "processes":[{"id","returncode"}...],
+ *                    and while running "init_pid" (the sandbox's init, host pid)
  *                     (returncode null until exit.json exists; once finished
  *                     also "returncode" and "finish_reason" of the sandbox)
  *   {"op":"shutdown"} → ok; the monitor terminates the sandbox if running,

@@ -1350,6 +1350,10 @@ static int op_status(struct monitor *m, json_t *req, json_t *reply, struct op_er
     json_object_set_new(reply, "state",
                         json_string(m->state == MON_RUNNING ? "running" : "finished"));
     json_object_set_new(reply, "processes", procs);
+    /* For the daemon's files API, which reaches the sandbox's root through
+     * /proc/PID/root. */
+    if (m->sb && m->state == MON_RUNNING)
+        json_object_set_new(reply, "init_pid", json_integer(sbx_sandbox_pid(m->sb)));
     if (m->state != MON_RUNNING) {
         json_object_set_new(reply, "returncode", json_integer(m->returncode));
         json_object_set_new(reply, "finish_reason", json_string(m->finish_reason));

@@ -84,6 +84,7 @@ struct sbxd_sandbox {
     struct sbxd_proc *procs;
     /* the monitor */
     struct sbxd_monitor *mon;
+    int init_pid; /* from the monitor's status; 0 when unknown */
     /* clients waiting */
     struct sbxd_waiter waiters; /* list head */
     bool deleted;
@@ -162,6 +163,9 @@ void sbxd_wake_proc(struct sbxd *d, struct sbxd_sandbox *sb, struct sbxd_proc *p
 void sbxd_wake_streams(struct sbxd *d, struct sbxd_sandbox *sb, struct sbxd_proc *p);
 /* Answers and drops every client still waiting on a sandbox being forgotten. */
 void sbxd_waiters_drop(struct sbxd_sandbox *sb);
+
+/* ---- files.c ---- */
+void sbxd_files_handle(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, const char *what);
 
 /* ---- api.c ---- */
 void sbxd_api_handle(sbxd_req *req, void *data);

@@ -333,6 +333,121 @@ START_TEST(test_names)
 }
 END_TEST
 
+static char *exec_out(const char *id, const char *cmd)
+{
+    char path[256], body[1024];
+    json_t *r;
+    struct buf b;
+
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
+    snprintf(body, sizeof(body), "{\"argv\":[\"sh\",\"-c\",\"%s\"]}", cmd);
+    r = call("POST", path, body, 201);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/stdout?follow=1", id,
+             json_string_value(json_object_get(r, "process_id")));
+    json_decref(r);
+    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    return b.data;
+}
+
+START_TEST(test_files)
+{
+    char *id = create("{\"image\":\"busybox\"}"), *out;
+    char path[256];
+    struct buf b;
+    json_t *r;
+
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/a/b.txt", id);
+    ck_assert_int_eq(http("PUT", path, "hello", 5, NULL), 204);
+    out = exec_out(id, "cat /tmp/a/b.txt; stat -c ' %u %a' /tmp/a/b.txt");
+    ck_assert_str_eq(out, "hello 0 644\n");
+    free(out);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/a/b.txt&append=1", id);
+    ck_assert_int_eq(http("POST", path, " world", 6, NULL), 204);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/a/b.txt", id);
+    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    ck_assert_str_eq(b.data, "hello world");
+    free(b.data);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/ls?path=/tmp/a", id);
+    r = call("GET", path, NULL, 200);
+    ck_assert_int_eq(json_array_size(r), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 0), "name")), "b.txt");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(r, 0), "size")), 11);
+    json_decref(r);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/mkdir?path=/x/y/z", id);
+    ck_assert_int_eq(http("POST", path, NULL, 0, NULL), 204);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/x&recursive=1", id);
+    ck_assert_int_eq(http("DELETE", path, NULL, 0, NULL), 204);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/x/y", id);
+    json_decref(call("GET", path, NULL, 404));
+
+    /* Hostile paths: `..` stops at the sandbox's root... */
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/../../../../etc/passwd", id);
+    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    ck_assert_msg(strstr(b.data, "root:x:0:0:root:/root:/bin/sh") && !strstr(b.data, "daemon:"),
+                  "read the host's passwd: %s", b.data);
+    free(b.data);
+    /* ...and a symlink the sandbox plants resolves inside it, not on the host. */
+    out = exec_out(id, "ln -s /etc/shadow /tmp/evil; ln -s ../../../../../etc/os-release /tmp/evil2; echo ok");
+    free(out);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/evil", id);
+    json_decref(call("GET", path, NULL, 404));
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/evil2", id);
+    json_decref(call("GET", path, NULL, 404));
+    /* Writing through a planted symlink to a host path lands inside too. */
+    out = exec_out(id, "ln -s /root/host-file /tmp/w; echo ok");
+    free(out);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/w", id);
+    ck_assert_int_ne(http("PUT", path, "x", 1, NULL), 204); /* O_NOFOLLOW: refused */
+    ck_assert_int_eq(access("/root/host-file", F_OK), -1);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=relative", id);
+    json_decref(call("GET", path, NULL, 400));
+    free(id);
+}
+END_TEST
+
+static size_t count_listed(const char *query)
+{
+    char path[256];
+    json_t *r;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/v1/sandboxes%s", query);
+    r = call("GET", path, NULL, 200);
+    n = json_array_size(json_object_get(r, "sandboxes"));
+    json_decref(r);
+    return n;
+}
+
+START_TEST(test_list_filters_and_tags)
+{
+    char *a = create("{\"image\":\"busybox\",\"app\":\"l\",\"tags\":{\"team\":\"a\",\"k\":\"1\"}}");
+    char *b = create("{\"image\":\"busybox\",\"app\":\"l\",\"tags\":{\"team\":\"b\"}}");
+    char path[128];
+    json_t *r;
+
+    ck_assert_int_eq(count_listed("?app=l"), 2);
+    ck_assert_int_eq(count_listed("?app=l&tag.team=a"), 1);
+    ck_assert_int_eq(count_listed("?app=l&tag.team=a&tag.k=1"), 1);
+    ck_assert_int_eq(count_listed("?app=l&tag.team=a&tag.k=2"), 0);
+    ck_assert_int_eq(count_listed("?app=other"), 0);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/tags", b);
+    json_decref(call("PUT", path, "{\"team\":\"a\",\"k\":\"1\"}", 200));
+    r = call("GET", path, NULL, 200);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "tags"), "k")), "1");
+    json_decref(r);
+    ck_assert_int_eq(count_listed("?app=l&tag.team=a&tag.k=1"), 2);
+    json_decref(call("PUT", path, "{\"team\":5}", 400));
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/terminate", a);
+    json_decref(call("POST", path, "{\"wait\":true}", 200));
+    ck_assert_int_eq(count_listed("?app=l"), 1);
+    ck_assert_int_eq(count_listed("?app=l&state=finished"), 1);
+    ck_assert_int_eq(count_listed("?app=l&state=all"), 2);
+    json_decref(call("GET", "/v1/sandboxes?state=bogus", NULL, 400));
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* kill -9 of the daemon loses no sandbox, no exit code, no output. */
 START_TEST(test_restart_survival)
 {
@@ -383,6 +498,8 @@ int main(void)
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_restart_survival);
+    tcase_add_test(tc, test_files);
+    tcase_add_test(tc, test_list_filters_and_tags);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
