@@ -620,7 +620,7 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     path = sbxd_records_path(d, sb->id, "spec.json");
     r = dir && path ? sbxd_mkdir_p(dir, 0700) : -ENOMEM;
     if (r >= 0)
-        r = sbxd_write_json(path, spec);
+        r = sbxd_write_json(path, spec, false);
     if (r >= 0)
         r = sbxd_sandbox_save(d, sb);
     free(dir);

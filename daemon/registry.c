@@ -109,7 +109,7 @@ int sbxd_sandbox_save(struct sbxd *d, struct sbxd_sandbox *sb)
         json_decref(rec);
         return -ENOMEM;
     }
-    r = sbxd_write_json(path, rec);
+    r = sbxd_write_json(path, rec, false);
     if (r < 0)
         sbxd_log(sb->id, "write %s: %s", path, strerror(-r));
     free(path);
@@ -233,7 +233,7 @@ int sbxd_app_ensure(struct sbxd *d, const char *name, json_t **ret)
             return -ENOMEM;
         json_object_set_new(d->apps, name, app);
         if (asprintf(&path, "%s/apps.json", d->cfg.state_dir) >= 0) {
-            int r = sbxd_write_json(path, d->apps);
+            int r = sbxd_write_json(path, d->apps, true);
             if (r < 0)
                 sbxd_log(NULL, "write %s: %s", path, strerror(-r));
             free(path);

@@ -111,8 +111,10 @@ void sbxd_new_id(const char *prefix, char *buf, size_t size);
 bool sbxd_valid_id(const char *id, const char *prefix);
 bool sbxd_valid_name(const char *name); /* [A-Za-z0-9._-]{1,63} */
 int sbxd_mkdir_p(const char *path, mode_t mode);
-/* Writes json to path atomically (tmp + fsync + rename + fsync dir). */
-int sbxd_write_json(const char *path, json_t *json);
+/* Writes json to path atomically (tmp + rename).  durable: fsync the file
+ * and the directory too, for what must outlive a host crash (apps); a
+ * sandbox's records need not, the sandbox does not outlive one either. */
+int sbxd_write_json(const char *path, json_t *json, bool durable);
 json_t *sbxd_read_json(const char *path);
 int sbxd_rm_rf(const char *path);
 

@@ -110,7 +110,7 @@ int sbxd_mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-int sbxd_write_json(const char *path, json_t *json)
+int sbxd_write_json(const char *path, json_t *json, bool durable)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
     char *text = json_dumps(json, JSON_COMPACT);
@@ -136,7 +136,7 @@ int sbxd_write_json(const char *path, json_t *json)
         }
         off += (size_t)n;
     }
-    if (r == 0 && fsync(fd) < 0)
+    if (r == 0 && durable && fsync(fd) < 0)
         r = -errno;
     close(fd);
     free(text);
@@ -146,6 +146,8 @@ int sbxd_write_json(const char *path, json_t *json)
         unlink(tmp);
         return r;
     }
+    if (!durable)
+        return 0;
     /* The rename itself must survive a crash. */
     snprintf(dir, sizeof(dir), "%s", path);
     fd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

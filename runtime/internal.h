@@ -175,6 +175,8 @@ void sbx__cgroup_free(struct sbx__cgroup *cg);
 /* Builds the sandbox's seccomp program once per process (libseccomp, exported
  * to BPF) so that children only need sbx__seccomp_apply(). */
 int sbx__seccomp_prepare(sbx_error *err);
+/* The same, through a compiled program cached in cache_dir (see seccomp.c). */
+int sbx__seccomp_prepare_cached(const char *cache_dir, sbx_error *err);
 /* Loads the prepared program into the calling thread (after fork, before
  * execve).  Requires no_new_privs set or CAP_SYS_ADMIN.  Returns 0 or -errno. */
 int sbx__seccomp_apply(void);

@@ -399,7 +399,10 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     r = validate(cfg, &n_layers, err);
     if (r < 0)
         return r;
-    r = sbx__seccomp_prepare(err);
+    /* The run dir's root must exist for the cached program; it is made
+     * (0711, root's) below anyway. */
+    (void)sbx__mkdir_p(run_root, 0711, NULL);
+    r = sbx__seccomp_prepare_cached(run_root, err);
     if (r < 0)
         return r;
 

@@ -12,6 +12,10 @@
  * fail half-way between fork and execve. */
 #include "internal.h"
 
+#include <limits.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <string.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
@@ -290,6 +294,119 @@ int sbx__seccomp_prepare(sbx_error *err)
     pthread_mutex_lock(&filter_lock);
     if (filter_prog.len == 0)
         rc = build_filter(err);
+    pthread_mutex_unlock(&filter_lock);
+    return rc;
+}
+
+/* ---- a compiled program cached on disk ----
+ *
+ * Compiling the policy with libseccomp takes some 20 ms, far more than
+ * starting a sandbox; a daemon starts a fresh monitor process per sandbox.
+ * The first one to compile writes the program to the run dir (root's, 0711)
+ * and the next ones read it.  The file's name carries a hash of everything
+ * the program is made from (the allowlist, the rules' version, libseccomp's
+ * version), so a changed policy never loads a stale program; its content
+ * carries a checksum; and it is only trusted when owned by us and writable
+ * by nobody else. */
+
+#define CACHE_RULES_VERSION "rules-2" /* bump when add_rules()/build_filter() change */
+#define CACHE_MAGIC         0x53425846u /* "SBXF" */
+
+struct cache_header {
+    uint32_t magic;
+    uint32_t len; /* instructions */
+    uint64_t checksum;
+};
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+static uint64_t policy_hash(void)
+{
+    const struct scmp_version *v = seccomp_version();
+    uint64_t h = 14695981039346656037ull;
+
+    for (size_t i = 0; i < SBX_ARRAY_SIZE(allowed_syscalls); i++)
+        h = fnv1a(h, allowed_syscalls[i], strlen(allowed_syscalls[i]) + 1);
+    h = fnv1a(h, allowed_personalities, sizeof(allowed_personalities));
+    h = fnv1a(h, CACHE_RULES_VERSION, sizeof(CACHE_RULES_VERSION));
+    if (v)
+        h = fnv1a(h, v, sizeof(*v));
+    return h;
+}
+
+static bool load_cached(const char *path)
+{
+    struct cache_header hdr;
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    bool ok = false;
+
+    if (fd < 0)
+        return false;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+        !(st.st_mode & 022) && read(fd, &hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
+        hdr.magic == CACHE_MAGIC && hdr.len > 0 && hdr.len <= BPF_MAXINSNS &&
+        st.st_size == (off_t)(sizeof(hdr) + hdr.len * sizeof(struct sock_filter)) &&
+        read(fd, filter_insns, hdr.len * sizeof(struct sock_filter)) ==
+            (ssize_t)(hdr.len * sizeof(struct sock_filter)) &&
+        fnv1a(14695981039346656037ull, filter_insns, hdr.len * sizeof(struct sock_filter)) ==
+            hdr.checksum) {
+        filter_prog.filter = filter_insns;
+        filter_prog.len = (unsigned short)hdr.len;
+        ok = true;
+    }
+    close(fd);
+    return ok;
+}
+
+static void store_cached(const char *path)
+{
+    struct cache_header hdr = {
+        .magic = CACHE_MAGIC,
+        .len = filter_prog.len,
+        .checksum = fnv1a(14695981039346656037ull, filter_insns,
+                          filter_prog.len * sizeof(struct sock_filter)),
+    };
+    char tmp[PATH_MAX];
+    int fd;
+
+    snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    if (write(fd, &hdr, sizeof(hdr)) == (ssize_t)sizeof(hdr) &&
+        write(fd, filter_insns, hdr.len * sizeof(struct sock_filter)) ==
+            (ssize_t)(hdr.len * sizeof(struct sock_filter)) &&
+        fsync(fd) == 0 && rename(tmp, path) == 0) {
+        close(fd);
+        return;
+    }
+    close(fd);
+    unlink(tmp);
+}
+
+int sbx__seccomp_prepare_cached(const char *cache_dir, sbx_error *err)
+{
+    char path[PATH_MAX];
+    int rc = 0;
+
+    pthread_mutex_lock(&filter_lock);
+    if (filter_prog.len == 0) {
+        snprintf(path, sizeof(path), "%s/seccomp-%016llx.bpf", cache_dir,
+                 (unsigned long long)policy_hash());
+        if (!load_cached(path)) {
+            rc = build_filter(err);
+            if (rc == 0)
+                store_cached(path);
+        }
+    }
     pthread_mutex_unlock(&filter_lock);
     return rc;
 }

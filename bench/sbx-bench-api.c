@@ -1,0 +1,228 @@
+/* sbx-bench-api — sandboxd through its REST API on the unix socket:
+ *
+ *   sbx-bench-api --socket PATH [-n N] [--stream-mib M]
+ *
+ * prints, one line each (times in ms):
+ *   create+exec   POST /v1/sandboxes (idle) → POST exec /bin/true → wait → returncode
+ *   create+run    POST /v1/sandboxes with entrypoint /bin/true → wait → returncode
+ *   exec          exec /bin/true → wait → returncode, in one running sandbox
+ *   stream        MB/s of `head -c M MiB /dev/zero` (debian-slim) read by a following client
+ * Sandboxes are deleted after each sample, outside the timed part. */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *sock = "/run/sandboxd/sandboxd.sock";
+static CURL *curl;
+
+struct buf {
+    char *data;
+    size_t len;
+    bool discard;
+};
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ud)
+{
+    struct buf *b = ud;
+
+    if (!b->discard) {
+        b->data = realloc(b->data, b->len + sz * n + 1);
+        memcpy(b->data + b->len, p, sz * n);
+        b->data[b->len + sz * n] = '\0';
+    }
+    b->len += sz * n;
+    return sz * n;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* One request on the reused connection; returns the parsed JSON body (or
+ * NULL) and the byte count in *ret_len. */
+static json_t *req(const char *method, const char *path, const char *body, bool discard,
+                   size_t *ret_len)
+{
+    char url[512];
+    struct buf b = {.discard = discard};
+    long status = 0;
+    json_t *j = NULL;
+    json_error_t e;
+
+    snprintf(url, sizeof(url), "http://localhost%s", path);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, body ? (long)strlen(body) : 0L);
+    curl_easy_setopt(curl, CURLOPT_HTTPGET, body ? 0L : (long)!strcmp(method, "GET"));
+    if (!body && strcmp(method, "GET"))
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+    if (curl_easy_perform(curl) != CURLE_OK) {
+        fprintf(stderr, "sbx-bench-api: %s %s failed\n", method, path);
+        exit(1);
+    }
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 300) {
+        fprintf(stderr, "sbx-bench-api: %s %s → %ld %s\n", method, path, status,
+                b.data ? b.data : "");
+        exit(1);
+    }
+    if (b.data)
+        j = json_loads(b.data, JSON_DECODE_ANY, &e);
+    free(b.data);
+    if (ret_len)
+        *ret_len = b.len;
+    return j;
+}
+
+static char *create(const char *body)
+{
+    json_t *r = req("POST", "/v1/sandboxes", body, false, NULL);
+    char *id = strdup(json_string_value(json_object_get(r, "sandbox_id")));
+
+    json_decref(r);
+    return id;
+}
+
+static int exec_true(const char *id)
+{
+    char path[256];
+    json_t *r;
+    int rc;
+
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
+    r = req("POST", path, "{\"argv\":[\"/bin/true\"]}", false, NULL);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/wait?timeout_s=30", id,
+             json_string_value(json_object_get(r, "process_id")));
+    json_decref(r);
+    r = req("GET", path, NULL, false, NULL);
+    rc = (int)json_integer_value(json_object_get(r, "returncode"));
+    json_decref(r);
+    return rc;
+}
+
+static void delete(const char *id)
+{
+    char path[128];
+
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s", id);
+    json_decref(req("DELETE", path, NULL, false, NULL));
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void report(const char *name, double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp);
+    printf("%-14s n=%d median=%.2fms p99=%.2fms min=%.2fms\n", name, n, v[n / 2],
+           v[(int)(n * 0.99) < n ? (int)(n * 0.99) : n - 1], v[0]);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
+                                         {"stream-mib", required_argument, NULL, 'm'},
+                                         {NULL, 0, NULL, 0}};
+    int n = 100, mib = 1024, c;
+    double *v;
+    char *id;
+
+    while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+        if (c == 'n')
+            n = atoi(optarg);
+        else if (c == 's')
+            sock = optarg;
+        else if (c == 'm')
+            mib = atoi(optarg);
+        else
+            return 2;
+    }
+    if (n < 1)
+        n = 1;
+    v = calloc((size_t)n, sizeof(*v));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    curl = curl_easy_init();
+    curl_easy_setopt(curl, CURLOPT_UNIX_SOCKET_PATH, sock);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
+
+    for (int i = 0; i < n; i++) {
+        double t0 = now_ms();
+        id = create("{\"image\":\"busybox\"}");
+        if (exec_true(id) != 0)
+            return 1;
+        v[i] = now_ms() - t0;
+        delete(id);
+        free(id);
+    }
+    report("create+exec", v, n);
+
+    for (int i = 0; i < n; i++) {
+        char path[128];
+        json_t *r;
+        double t0 = now_ms();
+        id = create("{\"image\":\"busybox\",\"entrypoint\":[\"/bin/true\"]}");
+        snprintf(path, sizeof(path), "/v1/sandboxes/%s/wait?timeout_s=30", id);
+        r = req("GET", path, NULL, false, NULL);
+        v[i] = now_ms() - t0;
+        if (json_integer_value(json_object_get(r, "returncode")) != 0)
+            return 1;
+        json_decref(r);
+        delete(id);
+        free(id);
+    }
+    report("create+run", v, n);
+
+    id = create("{\"image\":\"busybox\"}");
+    exec_true(id);
+    for (int i = 0; i < n; i++) {
+        double t0 = now_ms();
+        if (exec_true(id) != 0)
+            return 1;
+        v[i] = now_ms() - t0;
+    }
+    report("exec", v, n);
+
+    delete(id);
+    free(id);
+    /* GNU head (debian-slim): busybox's reads byte by byte, ~150 MB/s. */
+    id = create("{\"image\":\"debian-slim\"}");
+    {
+        char path[256], body[128];
+        json_t *r;
+        size_t len = 0;
+        double t0;
+
+        snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
+        snprintf(body, sizeof(body), "{\"argv\":[\"head\",\"-c\",\"%lld\",\"/dev/zero\"]}",
+                 (long long)mib << 20);
+        t0 = now_ms();
+        r = req("POST", path, body, false, NULL);
+        snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/stdout?follow=1", id,
+                 json_string_value(json_object_get(r, "process_id")));
+        json_decref(r);
+        json_decref(req("GET", path, NULL, true, &len));
+        printf("stream         %zu MiB in %.0f ms = %.0f MB/s\n", len >> 20, now_ms() - t0,
+               len / 1e3 / (now_ms() - t0));
+    }
+    delete(id);
+    free(id);
+    curl_easy_cleanup(curl);
+    curl_global_cleanup();
+    free(v);
+    return 0;
+}
