@@ -724,21 +724,6 @@ static void wait_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
 
 /* ---- terminate and delete ---- */
 
-struct terminate_ctx {
-    sbxd_req *req;
-    bool wait;
-};
-
-static void terminated(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
-{
-    sbxd_req *req = data;
-
-    (void)reply;
-    (void)d;
-    (void)sb;
-    (void)req;
-}
-
 static void terminate_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
 {
     json_t *body = sbxd_req_json(req);
@@ -749,8 +734,7 @@ static void terminate_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox
     wait = json_is_true(json_object_get(body, "wait"));
     json_decref(body);
     if (strcmp(sb->state, "finished")) {
-        if (sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "terminate"), terminated, NULL) <
-            0) {
+        if (sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "terminate"), NULL, NULL) < 0) {
             /* No monitor to ask: it is gone or not yet up.  Without one
              * nothing can run either; record the end. */
             if (!sb->mon)
@@ -853,10 +837,6 @@ static void get_events(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
     w->stream = sbxd_reply_stream(req, 200, "application/x-ndjson");
     events_pump(d, w);
 }
-
-struct stats_ctx {
-    sbxd_req *req;
-};
 
 static void got_stats(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
 {
@@ -1085,7 +1065,8 @@ static void stream_output(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb
     stream_pump(d, w);
 }
 
-static void stdin_written(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+/* A monitor reply to an action: 204, or the monitor's error. */
+static void acted(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
 {
     sbxd_req *req = data;
 
@@ -1125,13 +1106,8 @@ static void write_stdin(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
     msg = json_pack("{s:s,s:s,s:s,s:b}", "op", "stdin", "id", p->id, "data", enc, "eof",
                     eof && (!strcmp(eof, "1") || !strcmp(eof, "true")));
     free(enc);
-    if (sbxd_monitor_request(d, sb, msg, stdin_written, req) < 0)
+    if (sbxd_monitor_request(d, sb, msg, acted, req) < 0)
         sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running", sb->id);
-}
-
-static void signal_done(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
-{
-    stdin_written(d, sb, reply, data);
 }
 
 static void signal_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
@@ -1161,7 +1137,7 @@ static void signal_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *s
         msg = json_pack("{s:s,s:s,s:O}", "op", "signal", "id", p->id, "signal", s);
     }
     json_decref(body);
-    if (sbxd_monitor_request(d, sb, msg, signal_done, req) < 0)
+    if (sbxd_monitor_request(d, sb, msg, acted, req) < 0)
         sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running", sb->id);
 }
 

@@ -61,6 +61,13 @@ ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *pro
     ssize_t total = 0;
 
     snprintf(dir, sizeof(dir), "%s/records/%s/procs/%s", d->cfg.state_dir, sandbox_id, proc_id);
+    if (len == 0) {
+        /* Only asked what has been dropped. */
+        (void)find_segment(dir, name, offset, &start, &lowest);
+        if (ret_dropped)
+            *ret_dropped = lowest;
+        return 0;
+    }
     /* A read may span the end of one segment and the start of the next. */
     while ((size_t)total < len) {
         int fd, r;
