@@ -3,6 +3,8 @@
  * into state changes and wake-ups.  All on the loop; nothing here blocks. */
 #include "sandboxd.h"
 
+#include "sbx.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +156,8 @@ static void handle_line(struct sbxd_monitor *m, const char *line, size_t len)
     json_decref(msg);
 }
 
+static void monitor_lost(struct sbxd *d, struct sbxd_sandbox *sb, const char *why);
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct sbxd_monitor *m = h->data;
@@ -184,11 +188,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         close_pipe(m);
         /* A monitor ends once its sandbox has finished and everything is on
          * disk; anything else is a crash, and nothing runs any more. */
-        if (sb && !sbxd_sandbox_sync(m->d, sb)) {
-            sbxd_log(sb->id, "monitor gone without a record of the end: %s",
-                     uv_strerror((int)n));
-            sbxd_sandbox_finished(m->d, sb, -1, "error");
-        }
+        if (sb)
+            monitor_lost(m->d, sb, uv_strerror((int)n));
         return;
     }
     m->inlen += (size_t)n;
@@ -228,6 +229,25 @@ static void on_retry(uv_timer_t *t)
     try_connect(m);
 }
 
+/* The monitor is gone.  If it recorded the end, that is the end; if not, it
+ * died with its sandbox unrecorded: whatever still runs is killed and the
+ * runtime's leftovers removed. */
+static void monitor_lost(struct sbxd *d, struct sbxd_sandbox *sb, const char *why)
+{
+    char sock[4096];
+    sbx_error err;
+
+    if (sbxd_sandbox_sync(d, sb))
+        return;
+    sbxd_log(sb->id, "monitor gone without a record of the end (%s): cleaning up", why);
+    if (sbx_sandbox_cleanup(d->cfg.run_dir, d->cfg.state_dir, d->cfg.cgroup_parent, sb->id,
+                            &err) < 0)
+        sbxd_log(sb->id, "cleanup: %s", err.message);
+    snprintf(sock, sizeof(sock), "%s/monitors/%s.sock", d->cfg.run_dir, sb->id);
+    unlink(sock);
+    sbxd_sandbox_finished(d, sb, -1, "error");
+}
+
 static void on_connect(uv_connect_t *req, int status)
 {
     struct sbxd_monitor *m = req->data;
@@ -237,13 +257,17 @@ static void on_connect(uv_connect_t *req, int status)
         return;
     }
     if (status < 0) {
+        struct sbxd_sandbox *sb = m->sb;
         close_pipe(m);
-        if (++m->connect_attempts < 50) {
+        /* A full backlog is worth another try; a refused or missing socket
+         * means the monitor is gone. */
+        if (status == UV_EAGAIN && ++m->connect_attempts < 50) {
             m->retry_active = true;
             uv_timer_start(&m->retry, on_retry, 20, 0);
-        } else if (m->sb) {
-            sbxd_log(m->sb->id, "cannot reach the monitor: %s", uv_strerror(status));
+            return;
         }
+        if (sb)
+            monitor_lost(m->d, sb, uv_strerror(status));
         return;
     }
     m->connected = true;

@@ -392,6 +392,39 @@ static struct sbxd_sandbox *load_one(struct sbxd *d, const char *id)
     return sb;
 }
 
+/* Runtime leftovers with no monitor to own them: a daemon that crashed
+ * between making a sandbox's directories and recording it, or a monitor
+ * killed outright.  A live monitor (its socket answers) is left alone. */
+static void clean_orphans(struct sbxd *d)
+{
+    char path[PATH_MAX];
+    DIR *dh;
+    struct dirent *de;
+
+    snprintf(path, sizeof(path), "%s/sandboxes", d->cfg.run_dir);
+    dh = opendir(path);
+    while (dh && (de = readdir(dh))) {
+        struct sbxd_sandbox *sb;
+        char sock[PATH_MAX];
+        sbx_error err;
+
+        if (!sbxd_valid_id(de->d_name, "sb-"))
+            continue;
+        sb = sbxd_sandbox_find(d, de->d_name);
+        if (sb && strcmp(sb->state, "finished"))
+            continue;
+        snprintf(sock, sizeof(sock), "%s/monitors/%s.sock", d->cfg.run_dir, de->d_name);
+        if (access(sock, F_OK) == 0)
+            continue;
+        sbxd_log(de->d_name, "orphaned runtime state: cleaning up");
+        if (sbx_sandbox_cleanup(d->cfg.run_dir, d->cfg.state_dir, d->cfg.cgroup_parent,
+                                de->d_name, &err) < 0)
+            sbxd_log(de->d_name, "cleanup: %s", err.message);
+    }
+    if (dh)
+        closedir(dh);
+}
+
 int sbxd_registry_load(struct sbxd *d)
 {
     char path[PATH_MAX];
@@ -437,5 +470,6 @@ int sbxd_registry_load(struct sbxd *d)
         }
     }
     closedir(dh);
+    clean_orphans(d);
     return 0;
 }
