@@ -2,192 +2,30 @@
  * what an orchestrator does, status codes and bodies as ../shared/API.md
  * says, and a daemon restart in the middle. */
 #include <check.h>
-#include <curl/curl.h>
-#include <errno.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-static char dir[64], sock[128], state[128], run[128], cgparent[64];
-static pid_t daemon_pid;
-
-static const char *env_or(const char *k, const char *dflt)
-{
-    const char *v = getenv(k);
-    return v && *v ? v : dflt;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-struct buf {
-    char *data;
-    size_t len;
-    double first_at; /* when the first byte arrived */
-};
-
-static size_t on_data(char *p, size_t sz, size_t n, void *ud)
-{
-    struct buf *b = ud;
-    if (b->len == 0 && sz * n > 0)
-        b->first_at = now_ms();
-    b->data = realloc(b->data, b->len + sz * n + 1);
-    memcpy(b->data + b->len, p, sz * n);
-    b->len += sz * n;
-    b->data[b->len] = '\0';
-    return sz * n;
-}
-
-/* One request; returns the status, the body in *ret (caller frees). */
-static long http(const char *method, const char *path, const char *body, size_t body_len,
-                 struct buf *ret)
-{
-    CURL *c = curl_easy_init();
-    char url[1024];
-    long status = 0;
-    struct buf b = {0};
-
-    snprintf(url, sizeof(url), "http://localhost%s", path);
-    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    if (body) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-    }
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    if (!b.data)
-        b.data = strdup("");
-    if (ret)
-        *ret = b;
-    else
-        free(b.data);
-    return status;
-}
-
-static json_t *call(const char *method, const char *path, const char *body, long want)
-{
-    struct buf b;
-    long st = http(method, path, body, body ? strlen(body) : 0, &b);
-    json_error_t e;
-    json_t *j;
-
-    ck_assert_msg(st == want, "%s %s → %ld, want %ld: %s", method, path, st, want, b.data);
-    j = json_loads(b.data, JSON_DECODE_ANY, &e);
-    free(b.data);
-    return j;
-}
-
-static void start_daemon(void)
-{
-    daemon_pid = fork();
-    ck_assert_int_ge(daemon_pid, 0);
-    if (daemon_pid == 0) {
-        execl(env_or("SBX_DAEMON", "./sandboxd"), "sandboxd", "--socket", sock, "--state-dir",
-              state, "--run-dir", run, "--image-store", env_or("SBX_STATE_DIR", "/var/lib/sandboxd"),
-              "--monitor", env_or("SBX_MONITOR", "./sandboxd-monitor"), "--cgroup-parent",
-              cgparent, (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 500; i++) {
-        if (http("GET", "/v1/health", NULL, 0, NULL) == 200)
-            return;
-        usleep(10000);
-    }
-    ck_abort_msg("the daemon did not come up");
-}
-
-static void stop_daemon(int sig)
-{
-    if (daemon_pid > 0) {
-        kill(daemon_pid, sig);
-        waitpid(daemon_pid, NULL, 0);
-        daemon_pid = 0;
-    }
-}
-
-static void setup(void)
-{
-    strcpy(dir, "/run/sbx-dtest.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    chmod(dir, 0711);
-    snprintf(sock, sizeof(sock), "%s/sandboxd.sock", dir);
-    snprintf(state, sizeof(state), "%s/state", dir);
-    snprintf(run, sizeof(run), "%s/run", dir);
-    snprintf(cgparent, sizeof(cgparent), "sandboxd-dtest-%d", (int)getpid());
-    start_daemon();
-}
-
-/* Deletes every sandbox (so monitors clean up), stops the daemon, removes
- * the directories. */
-static void teardown(void)
-{
-    json_t *list = call("GET", "/v1/sandboxes?state=all", NULL, 200), *sb;
-    size_t i;
-    char path[256], cmd[256];
-
-    json_array_foreach(json_object_get(list, "sandboxes"), i, sb)
-    {
-        snprintf(path, sizeof(path), "/v1/sandboxes/%s",
-                 json_string_value(json_object_get(sb, "sandbox_id")));
-        http("DELETE", path, NULL, 0, NULL);
-    }
-    json_decref(list);
-    usleep(200000);
-    stop_daemon(SIGTERM);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    ck_assert_int_eq(system(cmd), 0);
-    /* Every sandbox was deleted and the daemon stopped with none running: it
-     * pruned its cgroup parent. */
-    snprintf(cmd, sizeof(cmd), "test -z \"$(find /sys/fs/cgroup -maxdepth 6 -name '%s')\"", cgparent);
-    ck_assert_msg(system(cmd) == 0, "cgroup parent %s left behind", cgparent);
-}
-
-static char *create(const char *body)
-{
-    json_t *r = call("POST", "/v1/sandboxes", body, 201);
-    char *id = strdup(json_string_value(json_object_get(r, "sandbox_id")));
-    json_decref(r);
-    return id;
-}
-
-static json_t *wait_finished(const char *id)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/sandboxes/%s/wait?timeout_s=30", id);
-    return call("GET", path, NULL, 200);
-}
+#include "daemonlib.h"
 
 START_TEST(test_health_info_metrics)
 {
-    json_t *j = call("GET", "/v1/health", NULL, 200);
-    struct buf b;
+    json_t *j = dl_call("GET", "/v1/health", NULL, 200);
+    struct dl_buf b;
 
     ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
     json_decref(j);
-    j = call("GET", "/v1/info", NULL, 200);
+    j = dl_call("GET", "/v1/info", NULL, 200);
     ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "version")));
     ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "cgroup_mode")));
     json_decref(j);
-    ck_assert_int_eq(http("GET", "/metrics", NULL, 0, &b), 200);
+    ck_assert_int_eq(dl_http("GET", "/metrics", NULL, 0, &b), 200);
     ck_assert_ptr_nonnull(strstr(b.data, "sandboxd_sandboxes_running "));
     free(b.data);
-    j = call("GET", "/v1/nope", NULL, 404);
+    j = dl_call("GET", "/v1/nope", NULL, 404);
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
                      "not_found");
     json_decref(j);
@@ -196,21 +34,21 @@ END_TEST
 
 START_TEST(test_entrypoint_returncode_and_output)
 {
-    char *id = create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\",\"echo hi; echo err >&2; exit 3\"]}");
-    json_t *r = wait_finished(id);
+    char *id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\",\"echo hi; echo err >&2; exit 3\"]}");
+    json_t *r = dl_wait_finished(id);
     char path[128];
-    struct buf b;
+    struct dl_buf b;
 
     ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "finished");
     ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 3);
     ck_assert_str_eq(json_string_value(json_object_get(r, "finish_reason")), "exited");
     json_decref(r);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/stdout", id);
-    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
     ck_assert_str_eq(b.data, "hi\n");
     free(b.data);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/stderr", id);
-    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
     ck_assert_str_eq(b.data, "err\n");
     free(b.data);
     free(id);
@@ -219,15 +57,15 @@ END_TEST
 
 START_TEST(test_exec_stream_wait)
 {
-    char *id = create("{\"image\":\"busybox\"}");
+    char *id = dl_create("{\"image\":\"busybox\"}");
     char path[256];
     json_t *r;
     char pid[64];
-    struct buf b;
+    struct dl_buf b;
     double t0;
 
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
-    r = call("POST", path,
+    r = dl_call("POST", path,
              "{\"argv\":[\"sh\",\"-c\",\"echo $X; for i in 1 2 3; do echo $i; sleep 1; done\"],"
              "\"env\":{\"X\":\"val\"}}",
              201);
@@ -235,20 +73,20 @@ START_TEST(test_exec_stream_wait)
     snprintf(pid, sizeof(pid), "%s", json_string_value(json_object_get(r, "process_id")));
     json_decref(r);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/stdout?follow=1", id, pid);
-    t0 = now_ms();
-    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    t0 = dl_now_ms();
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
     ck_assert_str_eq(b.data, "val\n1\n2\n3\n");
     /* The first line came without delay, long before the process ended. */
     ck_assert_msg(b.first_at - t0 < 500, "first byte after %.0f ms", b.first_at - t0);
     free(b.data);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/wait?timeout_s=10", id, pid);
-    json_decref(call("GET", path, NULL, 200));
-    r = call("GET", path, NULL, 200);
+    json_decref(dl_call("GET", path, NULL, 200));
+    r = dl_call("GET", path, NULL, 200);
     ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 0);
     json_decref(r);
     /* Resuming at an offset misses nothing and repeats nothing. */
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/stdout?offset=4", id, pid);
-    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
     ck_assert_str_eq(b.data, "1\n2\n3\n");
     free(b.data);
     free(id);
@@ -257,19 +95,19 @@ END_TEST
 
 START_TEST(test_terminate_and_exec_after)
 {
-    char *id = create("{\"image\":\"busybox\"}");
+    char *id = dl_create("{\"image\":\"busybox\"}");
     char path[256];
     json_t *r;
 
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/terminate", id);
-    r = call("POST", path, "{\"wait\":true}", 200);
+    r = dl_call("POST", path, "{\"wait\":true}", 200);
     ck_assert_str_eq(json_string_value(json_object_get(r, "state")), "finished");
     ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 137);
     ck_assert_str_eq(json_string_value(json_object_get(r, "finish_reason")), "terminated");
     json_decref(r);
-    json_decref(call("POST", path, "{}", 200)); /* idempotent */
+    json_decref(dl_call("POST", path, "{}", 200)); /* idempotent */
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
-    json_decref(call("POST", path, "{\"argv\":[\"true\"]}", 409));
+    json_decref(dl_call("POST", path, "{\"argv\":[\"true\"]}", 409));
     free(id);
 }
 END_TEST
@@ -291,116 +129,100 @@ START_TEST(test_bad_requests)
         {"{\"gpu\":\"any\"}", "409"},
     };
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
-        json_t *r = call("POST", "/v1/sandboxes", bodies[i][0], atol(bodies[i][1]));
+        json_t *r = dl_call("POST", "/v1/sandboxes", bodies[i][0], atol(bodies[i][1]));
         json_t *e = json_object_get(r, "error");
         ck_assert_msg(json_is_string(json_object_get(e, "code")) &&
                           json_is_string(json_object_get(e, "message")),
                       "no error body for %s", bodies[i][0]);
         json_decref(r);
     }
-    json_decref(call("GET", "/v1/sandboxes/sb-AAAAAAAAAAAAAAAAAAAAAA", NULL, 404));
-    json_decref(call("GET", "/v1/sandboxes/..%2F..%2Fetc", NULL, 404));
+    json_decref(dl_call("GET", "/v1/sandboxes/sb-AAAAAAAAAAAAAAAAAAAAAA", NULL, 404));
+    json_decref(dl_call("GET", "/v1/sandboxes/..%2F..%2Fetc", NULL, 404));
     {
         size_t n = 32 << 20;
         char *big = malloc(n);
-        struct buf b;
+        struct dl_buf b;
         memset(big, 'a', n);
-        ck_assert_int_eq(http("POST", "/v1/sandboxes", big, n, &b), 413);
+        ck_assert_int_eq(dl_http("POST", "/v1/sandboxes", big, n, &b), 413);
         free(b.data);
         free(big);
     }
     /* ...and it still serves. */
-    json_decref(call("GET", "/v1/health", NULL, 200));
+    json_decref(dl_call("GET", "/v1/health", NULL, 200));
 }
 END_TEST
 
 START_TEST(test_names)
 {
-    char *a = create("{\"image\":\"busybox\",\"app\":\"t\",\"name\":\"one\"}"), *b;
-    json_t *r = call("GET", "/v1/apps/t/sandboxes/one", NULL, 200);
+    char *a = dl_create("{\"image\":\"busybox\",\"app\":\"t\",\"name\":\"one\"}"), *b;
+    json_t *r = dl_call("GET", "/v1/apps/t/sandboxes/one", NULL, 200);
     char path[128];
 
     ck_assert_str_eq(json_string_value(json_object_get(r, "sandbox_id")), a);
     json_decref(r);
-    json_decref(call("POST", "/v1/sandboxes", "{\"image\":\"busybox\",\"app\":\"t\",\"name\":\"one\"}", 409));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"image\":\"busybox\",\"app\":\"t\",\"name\":\"one\"}", 409));
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/terminate", a);
-    json_decref(call("POST", path, "{\"wait\":true}", 200));
-    json_decref(call("GET", "/v1/apps/t/sandboxes/one", NULL, 404));
-    b = create("{\"image\":\"busybox\",\"app\":\"t\",\"name\":\"one\"}");
+    json_decref(dl_call("POST", path, "{\"wait\":true}", 200));
+    json_decref(dl_call("GET", "/v1/apps/t/sandboxes/one", NULL, 404));
+    b = dl_create("{\"image\":\"busybox\",\"app\":\"t\",\"name\":\"one\"}");
     ck_assert_str_ne(a, b);
     free(a);
     free(b);
 }
 END_TEST
 
-static char *exec_out(const char *id, const char *cmd)
-{
-    char path[256], body[1024];
-    json_t *r;
-    struct buf b;
-
-    snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
-    snprintf(body, sizeof(body), "{\"argv\":[\"sh\",\"-c\",\"%s\"]}", cmd);
-    r = call("POST", path, body, 201);
-    snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/stdout?follow=1", id,
-             json_string_value(json_object_get(r, "process_id")));
-    json_decref(r);
-    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
-    return b.data;
-}
-
 START_TEST(test_files)
 {
-    char *id = create("{\"image\":\"busybox\"}"), *out;
+    char *id = dl_create("{\"image\":\"busybox\"}"), *out;
     char path[256];
-    struct buf b;
+    struct dl_buf b;
     json_t *r;
 
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/a/b.txt", id);
-    ck_assert_int_eq(http("PUT", path, "hello", 5, NULL), 204);
-    out = exec_out(id, "cat /tmp/a/b.txt; stat -c ' %u %a' /tmp/a/b.txt");
+    ck_assert_int_eq(dl_http("PUT", path, "hello", 5, NULL), 204);
+    out = dl_exec_out(id, "cat /tmp/a/b.txt; stat -c ' %u %a' /tmp/a/b.txt");
     ck_assert_str_eq(out, "hello 0 644\n");
     free(out);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/a/b.txt&append=1", id);
-    ck_assert_int_eq(http("POST", path, " world", 6, NULL), 204);
+    ck_assert_int_eq(dl_http("POST", path, " world", 6, NULL), 204);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/a/b.txt", id);
-    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
     ck_assert_str_eq(b.data, "hello world");
     free(b.data);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/ls?path=/tmp/a", id);
-    r = call("GET", path, NULL, 200);
+    r = dl_call("GET", path, NULL, 200);
     ck_assert_int_eq(json_array_size(r), 1);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 0), "name")), "b.txt");
     ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(r, 0), "size")), 11);
     json_decref(r);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/mkdir?path=/x/y/z", id);
-    ck_assert_int_eq(http("POST", path, NULL, 0, NULL), 204);
+    ck_assert_int_eq(dl_http("POST", path, NULL, 0, NULL), 204);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/x&recursive=1", id);
-    ck_assert_int_eq(http("DELETE", path, NULL, 0, NULL), 204);
+    ck_assert_int_eq(dl_http("DELETE", path, NULL, 0, NULL), 204);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/x/y", id);
-    json_decref(call("GET", path, NULL, 404));
+    json_decref(dl_call("GET", path, NULL, 404));
 
     /* Hostile paths: `..` stops at the sandbox's root... */
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/../../../../etc/passwd", id);
-    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
     ck_assert_msg(strstr(b.data, "root:x:0:0:root:/root:/bin/sh") && !strstr(b.data, "daemon:"),
                   "read the host's passwd: %s", b.data);
     free(b.data);
     /* ...and a symlink the sandbox plants resolves inside it, not on the host. */
-    out = exec_out(id, "ln -s /etc/shadow /tmp/evil; ln -s ../../../../../etc/os-release /tmp/evil2; echo ok");
+    out = dl_exec_out(id, "ln -s /etc/shadow /tmp/evil; ln -s ../../../../../etc/os-release /tmp/evil2; echo ok");
     free(out);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/evil", id);
-    json_decref(call("GET", path, NULL, 404));
+    json_decref(dl_call("GET", path, NULL, 404));
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/evil2", id);
-    json_decref(call("GET", path, NULL, 404));
+    json_decref(dl_call("GET", path, NULL, 404));
     /* Writing through a planted symlink to a host path lands inside too. */
-    out = exec_out(id, "ln -s /root/host-file /tmp/w; echo ok");
+    out = dl_exec_out(id, "ln -s /root/host-file /tmp/w; echo ok");
     free(out);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/w", id);
-    ck_assert_int_ne(http("PUT", path, "x", 1, NULL), 204); /* O_NOFOLLOW: refused */
+    ck_assert_int_ne(dl_http("PUT", path, "x", 1, NULL), 204); /* O_NOFOLLOW: refused */
     ck_assert_int_eq(access("/root/host-file", F_OK), -1);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=relative", id);
-    json_decref(call("GET", path, NULL, 400));
+    json_decref(dl_call("GET", path, NULL, 400));
     free(id);
 }
 END_TEST
@@ -412,7 +234,7 @@ static size_t count_listed(const char *query)
     size_t n;
 
     snprintf(path, sizeof(path), "/v1/sandboxes%s", query);
-    r = call("GET", path, NULL, 200);
+    r = dl_call("GET", path, NULL, 200);
     n = json_array_size(json_object_get(r, "sandboxes"));
     json_decref(r);
     return n;
@@ -420,8 +242,8 @@ static size_t count_listed(const char *query)
 
 START_TEST(test_list_filters_and_tags)
 {
-    char *a = create("{\"image\":\"busybox\",\"app\":\"l\",\"tags\":{\"team\":\"a\",\"k\":\"1\"}}");
-    char *b = create("{\"image\":\"busybox\",\"app\":\"l\",\"tags\":{\"team\":\"b\"}}");
+    char *a = dl_create("{\"image\":\"busybox\",\"app\":\"l\",\"tags\":{\"team\":\"a\",\"k\":\"1\"}}");
+    char *b = dl_create("{\"image\":\"busybox\",\"app\":\"l\",\"tags\":{\"team\":\"b\"}}");
     char path[128];
     json_t *r;
 
@@ -431,18 +253,18 @@ START_TEST(test_list_filters_and_tags)
     ck_assert_int_eq(count_listed("?app=l&tag.team=a&tag.k=2"), 0);
     ck_assert_int_eq(count_listed("?app=other"), 0);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/tags", b);
-    json_decref(call("PUT", path, "{\"team\":\"a\",\"k\":\"1\"}", 200));
-    r = call("GET", path, NULL, 200);
+    json_decref(dl_call("PUT", path, "{\"team\":\"a\",\"k\":\"1\"}", 200));
+    r = dl_call("GET", path, NULL, 200);
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "tags"), "k")), "1");
     json_decref(r);
     ck_assert_int_eq(count_listed("?app=l&tag.team=a&tag.k=1"), 2);
-    json_decref(call("PUT", path, "{\"team\":5}", 400));
+    json_decref(dl_call("PUT", path, "{\"team\":5}", 400));
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/terminate", a);
-    json_decref(call("POST", path, "{\"wait\":true}", 200));
+    json_decref(dl_call("POST", path, "{\"wait\":true}", 200));
     ck_assert_int_eq(count_listed("?app=l"), 1);
     ck_assert_int_eq(count_listed("?app=l&state=finished"), 1);
     ck_assert_int_eq(count_listed("?app=l&state=all"), 2);
-    json_decref(call("GET", "/v1/sandboxes?state=bogus", NULL, 400));
+    json_decref(dl_call("GET", "/v1/sandboxes?state=bogus", NULL, 400));
     free(a);
     free(b);
 }
@@ -451,23 +273,46 @@ END_TEST
 /* kill -9 of the daemon loses no sandbox, no exit code, no output. */
 START_TEST(test_restart_survival)
 {
-    char *id = create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\","
+    char *id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\","
                       "\"for i in 1 2 3 4 5; do echo line$i; sleep 0.3; done; exit 4\"]}");
     char path[128];
     json_t *r;
-    struct buf b;
+    struct dl_buf b;
 
     usleep(300000);
-    stop_daemon(SIGKILL);
+    dl_stop_daemon(SIGKILL);
     usleep(1000000); /* output and the exit happen while nobody listens */
-    start_daemon();
-    r = wait_finished(id);
+    dl_start_daemon(NULL);
+    r = dl_wait_finished(id);
     ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 4);
     json_decref(r);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/stdout", id);
-    ck_assert_int_eq(http("GET", path, NULL, 0, &b), 200);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
     ck_assert_str_eq(b.data, "line1\nline2\nline3\nline4\nline5\n");
     free(b.data);
+    free(id);
+}
+END_TEST
+
+/* A monitor that dies (kill -9) takes no sandbox with it unnoticed: the
+ * daemon records the end as an error and kills and cleans what was left. */
+START_TEST(test_monitor_killed)
+{
+    char *id = dl_create("{\"image\":\"busybox\"}");
+    char cmd[256], path[128];
+    json_t *r;
+
+    json_decref(dl_call("GET", dl_sbpath(path, sizeof(path), id, "/stats"), NULL, 200));
+    /* [r]: the pattern must not match the shell running pkill. */
+    snprintf(cmd, sizeof(cmd), "pkill -9 -f 'sandboxd-monito[r] --id %s'", id);
+    ck_assert_int_eq(system(cmd), 0);
+    r = dl_wait_finished(id);
+    ck_assert_str_eq(dl_str(r, "state"), "finished");
+    ck_assert_str_eq(dl_str(r, "finish_reason"), "error");
+    json_decref(r);
+    /* Nothing of it runs or remains: no cgroup named after it. */
+    snprintf(cmd, sizeof(cmd), "test -z \"$(find /sys/fs/cgroup -maxdepth 7 -name '%s')\"", id);
+    ck_assert_msg(system(cmd) == 0, "cgroups of %s left behind", id);
     free(id);
 }
 END_TEST
@@ -477,19 +322,11 @@ int main(void)
     Suite *s = suite_create("daemon");
     TCase *tc = tcase_create("daemon");
     SRunner *sr;
-    int failed;
+    int failed, rc = dl_init("dtest");
 
-    if (geteuid() != 0) {
-        printf("SKIP: the daemon makes namespaces and cgroups: run as root\n");
-        return 77;
-    }
-    if (access("/var/lib/sandboxd/images/busybox/config.json", F_OK) < 0 &&
-        !getenv("SBX_STATE_DIR")) {
-        printf("SKIP: no busybox image (runtime/images/sbx-mkimage busybox)\n");
-        return 77;
-    }
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    if (rc != 0)
+        return rc;
+    tcase_add_checked_fixture(tc, dl_setup, dl_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_health_info_metrics);
     tcase_add_test(tc, test_entrypoint_returncode_and_output);
@@ -500,11 +337,12 @@ int main(void)
     tcase_add_test(tc, test_restart_survival);
     tcase_add_test(tc, test_files);
     tcase_add_test(tc, test_list_filters_and_tags);
+    tcase_add_test(tc, test_monitor_killed);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
-    curl_global_cleanup();
+    dl_final_sweep();
     return failed ? 1 : 0;
 }
