@@ -34,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "stats.h"
+
 #define BARE_CLONE_FLAGS                                                                           \
     (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |     \
      CLONE_NEWCGROUP)
@@ -45,13 +47,6 @@ extern char **environ;
 
 static char child_stack[64 * 1024] __attribute__((aligned(16)));
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* Runs in the cloned child, on a copy of the parent's memory (no CLONE_VM),
  * so the static stack is private to it. */
@@ -199,32 +194,6 @@ static uint64_t run_exec(struct exec_command *c, long iteration, int devnull)
     return end - start > 0 ? end - start : 1;
 }
 
-static int compare_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted samples, in ms. */
-static double percentile_ms(const uint64_t *sorted, size_t n, double p)
-{
-    size_t rank = (size_t)((p / 100.0) * (double)n + 0.999999);
-
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return (double)sorted[rank - 1] / 1e6;
-}
-
-static void print_summary(uint64_t *samples, size_t n)
-{
-    qsort(samples, n, sizeof(*samples), compare_u64);
-    printf("n=%zu median=%.3fms p90=%.3fms p99=%.3fms min=%.3fms max=%.3fms\n", n,
-           percentile_ms(samples, n, 50), percentile_ms(samples, n, 90),
-           percentile_ms(samples, n, 99), (double)samples[0] / 1e6, (double)samples[n - 1] / 1e6);
-}
 
 static void usage(FILE *f)
 {
@@ -319,7 +288,7 @@ int main(int argc, char **argv)
     }
 
     if (summary) {
-        print_summary(samples, (size_t)n);
+        print_summary(NULL, samples, (size_t)n);
     } else {
         for (long i = 0; i < n; i++)
             printf("%.1f\n", (double)samples[i] / 1e3);

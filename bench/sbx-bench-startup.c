@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "stats.h"
+
 #define DEFAULT_RUN_DIR       "/run/sandboxd-bench"
 #define DEFAULT_STATE_DIR     "/var/lib/sandboxd"
 #define DEFAULT_CGROUP_PARENT "sandboxd-bench"
@@ -59,13 +61,6 @@ static void on_interrupt(int sig)
     interrupted = 1;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static const char *finish_name(enum sbx_finish reason)
 {
@@ -143,32 +138,6 @@ static int run_one(const struct bench_options *o, const struct sbx_image *img, l
     return 0;
 }
 
-static int compare_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of sorted samples, in ms. */
-static double percentile_ms(const uint64_t *sorted, size_t n, double p)
-{
-    size_t rank = (size_t)((p / 100.0) * (double)n + 0.999999);
-
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return (double)sorted[rank - 1] / 1e6;
-}
-
-static void print_summary(const char *what, uint64_t *samples, size_t n)
-{
-    qsort(samples, n, sizeof(*samples), compare_u64);
-    printf("%-8s n=%zu median=%.3fms p90=%.3fms p99=%.3fms min=%.3fms max=%.3fms\n", what, n,
-           percentile_ms(samples, n, 50), percentile_ms(samples, n, 90),
-           percentile_ms(samples, n, 99), (double)samples[0] / 1e6, (double)samples[n - 1] / 1e6);
-}
 
 static int write_samples(FILE *f, const uint64_t *samples, size_t n)
 {

@@ -60,6 +60,14 @@ static bool parse_timeout(sbxd_req *req, const char *q, double dflt, double max,
     return true;
 }
 
+/* A boolean query flag: ?follow=1 or ?follow=true. */
+static bool query_flag(sbxd_req *req, const char *name)
+{
+    const char *v = sbxd_req_query(req, name);
+
+    return v && (!strcmp(v, "1") || !strcmp(v, "true"));
+}
+
 /* Splits the path into at most 8 segments ("/v1/sandboxes/x" → v1 sandboxes x). */
 static size_t split_path(const char *path, char segs[8][128])
 {
@@ -826,14 +834,13 @@ static void events_pump(struct sbxd *d, struct sbxd_waiter *w)
 
 static void get_events(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
 {
-    const char *follow = sbxd_req_query(req, "follow");
     struct sbxd_waiter *w = waiter_new(d, sb, req, SBXD_WAIT_EVENTS);
 
     if (!w) {
         sbxd_reply_error(req, 500, "internal", "out of memory");
         return;
     }
-    w->follow = follow && (!strcmp(follow, "1") || !strcmp(follow, "true"));
+    w->follow = query_flag(req, "follow");
     w->stream = sbxd_reply_stream(req, 200, "application/x-ndjson");
     events_pump(d, w);
 }
@@ -1032,7 +1039,6 @@ static void stream_output(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb
                           struct sbxd_proc *p, int stream)
 {
     const char *off = sbxd_req_query(req, "offset");
-    const char *follow = sbxd_req_query(req, "follow");
     struct sbxd_waiter *w;
     uint64_t offset = 0, dropped = 0;
     char tmp[1], hdr[32];
@@ -1060,7 +1066,7 @@ static void stream_output(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb
     w->proc = p;
     w->stream_index = stream;
     w->offset = offset;
-    w->follow = follow && (!strcmp(follow, "1") || !strcmp(follow, "true"));
+    w->follow = query_flag(req, "follow");
     w->stream = sbxd_reply_stream(req, 200, "application/octet-stream");
     stream_pump(d, w);
 }
@@ -1084,7 +1090,6 @@ static void write_stdin(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
 {
     size_t len;
     const unsigned char *data = sbxd_req_body(req, &len);
-    const char *eof = sbxd_req_query(req, "eof");
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char *enc = malloc(4 * ((len + 2) / 3) + 1);
     size_t o = 0;
@@ -1104,7 +1109,7 @@ static void write_stdin(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
     }
     enc[o] = '\0';
     msg = json_pack("{s:s,s:s,s:s,s:b}", "op", "stdin", "id", p->id, "data", enc, "eof",
-                    eof && (!strcmp(eof, "1") || !strcmp(eof, "true")));
+                    query_flag(req, "eof"));
     free(enc);
     if (sbxd_monitor_request(d, sb, msg, acted, req) < 0)
         sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running", sb->id);

@@ -86,18 +86,6 @@ static const char *dir_of(const struct sbx__cgroup *cg, unsigned bit)
     return NULL;
 }
 
-/* A limit file that is missing means the kernel lacks the feature (e.g. no
- * CFS bandwidth control): the limit cannot be enforced, so refuse. */
-static int write_limit(const char *dir, const char *file, const char *value, sbx_error *err)
-{
-    int r = sbx__cgroup_write(dir, file, value, err);
-
-    if (r == -ENOENT)
-        return sbx__error(err, EOPNOTSUPP, "cgroup v1 `%s/%s` is missing: limit not supported", dir,
-                          file);
-    return r;
-}
-
 static int apply_limits(struct sbx__cgroup *cg, const struct sbx_limits *lim, sbx_error *err)
 {
     char buf[32];
@@ -107,20 +95,20 @@ static int apply_limits(struct sbx__cgroup *cg, const struct sbx_limits *lim, sb
     if (lim->memory_bytes) {
         dir = dir_of(cg, SBX__CG_MEMORY);
         snprintf(buf, sizeof(buf), "%" PRIu64, lim->memory_bytes);
-        r = write_limit(dir, "memory.limit_in_bytes", buf, err);
+        r = sbx__cgroup_write_limit(dir, "memory.limit_in_bytes", buf, err);
         if (r < 0)
             return r;
         /* memory+swap gets the same limit, so swap cannot be used to get
          * past it.  memsw must not be below the memory limit, hence second. */
         if (sbx__cgroup_file_exists(dir, "memory.memsw.limit_in_bytes")) {
-            r = write_limit(dir, "memory.memsw.limit_in_bytes", buf, err);
+            r = sbx__cgroup_write_limit(dir, "memory.memsw.limit_in_bytes", buf, err);
             if (r < 0)
                 return r;
         }
     }
     if (lim->pids_max) {
         snprintf(buf, sizeof(buf), "%" PRId64, lim->pids_max);
-        r = write_limit(dir_of(cg, SBX__CG_PIDS), "pids.max", buf, err);
+        r = sbx__cgroup_write_limit(dir_of(cg, SBX__CG_PIDS), "pids.max", buf, err);
         if (r < 0)
             return r;
     }
@@ -131,17 +119,17 @@ static int apply_limits(struct sbx__cgroup *cg, const struct sbx_limits *lim, sb
         uint64_t shares = 2 + ((lim->cpu_weight - 1) * 262142) / 9999;
 
         snprintf(buf, sizeof(buf), "%" PRIu64, shares);
-        r = write_limit(dir, "cpu.shares", buf, err);
+        r = sbx__cgroup_write_limit(dir, "cpu.shares", buf, err);
         if (r < 0)
             return r;
     }
     if (lim->cpu_quota_us) {
         snprintf(buf, sizeof(buf), "%" PRIu64, lim->cpu_period_us ? lim->cpu_period_us : 100000);
-        r = write_limit(dir, "cpu.cfs_period_us", buf, err);
+        r = sbx__cgroup_write_limit(dir, "cpu.cfs_period_us", buf, err);
         if (r < 0)
             return r;
         snprintf(buf, sizeof(buf), "%" PRIu64, lim->cpu_quota_us);
-        r = write_limit(dir, "cpu.cfs_quota_us", buf, err);
+        r = sbx__cgroup_write_limit(dir, "cpu.cfs_quota_us", buf, err);
         if (r < 0)
             return r;
     }

@@ -185,16 +185,6 @@ static int enable_controllers(const char *own, const char *parent, unsigned mask
     }
 }
 
-static int write_limit(const char *dir, const char *file, const char *value, sbx_error *err)
-{
-    int r = sbx__cgroup_write(dir, file, value, err);
-
-    if (r == -ENOENT)
-        return sbx__error(err, EOPNOTSUPP, "cgroup v2 `%s/%s` is missing: limit not supported", dir,
-                          file);
-    return r;
-}
-
 static int apply_limits(const char *dir, const struct sbx_limits *lim, sbx_error *err)
 {
     char buf[64];
@@ -202,38 +192,38 @@ static int apply_limits(const char *dir, const struct sbx_limits *lim, sbx_error
 
     if (lim->memory_bytes) {
         snprintf(buf, sizeof(buf), "%" PRIu64, lim->memory_bytes);
-        r = write_limit(dir, "memory.max", buf, err);
+        r = sbx__cgroup_write_limit(dir, "memory.max", buf, err);
         if (r < 0)
             return r;
         /* No swap: it would let the sandbox run past its limit. */
         if (sbx__cgroup_file_exists(dir, "memory.swap.max")) {
-            r = write_limit(dir, "memory.swap.max", "0", err);
+            r = sbx__cgroup_write_limit(dir, "memory.swap.max", "0", err);
             if (r < 0)
                 return r;
         }
     }
     /* An OOM kill takes the whole sandbox, not one arbitrary process of it. */
     if (sbx__cgroup_file_exists(dir, "memory.oom.group")) {
-        r = write_limit(dir, "memory.oom.group", "1", err);
+        r = sbx__cgroup_write_limit(dir, "memory.oom.group", "1", err);
         if (r < 0)
             return r;
     }
     if (lim->pids_max) {
         snprintf(buf, sizeof(buf), "%" PRId64, lim->pids_max);
-        r = write_limit(dir, "pids.max", buf, err);
+        r = sbx__cgroup_write_limit(dir, "pids.max", buf, err);
         if (r < 0)
             return r;
     }
     if (lim->cpu_weight) {
         snprintf(buf, sizeof(buf), "%" PRIu64, lim->cpu_weight);
-        r = write_limit(dir, "cpu.weight", buf, err);
+        r = sbx__cgroup_write_limit(dir, "cpu.weight", buf, err);
         if (r < 0)
             return r;
     }
     if (lim->cpu_quota_us) {
         snprintf(buf, sizeof(buf), "%" PRIu64 " %" PRIu64, lim->cpu_quota_us,
                  lim->cpu_period_us ? lim->cpu_period_us : 100000);
-        r = write_limit(dir, "cpu.max", buf, err);
+        r = sbx__cgroup_write_limit(dir, "cpu.max", buf, err);
         if (r < 0)
             return r;
     }

@@ -273,6 +273,18 @@ int sbx__cgroup_write(const char *dir, const char *file, const char *value, sbx_
     return r < 0 ? r : sbx__write_file(path, value, err);
 }
 
+/* A limit file that is missing means the kernel lacks the feature (e.g. no
+ * CFS bandwidth control): the limit cannot be enforced, so refuse. */
+int sbx__cgroup_write_limit(const char *dir, const char *file, const char *value, sbx_error *err)
+{
+    int r = sbx__cgroup_write(dir, file, value, err);
+
+    if (r == -ENOENT)
+        return sbx__error(err, EOPNOTSUPP, "cgroup `%s/%s` is missing: limit not supported", dir,
+                          file);
+    return r;
+}
+
 int sbx__cgroup_read(const char *dir, const char *file, char *buf, size_t size, sbx_error *err)
 {
     char path[PATH_MAX];

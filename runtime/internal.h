@@ -149,6 +149,9 @@ int sbx__cgroup_join(const char *base, const char *own, const char *rest, char *
                      sbx_error *err);
 
 int sbx__cgroup_write(const char *dir, const char *file, const char *value, sbx_error *err);
+/* sbx__cgroup_write() of a limit: a missing file is -EOPNOTSUPP (the kernel
+ * cannot enforce it). */
+int sbx__cgroup_write_limit(const char *dir, const char *file, const char *value, sbx_error *err);
 int sbx__cgroup_read(const char *dir, const char *file, char *buf, size_t size, sbx_error *err);
 int sbx__cgroup_read_u64(const char *dir, const char *file, uint64_t *ret, sbx_error *err);
 /* The value of the "key value" line of a flat-keyed file; -ENOENT if absent. */
