@@ -1085,20 +1085,18 @@ static void acted(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *
     sbxd_reply_empty(req, 204);
 }
 
-static void write_stdin(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
-                        struct sbxd_proc *p)
+/* Raw bytes per monitor message: base64 makes them 4/3 as large, well
+ * under the protocol's 1 MiB line. */
+#define STDIN_CHUNK (512 * 1024)
+
+static char *base64(const unsigned char *data, size_t len)
 {
-    size_t len;
-    const unsigned char *data = sbxd_req_body(req, &len);
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char *enc = malloc(4 * ((len + 2) / 3) + 1);
     size_t o = 0;
-    json_t *msg;
 
-    if (!enc) {
-        sbxd_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
+    if (!enc)
+        return NULL;
     for (size_t i = 0; i < len; i += 3) {
         unsigned v = (unsigned)data[i] << 16 | (i + 1 < len ? (unsigned)data[i + 1] << 8 : 0) |
                      (i + 2 < len ? data[i + 2] : 0);
@@ -1108,11 +1106,40 @@ static void write_stdin(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
         enc[o++] = i + 2 < len ? b64[v & 63] : '=';
     }
     enc[o] = '\0';
-    msg = json_pack("{s:s,s:s,s:s,s:b}", "op", "stdin", "id", p->id, "data", enc, "eof",
-                    query_flag(req, "eof"));
-    free(enc);
-    if (sbxd_monitor_request(d, sb, msg, acted, req) < 0)
-        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running", sb->id);
+    return enc;
+}
+
+/* The body goes to the monitor in chunks, in order; the reply to the last
+ * one (which carries eof) answers the client.  An error in an earlier chunk
+ * is reported by the monitor again for the later ones (stdin closed or its
+ * queue full), so the client learns of it. */
+static void write_stdin(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
+                        struct sbxd_proc *p)
+{
+    size_t len, off = 0;
+    const unsigned char *data = sbxd_req_body(req, &len);
+    bool eof = query_flag(req, "eof");
+
+    do {
+        size_t n = len - off > STDIN_CHUNK ? STDIN_CHUNK : len - off;
+        bool last = off + n >= len;
+        char *enc = base64(data + off, n);
+        json_t *msg;
+
+        if (!enc) {
+            sbxd_reply_error(req, 500, "internal", "out of memory");
+            return;
+        }
+        msg = json_pack("{s:s,s:s,s:s,s:b}", "op", "stdin", "id", p->id, "data", enc, "eof",
+                        last && eof);
+        free(enc);
+        if (sbxd_monitor_request(d, sb, msg, last ? acted : NULL, last ? req : NULL) < 0) {
+            sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running",
+                             sb->id);
+            return;
+        }
+        off += n;
+    } while (off < len);
 }
 
 static void signal_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,

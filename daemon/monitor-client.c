@@ -157,6 +157,7 @@ static void handle_line(struct sbxd_monitor *m, const char *line, size_t len)
 }
 
 static void monitor_lost(struct sbxd *d, struct sbxd_sandbox *sb, const char *why);
+static void on_retry(uv_timer_t *t);
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -187,9 +188,14 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         disconnect(m, "the sandbox's monitor went away");
         close_pipe(m);
         /* A monitor ends once its sandbox has finished and everything is on
-         * disk; anything else is a crash, and nothing runs any more. */
-        if (sb)
-            monitor_lost(m->d, sb, uv_strerror((int)n));
+         * disk.  Otherwise reconnect: a monitor that dropped us (a protocol
+         * error) answers again, a dead one refuses, and only then is the
+         * sandbox lost. */
+        if (sb && !sbxd_sandbox_sync(m->d, sb) && !m->closing) {
+            sbxd_log(sb->id, "monitor connection closed (%s): reconnecting", uv_strerror((int)n));
+            m->retry_active = true;
+            uv_timer_start(&m->retry, on_retry, 5, 0);
+        }
         return;
     }
     m->inlen += (size_t)n;

@@ -317,6 +317,50 @@ START_TEST(test_monitor_killed)
 }
 END_TEST
 
+/* A stdin body far above the monitor protocol's line limit arrives whole,
+ * in order, and costs the sandbox nothing. */
+START_TEST(test_big_stdin)
+{
+    char *id = dl_create("{\"image\":\"busybox\"}"), *pid;
+    size_t n = 4 << 20;
+    unsigned char *data = malloc(n);
+    char path[256];
+    struct dl_buf b;
+    json_t *r;
+
+    for (size_t i = 0; i < n; i++)
+        data[i] = (unsigned char)(i * 7 + 3);
+    pid = dl_exec_start(id, "[\"sh\",\"-c\",\"cat | md5sum\"]", NULL);
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/stdin?eof=1", id, pid);
+    ck_assert_int_eq(dl_http("POST", path, data, n, NULL), 204);
+    b = dl_proc_stdout(id, pid);
+    ck_assert_msg(strlen(b.data) >= 32, "no digest: %s", b.data);
+    {
+        /* The same digest of the same bytes, computed on the host. */
+        char cmd[64], want[64] = {0};
+        FILE *f;
+        int fd;
+        char tmp[] = "/tmp/sbx-stdin.XXXXXX";
+        fd = mkstemp(tmp);
+        ck_assert_int_eq(write(fd, data, n), (ssize_t)n);
+        close(fd);
+        snprintf(cmd, sizeof(cmd), "md5sum < %s", tmp);
+        f = popen(cmd, "r");
+        ck_assert_ptr_nonnull(fgets(want, sizeof(want), f));
+        pclose(f);
+        unlink(tmp);
+        ck_assert_int_eq(strncmp(b.data, want, 32), 0);
+    }
+    free(b.data);
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, ""), NULL, 200);
+    ck_assert_str_ne(dl_str(r, "state"), "finished");
+    json_decref(r);
+    free(data);
+    free(pid);
+    free(id);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("daemon");
@@ -338,6 +382,7 @@ int main(void)
     tcase_add_test(tc, test_files);
     tcase_add_test(tc, test_list_filters_and_tags);
     tcase_add_test(tc, test_monitor_killed);
+    tcase_add_test(tc, test_big_stdin);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
