@@ -47,7 +47,6 @@ extern char **environ;
 
 static char child_stack[64 * 1024] __attribute__((aligned(16)));
 
-
 /* Runs in the cloned child, on a copy of the parent's memory (no CLONE_VM),
  * so the static stack is private to it. */
 static int clone_child(void *arg)
@@ -193,7 +192,6 @@ static uint64_t run_exec(struct exec_command *c, long iteration, int devnull)
     }
     return end - start > 0 ? end - start : 1;
 }
-
 
 static void usage(FILE *f)
 {

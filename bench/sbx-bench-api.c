@@ -111,7 +111,7 @@ static int exec_true(const char *id)
     return rc;
 }
 
-static void delete(const char *id)
+static void delete (const char *id)
 {
     char path[128];
 
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
         if (exec_true(id) != 0)
             return 1;
         v[i] = now_ms() - t0;
-        delete(id);
+        delete (id);
         free(id);
     }
     report("create+exec", v, n);
@@ -182,7 +182,7 @@ int main(int argc, char **argv)
         if (json_integer_value(json_object_get(r, "returncode")) != 0)
             return 1;
         json_decref(r);
-        delete(id);
+        delete (id);
         free(id);
     }
     report("create+run", v, n);
@@ -197,7 +197,7 @@ int main(int argc, char **argv)
     }
     report("exec", v, n);
 
-    delete(id);
+    delete (id);
     free(id);
     /* GNU head (debian-slim): busybox's reads byte by byte, ~150 MB/s. */
     id = create("{\"image\":\"debian-slim\"}");
@@ -219,7 +219,7 @@ int main(int argc, char **argv)
         printf("stream         %zu MiB in %.0f ms = %.0f MB/s\n", len >> 20, now_ms() - t0,
                len / 1e3 / (now_ms() - t0));
     }
-    delete(id);
+    delete (id);
     free(id);
     curl_easy_cleanup(curl);
     curl_global_cleanup();

@@ -61,7 +61,6 @@ static void on_interrupt(int sig)
     interrupted = 1;
 }
 
-
 static const char *finish_name(enum sbx_finish reason)
 {
     switch (reason) {
@@ -137,7 +136,6 @@ static int run_one(const struct bench_options *o, const struct sbx_image *img, l
     *ret_teardown_ns = stopped - started;
     return 0;
 }
-
 
 static int write_samples(FILE *f, const uint64_t *samples, size_t n)
 {

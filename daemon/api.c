@@ -281,9 +281,9 @@ static void get_info(struct sbxd *d, sbxd_req *req)
                   "limits", "max_body", (json_int_t)d->cfg.max_body, "max_connections",
                   (int)d->cfg.max_connections, "max_sandboxes", (int)d->cfg.max_sandboxes,
                   "max_execs", (int)d->cfg.max_execs, "output_limit",
-                  (json_int_t)d->cfg.output_limit, "counts", "sandboxes_running",
-                  (int)d->n_running, "sandboxes_known", (int)total, "sandboxes_created",
-                  (json_int_t)d->created_total, "execs", (json_int_t)d->execs_total));
+                  (json_int_t)d->cfg.output_limit, "counts", "sandboxes_running", (int)d->n_running,
+                  "sandboxes_known", (int)total, "sandboxes_created", (json_int_t)d->created_total,
+                  "execs", (json_int_t)d->execs_total));
 }
 
 static void get_metrics(struct sbxd *d, sbxd_req *req)
@@ -324,16 +324,17 @@ static void put_app(struct sbxd *d, sbxd_req *req, const char *name)
     json_t *app;
 
     if (!sbxd_valid_name(name)) {
-        sbxd_reply_error(req, 400, "invalid_argument", "app name `%.64s` must match [A-Za-z0-9._-]{1,63}",
-                         name);
+        sbxd_reply_error(req, 400, "invalid_argument",
+                         "app name `%.64s` must match [A-Za-z0-9._-]{1,63}", name);
         return;
     }
     if (sbxd_app_ensure(d, name, &app) < 0) {
         sbxd_reply_error(req, 500, "internal", "cannot create app");
         return;
     }
-    sbxd_reply_json(req, 200, json_pack("{s:O,s:O}", "app_id", json_object_get(app, "app_id"),
-                                        "name", json_object_get(app, "name")));
+    sbxd_reply_json(req, 200,
+                    json_pack("{s:O,s:O}", "app_id", json_object_get(app, "app_id"), "name",
+                              json_object_get(app, "name")));
 }
 
 static void get_app(struct sbxd *d, sbxd_req *req, const char *name)
@@ -344,8 +345,9 @@ static void get_app(struct sbxd *d, sbxd_req *req, const char *name)
         sbxd_reply_error(req, 404, "not_found", "no app `%.64s`", name);
         return;
     }
-    sbxd_reply_json(req, 200, json_pack("{s:O,s:O}", "app_id", json_object_get(app, "app_id"),
-                                        "name", json_object_get(app, "name")));
+    sbxd_reply_json(req, 200,
+                    json_pack("{s:O,s:O}", "app_id", json_object_get(app, "app_id"), "name",
+                              json_object_get(app, "name")));
 }
 
 static void list_apps(struct sbxd *d, sbxd_req *req)
@@ -355,9 +357,8 @@ static void list_apps(struct sbxd *d, sbxd_req *req)
 
     json_object_foreach(d->apps, key, app)
     {
-        json_array_append_new(list, json_pack("{s:O,s:O}", "app_id",
-                                              json_object_get(app, "app_id"), "name",
-                                              json_object_get(app, "name")));
+        json_array_append_new(list, json_pack("{s:O,s:O}", "app_id", json_object_get(app, "app_id"),
+                                              "name", json_object_get(app, "name")));
     }
     sbxd_reply_json(req, 200, json_pack("{s:o}", "apps", list));
 }
@@ -365,8 +366,8 @@ static void list_apps(struct sbxd *d, sbxd_req *req)
 /* ---- creating a sandbox ---- */
 
 static const char *const unsupported_fields[] = {
-    "secrets", "disk_mib", "block_network", "cidr_allowlist", "ports", "readiness_probe",
-    "volumes", "mounts",
+    "secrets", "disk_mib",        "block_network", "cidr_allowlist",
+    "ports",   "readiness_probe", "volumes",       "mounts",
 };
 
 static bool is_string_map(json_t *o)
@@ -424,10 +425,29 @@ static bool valid_hostname(const char *h)
 }
 
 static const char *const known_fields[] = {
-    "app",           "name", "image",  "entrypoint", "workdir",        "env",      "secrets",
-    "timeout_s",     "idle_timeout_s", "cpu",        "cpu_limit",      "memory_mib", "pids_max",
-    "disk_mib",      "block_network",  "cidr_allowlist", "ports",      "readiness_probe",
-    "volumes",       "mounts",         "tags",       "gpu",            "hostname",
+    "app",
+    "name",
+    "image",
+    "entrypoint",
+    "workdir",
+    "env",
+    "secrets",
+    "timeout_s",
+    "idle_timeout_s",
+    "cpu",
+    "cpu_limit",
+    "memory_mib",
+    "pids_max",
+    "disk_mib",
+    "block_network",
+    "cidr_allowlist",
+    "ports",
+    "readiness_probe",
+    "volumes",
+    "mounts",
+    "tags",
+    "gpu",
+    "hostname",
 };
 
 /* Validates the create body; replies 400 naming the field and returns false
@@ -463,7 +483,8 @@ static bool validate_create(sbxd_req *req, json_t *body)
         sbxd_reply_error(req, 400, "invalid_argument", "field `%s` %s", field, what);              \
         return false;                                                                              \
     } while (0)
-    if ((v = json_object_get(body, "app")) && (!json_is_string(v) || !sbxd_valid_name(json_string_value(v))))
+    if ((v = json_object_get(body, "app")) &&
+        (!json_is_string(v) || !sbxd_valid_name(json_string_value(v))))
         BAD("app", "must be a name matching [A-Za-z0-9._-]{1,63}");
     if ((v = json_object_get(body, "name")) && !json_is_null(v) &&
         (!json_is_string(v) || !sbxd_valid_name(json_string_value(v))))
@@ -473,7 +494,8 @@ static bool validate_create(sbxd_req *req, json_t *body)
     if ((v = json_object_get(body, "entrypoint")) && !json_is_null(v) && !is_argv(v))
         BAD("entrypoint", "must be a non-empty array of strings");
     if ((v = json_object_get(body, "workdir")) &&
-        (!json_is_string(v) || json_string_value(v)[0] != '/' || strlen(json_string_value(v)) > 4096))
+        (!json_is_string(v) || json_string_value(v)[0] != '/' ||
+         strlen(json_string_value(v)) > 4096))
         BAD("workdir", "must be an absolute path");
     if ((v = json_object_get(body, "env")) && !is_string_map(v))
         BAD("env", "must be an object of strings");
@@ -525,8 +547,7 @@ static json_t *strv_json(char **v)
 }
 
 /* The monitor's spec.json for this request and image. */
-static json_t *make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img,
-                         const char *id)
+static json_t *make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img, const char *id)
 {
     json_t *env = strv_json(img->env), *v;
     json_t *renv = json_object_get(body, "env");
@@ -551,16 +572,19 @@ static json_t *make_spec(struct sbxd *d, json_t *body, const struct sbx_image *i
         "{s:o,s:o,s:s,s:o,s:s,s:i,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:s}", "image_layers",
         strv_json(img->layers), "env", env, "workdir",
         json_string_value(json_object_get(body, "workdir")) ?: img->workdir, "entrypoint",
-        json_is_array(ep) ? json_incref(ep) : (img->entrypoint ? strv_json(img->entrypoint) : json_null()),
-        "hostname", json_string_value(json_object_get(body, "hostname")) ?: id, "uid", 0, "gid",
-        0, "no_userns", 0, "memory_bytes",
+        json_is_array(ep) ? json_incref(ep)
+                          : (img->entrypoint ? strv_json(img->entrypoint) : json_null()),
+        "hostname", json_string_value(json_object_get(body, "hostname")) ?: id, "uid", 0, "gid", 0,
+        "no_userns", 0, "memory_bytes",
         (json_int_t)(mem ? (uint64_t)mem << 20 : d->cfg.default_memory_bytes), "pids_max",
         (json_int_t)(pids ? pids : d->cfg.default_pids_max), "cpu_weight",
-        (json_int_t)(cpu > 0 ? (cpu * 100 > 10000 ? 10000 : cpu * 100 < 1 ? 1 : cpu * 100) : 0),
+        (json_int_t)(cpu > 0 ? (cpu * 100 > 10000 ? 10000
+                                : cpu * 100 < 1   ? 1
+                                                  : cpu * 100)
+                             : 0),
         "cpu_quota_us", (json_int_t)(cpu_limit > 0 ? cpu_limit * 100000 : 0), "cpu_period_us",
         (json_int_t)100000, "timeout_s",
-        json_integer_value(json_object_get(body, "timeout_s")) ?: (json_int_t)300,
-        "idle_timeout_s",
+        json_integer_value(json_object_get(body, "timeout_s")) ?: (json_int_t)300, "idle_timeout_s",
         json_is_integer(json_object_get(body, "idle_timeout_s"))
             ? json_incref(json_object_get(body, "idle_timeout_s"))
             : json_null(),
@@ -614,8 +638,8 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     sb->app = strdup(app);
     sb->name = name ? strdup(name) : NULL;
     sb->image = strdup(image);
-    sb->tags = json_object_get(body, "tags") ? json_incref(json_object_get(body, "tags"))
-                                             : json_object();
+    sb->tags =
+        json_object_get(body, "tags") ? json_incref(json_object_get(body, "tags")) : json_object();
     sb->request = json_incref(body);
     sb->created_at = sbxd_now();
     snprintf(sb->state, sizeof(sb->state), "created");
@@ -899,13 +923,14 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
         goto out;
     }
     if (!is_argv(json_object_get(body, "argv"))) {
-        sbxd_reply_error(req, 400, "invalid_argument", "field `argv` must be a non-empty array of strings");
+        sbxd_reply_error(req, 400, "invalid_argument",
+                         "field `argv` must be a non-empty array of strings");
         goto out;
     }
     json_object_foreach(body, key, v)
     {
-        static const char *const ok[] = {"argv", "env", "workdir", "timeout_s", "secrets",
-                                         "stdout", "stderr", "pty"};
+        static const char *const ok[] = {"argv",    "env",    "workdir", "timeout_s",
+                                         "secrets", "stdout", "stderr",  "pty"};
         bool known = false;
         for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
             known |= !strcmp(key, ok[i]);
@@ -915,27 +940,30 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
         }
     }
     if ((v = json_object_get(body, "secrets")) && json_array_size(v) > 0) {
-        sbxd_reply_error(req, 400, "invalid_argument", "field `secrets` is not supported by this sandboxd yet");
+        sbxd_reply_error(req, 400, "invalid_argument",
+                         "field `secrets` is not supported by this sandboxd yet");
         goto out;
     }
     if ((v = json_object_get(body, "env")) && !is_string_map(v)) {
         sbxd_reply_error(req, 400, "invalid_argument", "field `env` must be an object of strings");
         goto out;
     }
-    if ((v = json_object_get(body, "workdir")) && (!json_is_string(v) || json_string_value(v)[0] != '/')) {
+    if ((v = json_object_get(body, "workdir")) &&
+        (!json_is_string(v) || json_string_value(v)[0] != '/')) {
         sbxd_reply_error(req, 400, "invalid_argument", "field `workdir` must be an absolute path");
         goto out;
     }
     if ((v = json_object_get(body, "timeout_s")) && !json_is_null(v) &&
         (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 86400)) {
-        sbxd_reply_error(req, 400, "invalid_argument", "field `timeout_s` must be an integer from 1 to 86400");
+        sbxd_reply_error(req, 400, "invalid_argument",
+                         "field `timeout_s` must be an integer from 1 to 86400");
         goto out;
     }
     for (int i = 0; i < 2; i++) {
         const char *f = i ? "stderr" : "stdout";
         const char *s = json_string_value(json_object_get(body, f));
-        if (json_object_get(body, f) &&
-            (!s || (strcmp(s, "pipe") && strcmp(s, "devnull") && (i == 0 || strcmp(s, "stdout"))))) {
+        if (json_object_get(body, f) && (!s || (strcmp(s, "pipe") && strcmp(s, "devnull") &&
+                                                (i == 0 || strcmp(s, "stdout"))))) {
             sbxd_reply_error(req, 400, "invalid_argument", "field `%s` must be %s", f,
                              i ? "pipe, devnull or stdout" : "pipe or devnull");
             goto out;
@@ -945,12 +973,13 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
         (!json_is_object(v) ||
          (json_object_get(v, "rows") && !json_is_integer(json_object_get(v, "rows"))) ||
          (json_object_get(v, "cols") && !json_is_integer(json_object_get(v, "cols"))))) {
-        sbxd_reply_error(req, 400, "invalid_argument", "field `pty` must be {\"rows\":N,\"cols\":N}");
+        sbxd_reply_error(req, 400, "invalid_argument",
+                         "field `pty` must be {\"rows\":N,\"cols\":N}");
         goto out;
     }
     if (sb->n_procs >= d->cfg.max_execs) {
-        sbxd_reply_error(req, 429, "resource_exhausted", "sandbox `%s` has run %u processes: the limit",
-                         sb->id, sb->n_procs);
+        sbxd_reply_error(req, 429, "resource_exhausted",
+                         "sandbox `%s` has run %u processes: the limit", sb->id, sb->n_procs);
         goto out;
     }
     env = json_array();
@@ -988,7 +1017,8 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
     if (sbxd_monitor_request(d, sb, msg, exec_started, req) < 0) {
         p->has_returncode = true;
         p->returncode = -1;
-        sbxd_reply_error(req, 503, "unavailable", "sandbox `%s`'s monitor is not reachable yet", sb->id);
+        sbxd_reply_error(req, 503, "unavailable", "sandbox `%s`'s monitor is not reachable yet",
+                         sb->id);
     }
 out:
     json_decref(body);
@@ -1021,9 +1051,9 @@ static void wait_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
     if (!parse_timeout(req, sbxd_req_query(req, "timeout_s"), 55, 86400, &timeout))
         return;
     if (p->has_returncode || timeout == 0) {
-        sbxd_reply_json(req, 200, json_pack("{s:o}", "returncode",
-                                            p->has_returncode ? json_integer(p->returncode)
-                                                              : json_null()));
+        sbxd_reply_json(req, 200,
+                        json_pack("{s:o}", "returncode",
+                                  p->has_returncode ? json_integer(p->returncode) : json_null()));
         return;
     }
     w = waiter_new(d, sb, req, SBXD_WAIT_PROC);
@@ -1113,8 +1143,7 @@ static char *base64(const unsigned char *data, size_t len)
  * one (which carries eof) answers the client.  An error in an earlier chunk
  * is reported by the monitor again for the later ones (stdin closed or its
  * queue full), so the client learns of it. */
-static void write_stdin(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb,
-                        struct sbxd_proc *p)
+static void write_stdin(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, struct sbxd_proc *p)
 {
     size_t len, off = 0;
     const unsigned char *data = sbxd_req_body(req, &len);
@@ -1154,7 +1183,8 @@ static void signal_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *s
         if (!json_is_integer(r) || !json_is_integer(c) || json_integer_value(r) < 1 ||
             json_integer_value(r) > 65535 || json_integer_value(c) < 1 ||
             json_integer_value(c) > 65535) {
-            sbxd_reply_error(req, 400, "invalid_argument", "rows and cols must be integers from 1 to 65535");
+            sbxd_reply_error(req, 400, "invalid_argument",
+                             "rows and cols must be integers from 1 to 65535");
             json_decref(body);
             return;
         }
@@ -1162,7 +1192,8 @@ static void signal_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *s
     } else {
         json_t *s = json_object_get(body, "signal");
         if (!json_is_integer(s) || json_integer_value(s) < 1 || json_integer_value(s) > 64) {
-            sbxd_reply_error(req, 400, "invalid_argument", "signal must be an integer from 1 to 64");
+            sbxd_reply_error(req, 400, "invalid_argument",
+                             "signal must be an integer from 1 to 64");
             json_decref(body);
             return;
         }

@@ -32,7 +32,7 @@ struct file_job {
     enum file_op op;
     char sandbox_id[32];
     int init_pid;
-    char *path;     /* relative to the sandbox's root, no leading '/' */
+    char *path; /* relative to the sandbox's root, no leading '/' */
     mode_t mode;
     bool recursive;
     void *in; /* a copy of the request body: the request may go before the work ends */
@@ -178,8 +178,7 @@ static void become_sandbox_root(uid_t uid)
     syscall(SYS_setfsuid, uid);
     if (syscall(SYS_capget, &hdr, data) == 0) {
         data[0].effective |= (1u << CAP_CHOWN) | (1u << CAP_DAC_OVERRIDE) |
-                             (1u << CAP_DAC_READ_SEARCH) | (1u << CAP_FOWNER) |
-                             (1u << CAP_FSETID);
+                             (1u << CAP_DAC_READ_SEARCH) | (1u << CAP_FOWNER) | (1u << CAP_FSETID);
         data[0].effective &= data[0].permitted;
         syscall(SYS_capset, &hdr, data);
     }
@@ -285,11 +284,10 @@ static void do_op(struct file_job *j, int rootfd)
                 continue;
             if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 continue;
-            json_array_append_new(j->json,
-                                  json_pack("{s:s,s:s,s:I,s:i,s:I}", "name", de->d_name, "type",
-                                            type_name(st.st_mode), "size", (json_int_t)st.st_size,
-                                            "mode", (int)(st.st_mode & 07777), "mtime",
-                                            (json_int_t)st.st_mtime));
+            json_array_append_new(
+                j->json, json_pack("{s:s,s:s,s:I,s:i,s:I}", "name", de->d_name, "type",
+                                   type_name(st.st_mode), "size", (json_int_t)st.st_size, "mode",
+                                   (int)(st.st_mode & 07777), "mtime", (json_int_t)st.st_mtime));
         }
         closedir(d);
         break;
@@ -344,11 +342,11 @@ static void after_work(uv_work_t *w, int status)
             sbxd_reply_error(j->req, 500, "internal", "file operation cancelled");
         else if (j->err) {
             int e = j->err;
-            int code = e == ENOENT || e == ENOTDIR ? 404
-                       : e == EFBIG              ? 413
-                       : e == ESRCH              ? 409
+            int code = e == ENOENT || e == ENOTDIR  ? 404
+                       : e == EFBIG                 ? 413
+                       : e == ESRCH                 ? 409
                        : e == ENOSPC || e == EDQUOT ? 507
-                                                 : 400;
+                                                    : 400;
             sbxd_reply_error(j->req, code == 507 ? 500 : code,
                              code == 404   ? "not_found"
                              : code == 413 ? "too_large"
@@ -475,7 +473,8 @@ void sbxd_files_handle(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, c
     j->init_pid = sb->init_pid;
     snprintf(j->sandbox_id, sizeof(j->sandbox_id), "%s", sb->id);
     snprintf(j->what, sizeof(j->what), "%s", sbxd_req_query(req, "path"));
-    j->recursive = sbxd_req_query(req, "recursive") && !strcmp(sbxd_req_query(req, "recursive"), "1");
+    j->recursive =
+        sbxd_req_query(req, "recursive") && !strcmp(sbxd_req_query(req, "recursive"), "1");
     j->mode = 0644;
     if (sbxd_req_query(req, "mode")) {
         char *end;
@@ -488,8 +487,8 @@ void sbxd_files_handle(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, c
         }
         j->mode = (mode_t)m;
     }
-    if (op == OP_APPEND && !(sbxd_req_query(req, "append") &&
-                             !strcmp(sbxd_req_query(req, "append"), "1"))) {
+    if (op == OP_APPEND &&
+        !(sbxd_req_query(req, "append") && !strcmp(sbxd_req_query(req, "append"), "1"))) {
         sbxd_reply_error(req, 400, "invalid_argument", "POST files needs append=1 (PUT replaces)");
         free(j->path);
         free(j);

@@ -29,13 +29,13 @@ typedef struct sbxd_http sbxd_http;
 typedef struct sbxd_req sbxd_req;
 
 struct sbxd_http_config {
-    const char *unix_path;       /* required; created mode 0660, replaced if stale */
-    const char *tcp_listen;      /* "HOST:PORT" or NULL */
-    const char *const *tokens;   /* bearer tokens accepted on TCP (NULL-terminated) */
-    size_t max_body;             /* bytes; default 16 MiB */
-    size_t max_header;           /* bytes of request line + headers; default 64 KiB */
-    unsigned max_connections;    /* default 1024 */
-    unsigned max_pending_bytes;  /* per stream, queued but unsent; default 4 MiB */
+    const char *unix_path;      /* required; created mode 0660, replaced if stale */
+    const char *tcp_listen;     /* "HOST:PORT" or NULL */
+    const char *const *tokens;  /* bearer tokens accepted on TCP (NULL-terminated) */
+    size_t max_body;            /* bytes; default 16 MiB */
+    size_t max_header;          /* bytes of request line + headers; default 64 KiB */
+    unsigned max_connections;   /* default 1024 */
+    unsigned max_pending_bytes; /* per stream, queued but unsent; default 4 MiB */
 };
 
 typedef void (*sbxd_handler)(sbxd_req *req, void *data);
@@ -47,8 +47,8 @@ void sbxd_http_stop(sbxd_http *http);
 
 /* ---- the request ---- */
 const char *sbxd_req_method(const sbxd_req *req);
-const char *sbxd_req_path(const sbxd_req *req);                     /* without the query */
-const char *sbxd_req_query(const sbxd_req *req, const char *key);   /* NULL if absent */
+const char *sbxd_req_path(const sbxd_req *req);                   /* without the query */
+const char *sbxd_req_query(const sbxd_req *req, const char *key); /* NULL if absent */
 /* Calls cb for every query argument, in order (values URL-decoded). */
 void sbxd_req_query_each(const sbxd_req *req,
                          void (*cb)(const char *key, const char *value, void *data), void *data);

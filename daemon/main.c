@@ -26,19 +26,19 @@ struct sbxd *sbxd_global;
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: sandboxd [options]\n"
-            "Serves the sandboxd REST API (see sandboxd(8)).\n\n"
-            "  --socket PATH       unix socket (default /run/sandboxd/sandboxd.sock, mode 0660)\n"
-            "  --state-dir DIR     images and sandbox records (default /var/lib/sandboxd)\n"
-            "  --run-dir DIR       volatile state (default /run/sandboxd)\n"
-            "  --image-store DIR   where images/ and layers/ are (default: the state dir)\n"
-            "  --cgroup-parent P   sandboxes' cgroups nest under <own cgroup>/P (default sandboxd)\n"
-            "  --config FILE       JSON settings (limits, defaults); see sandboxd(8)\n"
-            "  --listen HOST:PORT  also serve TCP; requires --tokens\n"
-            "  --tokens FILE       bearer tokens for TCP, one per line\n"
-            "  --monitor PATH      the sandboxd-monitor binary\n"
-            "  -h, --help          this help\n");
+    fprintf(
+        f, "usage: sandboxd [options]\n"
+           "Serves the sandboxd REST API (see sandboxd(8)).\n\n"
+           "  --socket PATH       unix socket (default /run/sandboxd/sandboxd.sock, mode 0660)\n"
+           "  --state-dir DIR     images and sandbox records (default /var/lib/sandboxd)\n"
+           "  --run-dir DIR       volatile state (default /run/sandboxd)\n"
+           "  --image-store DIR   where images/ and layers/ are (default: the state dir)\n"
+           "  --cgroup-parent P   sandboxes' cgroups nest under <own cgroup>/P (default sandboxd)\n"
+           "  --config FILE       JSON settings (limits, defaults); see sandboxd(8)\n"
+           "  --listen HOST:PORT  also serve TCP; requires --tokens\n"
+           "  --tokens FILE       bearer tokens for TCP, one per line\n"
+           "  --monitor PATH      the sandboxd-monitor binary\n"
+           "  -h, --help          this help\n");
 }
 
 /* sd_notify without libsystemd: one datagram to $NOTIFY_SOCKET. */
@@ -160,10 +160,14 @@ static char *default_monitor_path(const char *argv0)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'},  {"state-dir", required_argument, NULL, 'S'},
-        {"run-dir", required_argument, NULL, 'R'}, {"config", required_argument, NULL, 'c'},
-        {"listen", required_argument, NULL, 'l'},  {"tokens", required_argument, NULL, 't'},
-        {"monitor", required_argument, NULL, 'm'}, {"help", no_argument, NULL, 'h'},
+        {"socket", required_argument, NULL, 's'},
+        {"state-dir", required_argument, NULL, 'S'},
+        {"run-dir", required_argument, NULL, 'R'},
+        {"config", required_argument, NULL, 'c'},
+        {"listen", required_argument, NULL, 'l'},
+        {"tokens", required_argument, NULL, 't'},
+        {"monitor", required_argument, NULL, 'm'},
+        {"help", no_argument, NULL, 'h'},
         {"image-store", required_argument, NULL, 'I'},
         {"cgroup-parent", required_argument, NULL, 'C'},
         {NULL, 0, NULL, 0},

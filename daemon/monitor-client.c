@@ -48,8 +48,8 @@ static void fail_pending(struct sbxd_monitor *m, const char *why)
 {
     while (m->pending) {
         struct pending *p = m->pending;
-        json_t *err = json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "unavailable",
-                                "message", why);
+        json_t *err =
+            json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", "unavailable", "message", why);
         m->pending = p->next;
         if (m->sb)
             p->cb(m->d, m->sb, err, p->data);
@@ -246,8 +246,8 @@ static void monitor_lost(struct sbxd *d, struct sbxd_sandbox *sb, const char *wh
     if (sbxd_sandbox_sync(d, sb))
         return;
     sbxd_log(sb->id, "monitor gone without a record of the end (%s): cleaning up", why);
-    if (sbx_sandbox_cleanup(d->cfg.run_dir, d->cfg.state_dir, d->cfg.cgroup_parent, sb->id,
-                            &err) < 0)
+    if (sbx_sandbox_cleanup(d->cfg.run_dir, d->cfg.state_dir, d->cfg.cgroup_parent, sb->id, &err) <
+        0)
         sbxd_log(sb->id, "cleanup: %s", err.message);
     snprintf(sock, sizeof(sock), "%s/monitors/%s.sock", d->cfg.run_dir, sb->id);
     unlink(sock);
@@ -337,8 +337,8 @@ static void start_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     struct sbxd_monitor *m = h->data;
 
     (void)suggested;
-    *buf = uv_buf_init(m->startbuf + m->startlen,
-                       (unsigned)(sizeof(m->startbuf) - 1 - m->startlen));
+    *buf =
+        uv_buf_init(m->startbuf + m->startlen, (unsigned)(sizeof(m->startbuf) - 1 - m->startlen));
 }
 
 static void start_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -392,9 +392,18 @@ int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
 {
     char *spec = sbxd_records_path(d, sb->id, "spec.json");
     char *log = sbxd_records_path(d, sb->id, "monitor.log");
-    char *args[] = {(char *)d->cfg.monitor_path, "--id", sb->id, "--spec", spec, "--run-dir",
-                    (char *)d->cfg.run_dir, "--state-dir", (char *)d->cfg.state_dir, "--log",
-                    log, NULL};
+    char *args[] = {(char *)d->cfg.monitor_path,
+                    "--id",
+                    sb->id,
+                    "--spec",
+                    spec,
+                    "--run-dir",
+                    (char *)d->cfg.run_dir,
+                    "--state-dir",
+                    (char *)d->cfg.state_dir,
+                    "--log",
+                    log,
+                    NULL};
     uv_stdio_container_t stdio[3];
     uv_process_options_t opts = {0};
     struct sbxd_monitor *m;

@@ -67,7 +67,8 @@
  *   {"op":"signal","id":"pr-..|entrypoint","signal":N}         → ok
  *   {"op":"resize","id":"pr-..","rows":R,"cols":C}             → ok
  *   {"op":"terminate"}                                         → ok (idempotent)
- *   {"op":"stats"} → ok + "stats":{"cpu_usage_ns","memory_current","memory_peak","pids_current","oom_kills"}
+ *   {"op":"stats"} → ok +
+ * "stats":{"cpu_usage_ns","memory_current","memory_peak","pids_current","oom_kills"}
  *   {"op":"activity"}                  → ok (resets the idle timer)
  *   {"op":"status"} → ok + "state":"running|finished", "processes":[{"id","returncode"}...],
  *                    and while running "init_pid" (the sandbox's init, host pid)

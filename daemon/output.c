@@ -15,8 +15,8 @@
 
 /* Finds the segment holding `offset`: the largest start <= offset.  Also
  * reports the smallest start (what was dropped before it). */
-static int find_segment(const char *dir, const char *stream, uint64_t offset,
-                        uint64_t *ret_start, uint64_t *ret_lowest)
+static int find_segment(const char *dir, const char *stream, uint64_t offset, uint64_t *ret_start,
+                        uint64_t *ret_lowest)
 {
     DIR *dh = opendir(dir);
     struct dirent *de;
@@ -51,9 +51,8 @@ static int find_segment(const char *dir, const char *stream, uint64_t offset,
     return 0;
 }
 
-ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *proc_id,
-                         int stream, uint64_t offset, void *buf, size_t len,
-                         uint64_t *ret_dropped)
+ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream,
+                         uint64_t offset, void *buf, size_t len, uint64_t *ret_dropped)
 {
     const char *name = stream ? "stderr" : "stdout";
     char dir[PATH_MAX], path[PATH_MAX + 64];

@@ -23,8 +23,8 @@ char *sbxd_records_path(struct sbxd *d, const char *id, const char *rest)
 {
     char *s;
 
-    if (asprintf(&s, "%s/records/%s%s%s", d->cfg.state_dir, id, rest ? "/" : "",
-                 rest ? rest : "") < 0)
+    if (asprintf(&s, "%s/records/%s%s%s", d->cfg.state_dir, id, rest ? "/" : "", rest ? rest : "") <
+        0)
         return NULL;
     return s;
 }
@@ -79,29 +79,28 @@ static json_t *time_or_null(double t)
 json_t *sbxd_sandbox_record(struct sbxd *d, struct sbxd_sandbox *sb)
 {
     json_t *req = sb->request;
-    json_t *resources = json_pack(
-        "{s:O?,s:O?,s:O?,s:O?}", "memory_mib", json_object_get(req, "memory_mib"), "cpu",
-        json_object_get(req, "cpu"), "cpu_limit", json_object_get(req, "cpu_limit"), "pids_max",
-        json_object_get(req, "pids_max"));
+    json_t *resources =
+        json_pack("{s:O?,s:O?,s:O?,s:O?}", "memory_mib", json_object_get(req, "memory_mib"), "cpu",
+                  json_object_get(req, "cpu"), "cpu_limit", json_object_get(req, "cpu_limit"),
+                  "pids_max", json_object_get(req, "pids_max"));
 
     (void)d;
-    return json_pack("{s:s,s:s,s:s?,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:O,s:{},s:o}", "sandbox_id",
-                     sb->id, "app", sb->app, "name", sb->name, "image", sb->image, "state",
-                     sb->state, "created_at", time_or_null(sb->created_at), "started_at",
-                     time_or_null(sb->started_at), "ready_at", time_or_null(sb->ready_at),
-                     "finished_at", time_or_null(sb->finished_at), "returncode",
-                     sb->has_returncode ? json_integer(sb->returncode) : json_null(),
-                     "finish_reason",
-                     sb->finish_reason[0] ? json_string(sb->finish_reason) : json_null(), "tags",
-                     sb->tags, "tunnels", "resources", resources ? resources : json_object());
+    return json_pack(
+        "{s:s,s:s,s:s?,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:O,s:{},s:o}", "sandbox_id", sb->id, "app",
+        sb->app, "name", sb->name, "image", sb->image, "state", sb->state, "created_at",
+        time_or_null(sb->created_at), "started_at", time_or_null(sb->started_at), "ready_at",
+        time_or_null(sb->ready_at), "finished_at", time_or_null(sb->finished_at), "returncode",
+        sb->has_returncode ? json_integer(sb->returncode) : json_null(), "finish_reason",
+        sb->finish_reason[0] ? json_string(sb->finish_reason) : json_null(), "tags", sb->tags,
+        "tunnels", "resources", resources ? resources : json_object());
 }
 
 int sbxd_sandbox_save(struct sbxd *d, struct sbxd_sandbox *sb)
 {
     char *path = sbxd_records_path(d, sb->id, "record.json");
-    json_t *rec = json_pack("{s:s,s:s,s:s?,s:s,s:O,s:O,s:f}", "sandbox_id", sb->id, "app",
-                            sb->app, "name", sb->name, "image", sb->image, "tags", sb->tags,
-                            "request", sb->request, "created_at", sb->created_at);
+    json_t *rec = json_pack("{s:s,s:s,s:s?,s:s,s:O,s:O,s:f}", "sandbox_id", sb->id, "app", sb->app,
+                            "name", sb->name, "image", sb->image, "tags", sb->tags, "request",
+                            sb->request, "created_at", sb->created_at);
     int r;
 
     if (!path || !rec) {
@@ -417,8 +416,8 @@ static void clean_orphans(struct sbxd *d)
         if (access(sock, F_OK) == 0)
             continue;
         sbxd_log(de->d_name, "orphaned runtime state: cleaning up");
-        if (sbx_sandbox_cleanup(d->cfg.run_dir, d->cfg.state_dir, d->cfg.cgroup_parent,
-                                de->d_name, &err) < 0)
+        if (sbx_sandbox_cleanup(d->cfg.run_dir, d->cfg.state_dir, d->cfg.cgroup_parent, de->d_name,
+                                &err) < 0)
             sbxd_log(de->d_name, "cleanup: %s", err.message);
     }
     if (dh)

@@ -20,18 +20,18 @@
 
 struct sbxd_config {
     const char *socket_path;
-    const char *state_dir;   /* records, writable layers */
-    const char *image_store; /* images/ and layers/ (default: state_dir) */
-    const char *run_dir;     /* monitor sockets, runtime mount points */
-    const char *listen;      /* TCP HOST:PORT or NULL */
-    char **tokens;           /* for TCP */
+    const char *state_dir;    /* records, writable layers */
+    const char *image_store;  /* images/ and layers/ (default: state_dir) */
+    const char *run_dir;      /* monitor sockets, runtime mount points */
+    const char *listen;       /* TCP HOST:PORT or NULL */
+    char **tokens;            /* for TCP */
     const char *monitor_path; /* the sandboxd-monitor binary */
     /* limits */
     size_t max_body;
     unsigned max_connections;
     unsigned max_sandboxes;
-    unsigned max_execs;       /* per sandbox */
-    uint64_t output_limit;    /* bytes kept per stream */
+    unsigned max_execs;    /* per sandbox */
+    uint64_t output_limit; /* bytes kept per stream */
     uint64_t default_memory_bytes;
     int64_t default_pids_max;
     const char *cgroup_parent;
@@ -47,12 +47,12 @@ struct sbxd_waiter {
     sbxd_stream *stream;
     struct sbxd_sandbox *sb;
     struct sbxd_proc *proc;
-    int kind;          /* SBXD_WAIT_* */
-    int stream_index;  /* 0 stdout, 1 stderr */
-    uint64_t offset;   /* next byte to send (streams) */
+    int kind;         /* SBXD_WAIT_* */
+    int stream_index; /* 0 stdout, 1 stderr */
+    uint64_t offset;  /* next byte to send (streams) */
     bool follow;
-    bool paused;       /* waiting for the HTTP stream to drain */
-    uv_timer_t timer;  /* long-poll timeout */
+    bool paused;      /* waiting for the HTTP stream to drain */
+    uv_timer_t timer; /* long-poll timeout */
     bool timer_active;
 };
 
@@ -73,9 +73,9 @@ struct sbxd_sandbox {
     struct sbxd_sandbox *next;
     char id[32];
     char *app, *name, *image;
-    json_t *tags;      /* object */
-    json_t *request;   /* the create request, as recorded */
-    char state[16];    /* created scheduled started ready finished */
+    json_t *tags;    /* object */
+    json_t *request; /* the create request, as recorded */
+    char state[16];  /* created scheduled started ready finished */
     double created_at, started_at, ready_at, finished_at;
     bool has_returncode;
     int returncode;
@@ -140,8 +140,7 @@ void sbxd_sandbox_event(struct sbxd *d, struct sbxd_sandbox *sb, const char *eve
 
 /* ---- monitor-client.c ---- */
 struct sbxd_monitor;
-typedef void (*sbxd_monitor_cb)(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply,
-                                void *data);
+typedef void (*sbxd_monitor_cb)(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data);
 /* Starts the monitor of a new sandbox (spec.json written); asynchronous. */
 int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb);
 /* Connects to the monitor of a sandbox that runs (after a daemon restart). */
@@ -155,9 +154,8 @@ void sbxd_monitor_close(struct sbxd_sandbox *sb);
 /* ---- output.c: streams read from the monitor's segment files ---- */
 /* Reads up to len bytes of a stream at offset; *ret_dropped is the lowest
  * offset still kept.  Returns bytes read (0 at the current end) or -errno. */
-ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *proc_id,
-                         int stream, uint64_t offset, void *buf, size_t len,
-                         uint64_t *ret_dropped);
+ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream,
+                         uint64_t offset, void *buf, size_t len, uint64_t *ret_dropped);
 
 /* ---- waiters (api.c) ---- */
 void sbxd_wake_sandbox(struct sbxd *d, struct sbxd_sandbox *sb);

@@ -309,7 +309,7 @@ int sbx__seccomp_prepare(sbx_error *err)
  * carries a checksum; and it is only trusted when owned by us and writable
  * by nobody else. */
 
-#define CACHE_RULES_VERSION "rules-2" /* bump when add_rules()/build_filter() change */
+#define CACHE_RULES_VERSION "rules-2"   /* bump when add_rules()/build_filter() change */
 #define CACHE_MAGIC         0x53425846u /* "SBXF" */
 
 struct cache_header {

@@ -19,8 +19,9 @@
 static json_int_t proc_wait(const char *id, const char *pid)
 {
     char path[256];
-    json_t *r = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/processes/%s/wait?timeout_s=30", pid),
-                     NULL, 200);
+    json_t *r =
+        dl_call("GET", dl_sbpath(path, sizeof(path), id, "/processes/%s/wait?timeout_s=30", pid),
+                NULL, 200);
     json_t *rc = json_object_get(r, "returncode");
     json_int_t v;
 
@@ -86,23 +87,24 @@ static void *client_main(void *arg)
     snprintf(pid, sizeof(pid), "%s", dl_str(j, "process_id"));
     json_decref(j), j = NULL, free(b.data), b.data = NULL;
 
-    st = dl_http("GET", dl_sbpath(path, sizeof(path), id, "/processes/%s/stdout?follow=1", pid), NULL, 0,
-              &b);
+    st = dl_http("GET", dl_sbpath(path, sizeof(path), id, "/processes/%s/stdout?follow=1", pid),
+                 NULL, 0, &b);
     snprintf(want, sizeof(want), "client-%d\n", cl->index);
     if (st != 200 || strcmp(b.data, want))
         CLIENT_FAIL("%s/%s: stdout → %ld: \"%s\", want \"client-%d\\n\"", id, pid, st, b.data,
                     cl->index);
     free(b.data), b.data = NULL;
 
-    st = dl_http("GET", dl_sbpath(path, sizeof(path), id, "/processes/%s/wait?timeout_s=30", pid), NULL,
-              0, &b);
+    st = dl_http("GET", dl_sbpath(path, sizeof(path), id, "/processes/%s/wait?timeout_s=30", pid),
+                 NULL, 0, &b);
     j = json_loads(b.data, 0, NULL);
     if (st != 200 || !json_is_integer(json_object_get(j, "returncode")) ||
         json_integer_value(json_object_get(j, "returncode")) != 0)
         CLIENT_FAIL("%s/%s: wait → %ld: %s", id, pid, st, b.data);
     json_decref(j), j = NULL, free(b.data), b.data = NULL;
 
-    st = dl_http("POST", dl_sbpath(path, sizeof(path), id, "/terminate"), "{\"wait\":true}", 13, &b);
+    st =
+        dl_http("POST", dl_sbpath(path, sizeof(path), id, "/terminate"), "{\"wait\":true}", 13, &b);
     j = json_loads(b.data, 0, NULL);
     if (st != 200 || json_integer_value(json_object_get(j, "returncode")) != 137 ||
         strcmp(dl_str(j, "state"), "finished"))
@@ -227,9 +229,9 @@ START_TEST(test_concurrent_clients)
                   daemon_fds_before);
     {
         json_t *info = dl_call("GET", "/v1/info", NULL, 200);
-        ck_assert_int_eq(
-            json_integer_value(json_object_get(json_object_get(info, "counts"), "sandboxes_running")),
-            0);
+        ck_assert_int_eq(json_integer_value(
+                             json_object_get(json_object_get(info, "counts"), "sandboxes_running")),
+                         0);
         json_decref(info);
     }
 
@@ -368,14 +370,15 @@ START_TEST(test_entrypoint_stdin)
     struct dl_buf b;
     json_t *r;
 
-    ck_assert_int_eq(dl_http("POST", dl_sbpath(path, sizeof(path), id, "/stdin?eof=1"), "x\n", 2, &b),
-                     204);
+    ck_assert_int_eq(
+        dl_http("POST", dl_sbpath(path, sizeof(path), id, "/stdin?eof=1"), "x\n", 2, &b), 204);
     free(b.data);
     r = dl_wait_finished(id);
     ck_assert_str_eq(dl_str(r, "state"), "finished");
     ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 0);
     json_decref(r);
-    ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/stdout"), NULL, 0, &b), 200);
+    ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/stdout"), NULL, 0, &b),
+                     200);
     ck_assert_str_eq(b.data, "x\n");
     free(b.data);
     free(id);
@@ -391,7 +394,8 @@ START_TEST(test_pty)
     struct dl_buf b;
     long st;
 
-    pid = dl_exec_start(id, "[\"sh\",\"-c\",\"tty; stty size\"]", "\"pty\":{\"rows\":30,\"cols\":100}");
+    pid = dl_exec_start(id, "[\"sh\",\"-c\",\"tty; stty size\"]",
+                        "\"pty\":{\"rows\":30,\"cols\":100}");
     b = dl_proc_stdout(id, pid);
     ck_assert_msg(strstr(b.data, "/dev/pts/"), "not a terminal: %s", b.data);
     ck_assert_msg(strstr(b.data, "30 100"), "wrong size: %s", b.data);
@@ -399,7 +403,8 @@ START_TEST(test_pty)
     ck_assert_int_eq(proc_wait(id, pid), 0);
     free(pid);
 
-    pid = dl_exec_start(id, "[\"sh\",\"-c\",\"read a; stty size\"]", "\"pty\":{\"rows\":24,\"cols\":80}");
+    pid = dl_exec_start(id, "[\"sh\",\"-c\",\"read a; stty size\"]",
+                        "\"pty\":{\"rows\":24,\"cols\":80}");
     dl_sbpath(path, sizeof(path), id, "/processes/%s/resize", pid);
     st = dl_http("POST", path, "{\"rows\":40,\"cols\":120}", 22, NULL);
     ck_assert_msg(st == 200 || st == 204, "resize → %ld", st);
@@ -426,14 +431,15 @@ START_TEST(test_signals)
     long st;
 
     pid = dl_exec_start(id,
-                     "[\"sh\",\"-c\",\"trap 'exit 3' TERM; echo ready; "
-                     "while :; do sleep 0.1; done\"]",
-                     NULL);
+                        "[\"sh\",\"-c\",\"trap 'exit 3' TERM; echo ready; "
+                        "while :; do sleep 0.1; done\"]",
+                        NULL);
     /* Signal only once the trap is set. */
     for (int i = 0;; i++) {
         ck_assert_int_lt(i, 100);
-        ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/processes/%s/stdout", pid),
-                              NULL, 0, &b),
+        ck_assert_int_eq(dl_http("GET",
+                                 dl_sbpath(path, sizeof(path), id, "/processes/%s/stdout", pid),
+                                 NULL, 0, &b),
                          200);
         st = strstr(b.data, "ready") != NULL;
         free(b.data);
@@ -475,7 +481,8 @@ static char *check_events(const char *ndjson, const char *const *want, size_t n_
         ck_assert_ptr_nonnull(nl);
         j = json_loadb(p, (size_t)(nl - p), 0, &e);
         ck_assert_msg(json_is_object(j), "not a JSON object: %.*s", (int)(nl - p), p);
-        ck_assert_msg(json_is_string(json_object_get(j, "event")), "no event: %.*s", (int)(nl - p), p);
+        ck_assert_msg(json_is_string(json_object_get(j, "event")), "no event: %.*s", (int)(nl - p),
+                      p);
         ck_assert_msg(json_object_get(j, "at") != NULL, "no at: %.*s", (int)(nl - p), p);
         if (next < n_want && !strcmp(dl_str(j, "event"), want[next]))
             next++;
@@ -497,7 +504,8 @@ START_TEST(test_events)
     double t0;
 
     json_decref(dl_wait_finished(id));
-    ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/events"), NULL, 0, &b), 200);
+    ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/events"), NULL, 0, &b),
+                     200);
     last = check_events(b.data, want, 4);
     free(last);
     free(b.data);
@@ -506,8 +514,10 @@ START_TEST(test_events)
     id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sleep\",\"1\"]}");
     t0 = dl_now_ms();
     ck_assert_int_eq(
-        dl_http_t("GET", dl_sbpath(path, sizeof(path), id, "/events?follow=1"), NULL, 0, 10, &b), 200);
-    ck_assert_msg(dl_now_ms() - t0 < 5000, "the followed events ended after %.0f ms", dl_now_ms() - t0);
+        dl_http_t("GET", dl_sbpath(path, sizeof(path), id, "/events?follow=1"), NULL, 0, 10, &b),
+        200);
+    ck_assert_msg(dl_now_ms() - t0 < 5000, "the followed events ended after %.0f ms",
+                  dl_now_ms() - t0);
     last = check_events(b.data, want, 4);
     ck_assert_str_eq(last, "finished");
     free(last);
@@ -602,7 +612,8 @@ START_TEST(test_info_and_metrics)
     int samples = 0;
 
     ck_assert_int_eq(running_count(), n0 + 1);
-    json_decref(dl_call("POST", dl_sbpath(path, sizeof(path), id, "/terminate"), "{\"wait\":true}", 200));
+    json_decref(
+        dl_call("POST", dl_sbpath(path, sizeof(path), id, "/terminate"), "{\"wait\":true}", 200));
     ck_assert_int_eq(running_count(), n0);
 
     ck_assert_int_eq(dl_http("GET", "/metrics", NULL, 0, &b), 200);
@@ -618,7 +629,8 @@ START_TEST(test_info_and_metrics)
         ck_assert_msg(isalpha((unsigned char)name[0]) || name[0] == '_' || name[0] == ':',
                       "bad metric name: %s", line);
         for (char *c = name; *c && *c != '{'; c++)
-            ck_assert_msg(isalnum((unsigned char)*c) || *c == '_' || *c == ':', "bad name: %s", line);
+            ck_assert_msg(isalnum((unsigned char)*c) || *c == '_' || *c == ':', "bad name: %s",
+                          line);
         strtod(value, &end);
         ck_assert_msg(*end == '\0', "bad value: %s", line);
         samples++;
@@ -634,7 +646,7 @@ END_TEST
 START_TEST(test_oom)
 {
     char *id = dl_create("{\"image\":\"busybox\",\"memory_mib\":32,"
-                      "\"entrypoint\":[\"sh\",\"-c\",\"x=a; while :; do x=$x$x; done\"]}");
+                         "\"entrypoint\":[\"sh\",\"-c\",\"x=a; while :; do x=$x$x; done\"]}");
     json_t *r = dl_wait_finished(id);
 
     ck_assert_str_eq(dl_str(r, "state"), "finished");

@@ -34,7 +34,8 @@ END_TEST
 
 START_TEST(test_entrypoint_returncode_and_output)
 {
-    char *id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\",\"echo hi; echo err >&2; exit 3\"]}");
+    char *id = dl_create(
+        "{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\",\"echo hi; echo err >&2; exit 3\"]}");
     json_t *r = dl_wait_finished(id);
     char path[128];
     struct dl_buf b;
@@ -66,9 +67,9 @@ START_TEST(test_exec_stream_wait)
 
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
     r = dl_call("POST", path,
-             "{\"argv\":[\"sh\",\"-c\",\"echo $X; for i in 1 2 3; do echo $i; sleep 1; done\"],"
-             "\"env\":{\"X\":\"val\"}}",
-             201);
+                "{\"argv\":[\"sh\",\"-c\",\"echo $X; for i in 1 2 3; do echo $i; sleep 1; done\"],"
+                "\"env\":{\"X\":\"val\"}}",
+                201);
     ck_assert_ptr_nonnull(json_string_value(json_object_get(r, "process_id")));
     snprintf(pid, sizeof(pid), "%s", json_string_value(json_object_get(r, "process_id")));
     json_decref(r);
@@ -160,7 +161,8 @@ START_TEST(test_names)
 
     ck_assert_str_eq(json_string_value(json_object_get(r, "sandbox_id")), a);
     json_decref(r);
-    json_decref(dl_call("POST", "/v1/sandboxes", "{\"image\":\"busybox\",\"app\":\"t\",\"name\":\"one\"}", 409));
+    json_decref(dl_call("POST", "/v1/sandboxes",
+                        "{\"image\":\"busybox\",\"app\":\"t\",\"name\":\"one\"}", 409));
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/terminate", a);
     json_decref(dl_call("POST", path, "{\"wait\":true}", 200));
     json_decref(dl_call("GET", "/v1/apps/t/sandboxes/one", NULL, 404));
@@ -209,7 +211,8 @@ START_TEST(test_files)
                   "read the host's passwd: %s", b.data);
     free(b.data);
     /* ...and a symlink the sandbox plants resolves inside it, not on the host. */
-    out = dl_exec_out(id, "ln -s /etc/shadow /tmp/evil; ln -s ../../../../../etc/os-release /tmp/evil2; echo ok");
+    out = dl_exec_out(
+        id, "ln -s /etc/shadow /tmp/evil; ln -s ../../../../../etc/os-release /tmp/evil2; echo ok");
     free(out);
     snprintf(path, sizeof(path), "/v1/sandboxes/%s/files?path=/tmp/evil", id);
     json_decref(dl_call("GET", path, NULL, 404));
@@ -242,7 +245,8 @@ static size_t count_listed(const char *query)
 
 START_TEST(test_list_filters_and_tags)
 {
-    char *a = dl_create("{\"image\":\"busybox\",\"app\":\"l\",\"tags\":{\"team\":\"a\",\"k\":\"1\"}}");
+    char *a =
+        dl_create("{\"image\":\"busybox\",\"app\":\"l\",\"tags\":{\"team\":\"a\",\"k\":\"1\"}}");
     char *b = dl_create("{\"image\":\"busybox\",\"app\":\"l\",\"tags\":{\"team\":\"b\"}}");
     char path[128];
     json_t *r;
@@ -274,7 +278,7 @@ END_TEST
 START_TEST(test_restart_survival)
 {
     char *id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\","
-                      "\"for i in 1 2 3 4 5; do echo line$i; sleep 0.3; done; exit 4\"]}");
+                         "\"for i in 1 2 3 4 5; do echo line$i; sleep 0.3; done; exit 4\"]}");
     char path[128];
     json_t *r;
     struct dl_buf b;
