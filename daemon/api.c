@@ -786,27 +786,45 @@ static void terminate_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox
     }
 }
 
-static void delete_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+/* Forgets a sandbox: its records go, clients still waiting get answers. */
+static void forget_now(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
 {
-    char *dir = sbxd_records_path(d, sb->id, NULL);
-    char cmd[8192];
+    char *dir;
 
-    if (strcmp(sb->state, "finished"))
-        sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "shutdown"), NULL, NULL);
+    /* A second DELETE whose monitor answer comes while the first one is
+     * forgetting the sandbox (its pending requests are answered then). */
+    if (sb->deleted) {
+        sbxd_reply_empty(req, 204);
+        return;
+    }
     sb->deleted = true;
-    /* Clients still waiting on it get their answer now. */
+    dir = sbxd_records_path(d, sb->id, NULL);
     if (strcmp(sb->state, "finished"))
         sbxd_sandbox_finished(d, sb, 137, "terminated");
     sbxd_log(sb->id, "deleted");
-    if (dir && strlen(dir) < sizeof(cmd) - 32) {
-        /* The records are ours alone; the monitor writes no more once told
-         * to shut down. */
-        snprintf(cmd, sizeof(cmd), "%s", dir);
-        (void)sbxd_rm_rf(cmd);
-    }
+    if (dir)
+        (void)sbxd_rm_rf(dir);
     free(dir);
     sbxd_reply_empty(req, 204);
     sbxd_sandbox_forget(d, sb);
+}
+
+static void shut_down(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+{
+    (void)reply;
+    /* The monitor has the order (or is gone): whatever runs is being killed
+     * and the monitor writes nothing more that the daemon reads. */
+    forget_now(d, data, sb);
+}
+
+static void delete_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    /* A running sandbox's monitor must get the order before the daemon
+     * drops its connection: wait for its answer. */
+    if (strcmp(sb->state, "finished") &&
+        sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "shutdown"), shut_down, req) == 0)
+        return;
+    forget_now(d, req, sb);
 }
 
 /* ---- tags, events, stats ---- */
