@@ -295,7 +295,7 @@ int main(int argc, char **argv)
     uv_signal_start(&sigint, on_signal, SIGINT);
     sbxd_log(NULL, "serving on %s%s%s (state %s, %u sandboxes running, cgroup %s)",
              d.cfg.socket_path, d.cfg.listen ? " and " : "", d.cfg.listen ? d.cfg.listen : "",
-             d.cfg.state_dir, d.n_running, "auto");
+             d.cfg.state_dir, d.n_running, sbx_cgroup_mode());
     notify("READY=1");
     uv_run(d.loop, UV_RUN_DEFAULT);
     sbxd_http_stop(d.http);
