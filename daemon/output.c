@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Finds the segment holding `offset`: the largest start <= offset.  Also
@@ -94,4 +95,18 @@ ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *pro
     if (ret_dropped)
         *ret_dropped = lowest;
     return total;
+}
+
+uint64_t sbxd_output_size(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream)
+{
+    const char *name = stream ? "stderr" : "stdout";
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    uint64_t start, lowest;
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%s/records/%s/procs/%s", d->cfg.state_dir, sandbox_id, proc_id);
+    if (find_segment(dir, name, UINT64_MAX, &start, &lowest) < 0)
+        return 0;
+    snprintf(path, sizeof(path), "%s/%s.%llu", dir, name, (unsigned long long)start);
+    return stat(path, &st) == 0 ? start + (uint64_t)st.st_size : start;
 }

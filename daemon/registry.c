@@ -277,19 +277,9 @@ static void load_procs(struct sbxd *d, struct sbxd_sandbox *sb)
         }
         json_decref(ex);
         for (int s = 0; s < 2; s++) {
-            uint64_t dropped;
-            char buf[1];
             snprintf(path, sizeof(path), "%s/%s/%s.eof", dir, de->d_name, s ? "stderr" : "stdout");
             p->eof[s] = p->eof[s] || access(path, F_OK) == 0;
-            /* Find the stream's size: the end of its last segment. */
-            for (uint64_t lo = 0, hi = (uint64_t)1 << 50; lo < hi;) {
-                uint64_t mid = lo + (hi - lo) / 2;
-                if (sbxd_output_read(d, sb->id, p->id, s, mid, buf, 1, &dropped) > 0)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-                p->size[s] = lo;
-            }
+            p->size[s] = sbxd_output_size(d, sb->id, p->id, s);
         }
         sbxd_wake_streams(d, sb, p);
     }

@@ -157,6 +157,10 @@ void sbxd_monitor_close(struct sbxd_sandbox *sb);
 ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream,
                          uint64_t offset, void *buf, size_t len, uint64_t *ret_dropped);
 
+/* The stream's size so far: the end of its last segment (0 if none). */
+uint64_t sbxd_output_size(struct sbxd *d, const char *sandbox_id, const char *proc_id,
+                          int stream);
+
 /* ---- waiters (api.c) ---- */
 void sbxd_wake_sandbox(struct sbxd *d, struct sbxd_sandbox *sb);
 void sbxd_wake_proc(struct sbxd *d, struct sbxd_sandbox *sb, struct sbxd_proc *p);
