@@ -49,7 +49,11 @@ struct bench_options {
     bool no_userns;
     bool summary;
     uint64_t memory_mib;
+    long netpool; /* pre-made network namespaces kept ready; 0: none */
 };
+
+static sbx_netpool *netpool;
+static long netpool_misses;
 
 /* Set by SIGINT/SIGTERM: finish the sandbox in hand, destroy it, and stop, so
  * that an interrupted run leaves nothing behind. */
@@ -102,11 +106,27 @@ static int run_one(const struct bench_options *o, const struct sbx_image *img, l
     char id[64];
     int r;
 
+    struct sbx_netns ns = {-1, -1, -1};
+
     snprintf(id, sizeof(id), "bench-%d-%ld", (int)getpid(), iteration);
     cfg.id = id;
 
     start = now_ns();
+    /* Taking a namespace is part of creating the sandbox, and so timed;
+     * an empty pool means making one on the way, as without a pool. */
+    if (netpool) {
+        r = sbx_netpool_take(sbx_netpool_fd(netpool), &ns, &err);
+        if (r == 0)
+            cfg.netns = &ns;
+        else if (r == -EAGAIN)
+            netpool_misses++;
+        else {
+            fprintf(stderr, "sbx-bench-startup: %s\n", err.message);
+            return -1;
+        }
+    }
     r = sbx_sandbox_create(&cfg, &sb, &err);
+    sbx_netns_close(&ns);
     if (r < 0) {
         fprintf(stderr, "sbx-bench-startup: create `%s`: %s\n", id, err.message);
         /* create undoes its own work; this is in case it could not. */
@@ -157,6 +177,8 @@ static void usage(FILE *f)
             "      --cgroup-parent P   cgroup parent, relative to ours (default %s)\n"
             "      --no-userns         run as real root (no user namespace)\n"
             "      --memory MIB        set a memory limit (shows the cgroup's cost)\n"
+            "      --netpool N         keep N network namespaces made ahead (default 0:\n"
+            "                          each sandbox makes its own)\n"
             "      --summary           print median/p90/p99/min/max instead of samples\n"
             "      --teardown-out FILE also write the teardown samples (us) to FILE\n"
             "  -h, --help              this help\n",
@@ -189,6 +211,7 @@ int main(int argc, char **argv)
         {"cgroup-parent", required_argument, NULL, 'C'},
         {"no-userns", no_argument, NULL, 'U'},
         {"memory", required_argument, NULL, 'm'},
+        {"netpool", required_argument, NULL, 'P'},
         {"summary", no_argument, NULL, 's'},
         {"teardown-out", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
@@ -240,6 +263,10 @@ int main(int argc, char **argv)
                 return 2;
             o.memory_mib = (uint64_t)v;
             break;
+        case 'P':
+            if (parse_number(optarg, "--netpool", 0, SBX_NETPOOL_MAX, &o.netpool) < 0)
+                return 2;
+            break;
         case 's':
             o.summary = true;
             break;
@@ -267,6 +294,10 @@ int main(int argc, char **argv)
     teardown = calloc((size_t)o.iterations, sizeof(*teardown));
     if (!startup || !teardown) {
         fprintf(stderr, "sbx-bench-startup: out of memory for %ld samples\n", o.iterations);
+        goto out;
+    }
+    if (o.netpool > 0 && sbx_netpool_start((unsigned)o.netpool, &netpool, &err) < 0) {
+        fprintf(stderr, "sbx-bench-startup: %s\n", err.message);
         goto out;
     }
     sigemptyset(&sa.sa_mask);
@@ -310,6 +341,9 @@ int main(int argc, char **argv)
     if (o.summary) {
         print_summary("startup", startup, (size_t)done);
         print_summary("teardown", teardown, (size_t)done);
+        if (netpool)
+            printf("netpool  misses=%ld (sandboxes that made their own namespace)\n",
+                   netpool_misses);
         if (fflush(stdout) != 0) {
             fprintf(stderr, "sbx-bench-startup: writing the summary: %s\n", strerror(errno));
             goto out;
@@ -320,6 +354,7 @@ int main(int argc, char **argv)
     }
     rc = 0;
 out:
+    sbx_netpool_stop(netpool);
     free(startup);
     free(teardown);
     sbx_image_free(img);

@@ -234,17 +234,43 @@ fail:
     return r;
 }
 
+/* Moving a whole process (cgroup.procs) takes the kernel's global
+ * threadgroup lock for writing, which now and then waits for an RCU grace
+ * period: milliseconds.  A thread moving itself ("0" into tasks) does not
+ * take it; for a single-threaded process that moves the whole process. */
 static int v1_attach(struct sbx__cgroup *cg, pid_t pid, sbx_error *err)
 {
+    bool self = pid == getpid();
     char buf[32];
 
-    snprintf(buf, sizeof(buf), "%d", (int)pid);
+    snprintf(buf, sizeof(buf), "%d", self ? 0 : (int)pid);
     for (size_t i = 0; i < cg->n_dirs; i++) {
-        int r = sbx__cgroup_write(cg->dirs[i], "cgroup.procs", buf, err);
+        int r = sbx__cgroup_write(cg->dirs[i], self ? "tasks" : "cgroup.procs", buf, err);
         if (r < 0)
             return r;
     }
     return 0;
+}
+
+static int v1_open_self_attach(struct sbx__cgroup *cg, int *fds, size_t max, sbx_error *err)
+{
+    size_t n = 0;
+
+    if (cg->n_dirs > max)
+        return sbx__error(err, E2BIG, "%zu cgroup hierarchies", cg->n_dirs);
+    for (; n < cg->n_dirs; n++) {
+        char path[PATH_MAX];
+
+        snprintf(path, sizeof(path), "%s/tasks", cg->dirs[n]);
+        fds[n] = open(path, O_WRONLY | O_CLOEXEC);
+        if (fds[n] < 0) {
+            int r = sbx__error(err, errno, "open `%s`", path);
+            while (n-- > 0)
+                close(fds[n]);
+            return r;
+        }
+    }
+    return (int)n;
 }
 
 static int v1_oom_fd(struct sbx__cgroup *cg)
@@ -369,6 +395,7 @@ const struct sbx__cgroup_ops sbx__cgroup_v1_ops = {
     .name = "v1",
     .create = v1_create,
     .attach = v1_attach,
+    .open_self_attach = v1_open_self_attach,
     .oom_fd = v1_oom_fd,
     .stats = v1_stats,
     .kill = v1_kill,

@@ -319,6 +319,14 @@ static int v2_create(const char *parent, const char *id, const struct sbx_limits
     return 0;
 }
 
+/* cgroup2 has no per-thread move between domain cgroups; the caller
+ * attaches with cgroup.procs.  (CLONE_INTO_CGROUP would avoid that.) */
+static int v2_open_self_attach(struct sbx__cgroup *cg, int *fds, size_t max, sbx_error *err)
+{
+    (void)cg, (void)fds, (void)max, (void)err;
+    return 0;
+}
+
 static int v2_attach(struct sbx__cgroup *cg, pid_t pid, sbx_error *err)
 {
     char buf[32];
@@ -454,6 +462,7 @@ const struct sbx__cgroup_ops sbx__cgroup_v2_ops = {
     .name = "v2",
     .create = v2_create,
     .attach = v2_attach,
+    .open_self_attach = v2_open_self_attach,
     .oom_fd = v2_oom_fd,
     .stats = v2_stats,
     .kill = v2_kill,

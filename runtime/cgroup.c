@@ -285,6 +285,14 @@ int sbx__cgroup_write_limit(const char *dir, const char *file, const char *value
     return r;
 }
 
+int sbx__cgroup_join_self(const int *fds, size_t n, sbx_error *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (write(fds[i], "0", 1) != 1)
+            return sbx__error(err, errno, "join the sandbox's cgroup");
+    return 0;
+}
+
 int sbx__cgroup_read(const char *dir, const char *file, char *buf, size_t size, sbx_error *err)
 {
     char path[PATH_MAX];

@@ -83,8 +83,14 @@ struct sbx__cgroup_ops {
     const char *name; /* "v1" | "v2" */
     int (*create)(const char *parent, const char *id, const struct sbx_limits *lim,
                   struct sbx__cgroup **ret, sbx_error *err);
-    /* Moves pid into the sandbox's cgroup in every hierarchy. */
+    /* Moves pid into the sandbox's cgroup in every hierarchy.  pid may be
+     * the (single-threaded) caller itself. */
     int (*attach)(struct sbx__cgroup *cg, pid_t pid, sbx_error *err);
+    /* Fds through which a single-threaded process moves itself in (by
+     * writing "0" to each: sbx__cgroup_join_self()), opened by the caller
+     * for a process that could not open them; returns how many, or 0 when
+     * the backend has none (then the caller uses attach). */
+    int (*open_self_attach)(struct sbx__cgroup *cg, int *fds, size_t max, sbx_error *err);
     /* A pollable fd signalled on an OOM kill (-1 without a memory limit). */
     int (*oom_fd)(struct sbx__cgroup *cg);
     int (*stats)(struct sbx__cgroup *cg, struct sbx_stats *ret, sbx_error *err);
@@ -101,6 +107,9 @@ struct sbx__cgroup_ops {
 
 extern const struct sbx__cgroup_ops sbx__cgroup_v1_ops;
 extern const struct sbx__cgroup_ops sbx__cgroup_v2_ops;
+
+/* Writes "0" to each fd of open_self_attach: the calling thread joins. */
+int sbx__cgroup_join_self(const int *fds, size_t n, sbx_error *err);
 
 /* The backend this host needs: v2 when /sys/fs/cgroup is a cgroup2 mount. */
 const struct sbx__cgroup_ops *sbx__cgroup_ops(void);
@@ -275,6 +284,7 @@ struct sbx__rootfs {
     size_t n_layers;
     const int *layer_fds; /* idmapped detached trees, or NULL without userns */
     bool userns;
+    int sysfs_fd; /* a detached sysfs to move to /sys, or -1: mount one */
 };
 
 /* In the sandbox's new mount namespace: builds the root filesystem (overlay,
@@ -294,5 +304,11 @@ __attribute__((noreturn)) void sbx__exec_workload(const struct sbx__proc_spec *s
 
 /* Closes every fd >= 3 except those in keep[]. */
 void sbx__close_fds_except(const int *keep, size_t n_keep);
+
+/* ---- pre-made network namespaces (netpool.c) ---- */
+
+/* Makes a network namespace ready for a sandbox (loopback up, sysctls,
+ * sysfs mount) and leaves the calling thread in it. */
+int sbx__netns_make(struct sbx_netns *ret, sbx_error *err);
 
 #endif

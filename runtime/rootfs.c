@@ -193,9 +193,15 @@ int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err)
     if ((r = ensure_dir("proc", err)) < 0 ||
         (r = do_mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err)) < 0)
         return r;
-    if ((r = ensure_dir("sys", err)) < 0 ||
-        (r = do_mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
-                      err)) < 0)
+    if ((r = ensure_dir("sys", err)) < 0)
+        return r;
+    if (p->sysfs_fd >= 0) {
+        /* A pre-made network namespace's own sysfs (read-only already):
+         * the sandbox may not mount one of a namespace it does not own. */
+        if (syscall(SYS_move_mount, p->sysfs_fd, "", AT_FDCWD, "sys", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+            return sbx__error(err, errno, "move the network namespace's sysfs to `/sys`");
+    } else if ((r = do_mount("sysfs", "sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                             NULL, err)) < 0)
         return r;
     if ((r = ensure_dir("dev", err)) < 0 || (r = setup_dev(err)) < 0)
         return r;

@@ -12,8 +12,10 @@
  *   parent                                 child
  *   clone3(user, pid) ─────────────────────▶ unshare(mnt, uts, ipc, net)
  *   uid range, dirs, cgroup, uid/gid maps,   stdio
- *   idmapped layers, cgroup attach
- *   GO + layer fds ────────────────────────▶ setresuid 0, unshare cgroupns,
+ *   idmapped layers, cgroup files
+ *   GO + layer and cgroup fds ─────────────▶ join the cgroup (v1: itself,
+ *                                            see v1_attach),
+ *                                            setresuid 0, unshare cgroupns,
  *                                            rootfs, hostname, lo up,
  *                                            caps, no_new_privs, seccomp,
  *                                            init starts the entrypoint
@@ -96,13 +98,18 @@ static void sandbox_free(sbx_sandbox *sb)
     free(sb);
 }
 
-/* Sends the GO message and, with it, the idmapped layer fds. */
-static int send_go(int sock, const int *fds, size_t n, sbx_error *err)
+/* The GO message's fds: the idmapped layers, then the cgroup files the child
+ * joins through. */
+#define GO_MAX_FDS (SBX_MAX_LAYERS + SBX__CGROUP_MAX_DIRS)
+
+/* Sends the GO message and, with it, n fds: the idmapped layers, then
+ * n_cgroup cgroup files. */
+static int send_go(int sock, const int *fds, size_t n, int n_cgroup, sbx_error *err)
 {
-    struct sbx__msg m = {.type = SBX__MSG_READY};
+    struct sbx__msg m = {.type = SBX__MSG_READY, .code = n_cgroup};
     struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
     union {
-        char buf[CMSG_SPACE(sizeof(int) * SBX_MAX_LAYERS)];
+        char buf[CMSG_SPACE(sizeof(int) * GO_MAX_FDS)];
         struct cmsghdr align;
     } u;
     struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -125,12 +132,15 @@ static int send_go(int sock, const int *fds, size_t n, sbx_error *err)
     return 0;
 }
 
-static int recv_go(int sock, int *fds, size_t n, sbx_error *err)
+/* Receives GO with n_layers layer fds and however many cgroup fds the
+ * parent sends (*ret_n_cgroup), into fds. */
+static int recv_go(int sock, int *fds, size_t n_layers, size_t *ret_n_cgroup, sbx_error *err)
 {
     struct sbx__msg m;
     struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    size_t n;
     union {
-        char buf[CMSG_SPACE(sizeof(int) * SBX_MAX_LAYERS)];
+        char buf[CMSG_SPACE(sizeof(int) * GO_MAX_FDS)];
         struct cmsghdr align;
     } u;
     struct msghdr mh = {
@@ -143,6 +153,10 @@ static int recv_go(int sock, int *fds, size_t n, sbx_error *err)
     while (r < 0 && errno == EINTR);
     if (r != (ssize_t)sizeof(m) || m.type != SBX__MSG_READY)
         return sbx__error(err, r < 0 ? errno : EPIPE, "receive setup from the parent");
+    if (m.code < 0 || m.code > SBX__CGROUP_MAX_DIRS)
+        return sbx__error(err, EPROTO, "receive %d cgroup fds", m.code);
+    *ret_n_cgroup = (size_t)m.code;
+    n = n_layers + (size_t)m.code;
     if (n == 0)
         return 0;
     c = CMSG_FIRSTHDR(&mh);
@@ -174,13 +188,15 @@ struct child_args {
     const struct sbx__proc_spec *spec;
     size_t n_layers;
     int sock;
+    int sysfs_fd; /* from a pre-made network namespace, else -1 */
 };
 
 /* The sandbox's first process.  Never returns. */
 __attribute__((noreturn)) static void child_main(const struct child_args *a)
 {
     const struct sbx_config *cfg = a->cfg;
-    int layer_fds[SBX_MAX_LAYERS];
+    int layer_fds[GO_MAX_FDS];
+    size_t n_cgroup = 0;
     int sock = a->sock, r;
     sbx_error e = {0};
     struct sbx__rootfs rootfs = {
@@ -190,20 +206,21 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
         .n_layers = a->n_layers,
         .layer_fds = layer_fds,
         .userns = a->sb->userns,
+        .sysfs_fd = a->sysfs_fd,
     };
     char work[PATH_MAX];
 
     /* The namespaces that are slow to make (the network's above all) are
      * unshared here, while the parent reserves uids and makes directories
      * and cgroups: the two halves of the set-up run on two cores at once. */
-    if (unshare(SBX_NS_FLAGS) < 0) {
+    if (unshare(SBX_NS_FLAGS & ~(a->sysfs_fd >= 0 ? CLONE_NEWNET : 0)) < 0) {
         sbx__error(&e, errno, "unshare mount, uts, ipc and net namespaces");
         goto fail;
     }
     /* stdio next: the fds named in cfg->stdio become 0-2, then everything
      * else but the setup socket is closed. */
     {
-        int fds[3], keep[4], devnull = -1;
+        int fds[3], keep[2], devnull = -1;
 
         for (int i = 0; i < 3; i++) {
             int src = cfg->stdio[i];
@@ -219,18 +236,30 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
             }
         }
         sock = fcntl(sock, F_DUPFD_CLOEXEC, 10);
+        if (rootfs.sysfs_fd >= 0)
+            rootfs.sysfs_fd = fcntl(rootfs.sysfs_fd, F_DUPFD_CLOEXEC, 10);
         for (int i = 0; i < 3; i++)
             if (dup2(fds[i], i) < 0) {
                 sbx__error(&e, errno, "dup2 stdio");
                 goto fail;
             }
         keep[0] = sock;
-        sbx__close_fds_except(keep, 1);
+        keep[1] = rootfs.sysfs_fd;
+        sbx__close_fds_except(keep, rootfs.sysfs_fd >= 0 ? 2 : 1);
     }
 
-    r = recv_go(sock, layer_fds, a->sb->userns ? a->n_layers : 0, &e);
+    r = recv_go(sock, layer_fds, a->sb->userns ? a->n_layers : 0, &n_cgroup, &e);
     if (r < 0)
         goto fail;
+    if (n_cgroup > 0) {
+        const int *cg_fds = layer_fds + (a->sb->userns ? a->n_layers : 0);
+
+        r = sbx__cgroup_join_self(cg_fds, n_cgroup, &e);
+        for (size_t i = 0; i < n_cgroup; i++)
+            close(cg_fds[i]);
+        if (r < 0)
+            goto fail;
+    }
     if (a->sb->userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
         sbx__error(&e, errno, "become root in the user namespace");
         goto fail;
@@ -258,7 +287,9 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
             goto fail;
         }
     }
-    if (loopback_up(&e) < 0)
+    /* A pre-made namespace comes with its loopback up (and belongs to the
+     * host: the sandbox could not bring it up). */
+    if (a->sysfs_fd < 0 && loopback_up(&e) < 0)
         goto fail;
     /* The sandbox's privileges drop here, once, before init starts anything:
      * init and everything it forks inherit the reduced bounding set,
@@ -378,6 +409,8 @@ static int validate(const struct sbx_config *cfg, size_t *ret_n_layers, sbx_erro
         return sbx__error(err, EINVAL, "workdir `%s` is not absolute", cfg->workdir);
     if (cfg->hostname && (strlen(cfg->hostname) == 0 || strlen(cfg->hostname) > 64))
         return sbx__error(err, EINVAL, "invalid hostname `%s`", cfg->hostname);
+    if (cfg->netns && (cfg->netns->net_fd < 0 || cfg->netns->sysfs_fd < 0))
+        return sbx__error(err, EBADF, "pre-made network namespace without its fds");
     *ret_n_layers = n;
     return 0;
 }
@@ -386,10 +419,11 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
 {
     const char *run_root = cfg->run_dir ? cfg->run_dir : SBX_DEFAULT_RUN_DIR;
     const char *state_root = cfg->state_dir ? cfg->state_dir : SBX_DEFAULT_STATE_DIR;
-    int layer_fds[SBX_MAX_LAYERS];
+    int layer_fds[GO_MAX_FDS];
     size_t n_layers = 0, n_layer_fds = 0;
+    int n_cgroup_fds = 0;
     int sv[2] = {-1, -1};
-    _cleanup_close_ int userns_fd = -1;
+    _cleanup_close_ int userns_fd = -1, own_netns = -1;
     sbx_sandbox *sb = NULL;
     struct sbx__proc_spec spec;
     struct clone_args ca = {0};
@@ -463,14 +497,38 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     ca.flags = CLONE_NEWPID | (sb->userns ? CLONE_NEWUSER : 0) | CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
     ca.exit_signal = SIGCHLD;
-    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
-    if (pid < 0) {
-        r = sbx__error(err, errno, "clone sandbox `%s`", cfg->id);
-        goto fail;
+    /* A pre-made network namespace is entered here, around the clone: the
+     * child, once in its own user namespace, may not join one that belongs
+     * to the host's. */
+    if (cfg->netns) {
+        own_netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (own_netns < 0) {
+            r = sbx__error(err, errno, "open our own network namespace");
+            goto fail;
+        }
+        if (setns(cfg->netns->net_fd, CLONE_NEWNET) < 0) {
+            r = sbx__error(err, errno, "enter the pre-made network namespace");
+            goto fail;
+        }
     }
+    pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid < 0)
+        r = sbx__error(err, errno, "clone sandbox `%s`", cfg->id);
+    if (pid != 0 && own_netns >= 0 && setns(own_netns, CLONE_NEWNET) < 0) {
+        /* Cannot happen (we are root in the namespace we came from); if it
+         * did, carrying on in the sandbox's network would be wrong. */
+        sbx__error(err, errno, "return to our own network namespace");
+        abort();
+    }
+    if (pid < 0)
+        goto fail;
     if (pid == 0) {
-        struct child_args a = {
-            .cfg = cfg, .sb = sb, .spec = &spec, .n_layers = n_layers, .sock = sv[1]};
+        struct child_args a = {.cfg = cfg,
+                               .sb = sb,
+                               .spec = &spec,
+                               .n_layers = n_layers,
+                               .sock = sv[1],
+                               .sysfs_fd = cfg->netns ? cfg->netns->sysfs_fd : -1};
         close(sv[0]);
         child_main(&a);
     }
@@ -509,10 +567,21 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
             layer_fds[n_layer_fds] = r;
         }
     }
-    r = sb->cgops->attach(sb->cg, pid, err);
-    if (r < 0)
+    /* The child moves itself into its cgroup where the backend allows
+     * (v1): cheaper than moving it from here (see v1_attach). */
+    n_cgroup_fds =
+        sb->cgops->open_self_attach(sb->cg, layer_fds + n_layer_fds, GO_MAX_FDS - n_layer_fds, err);
+    if (n_cgroup_fds < 0) {
+        r = n_cgroup_fds;
         goto fail_child;
-    r = send_go(sv[0], layer_fds, n_layer_fds, err);
+    }
+    n_layer_fds += (size_t)n_cgroup_fds;
+    if (n_cgroup_fds == 0) {
+        r = sb->cgops->attach(sb->cg, pid, err);
+        if (r < 0)
+            goto fail_child;
+    }
+    r = send_go(sv[0], layer_fds, n_layer_fds, n_cgroup_fds, err);
     for (size_t i = 0; i < n_layer_fds; i++)
         close(layer_fds[i]);
     n_layer_fds = 0;

@@ -43,6 +43,13 @@ struct sbx_rlimit {
     uint64_t soft, hard;
 };
 
+/* A network namespace made ahead of time (see sbx_netpool_take()). */
+struct sbx_netns {
+    int net_fd;   /* the namespace */
+    int sysfs_fd; /* a detached read-only sysfs mounted from inside it */
+    int pool_fd;  /* the pool it came from (told when it is closed), or -1 */
+};
+
 struct sbx_config {
     const char *id;            /* [A-Za-z0-9._-]{1,64}; names dirs and cgroups */
     const char *run_dir;       /* volatile state: default /run/sandboxd */
@@ -60,6 +67,10 @@ struct sbx_config {
     size_t n_rlimits;
     int stdio[3];              /* entrypoint's stdin/stdout/stderr; -1: /dev/null */
     const char *cgroup_parent; /* relative to the caller's own cgroup; default "sandboxd" */
+    /* A pre-made network namespace to use (the caller keeps and closes the
+     * fds); NULL: make one.  It belongs to the initial user namespace: the
+     * sandbox's root has no capability over it (see sbx_netpool_start()). */
+    const struct sbx_netns *netns;
 };
 
 enum sbx_finish {
@@ -169,6 +180,36 @@ SBX_PUBLIC int sbx_process_wait(struct sbx_process *p, int timeout_ms, int *ret_
 /* Sets a pty's window size. */
 SBX_PUBLIC int sbx_pty_resize(int pty_master, unsigned short rows, unsigned short cols,
                               sbx_error *err);
+
+/* ---- network namespaces made ahead of time ----
+ *
+ * Making a network namespace is the costliest step of a sandbox's start.  A
+ * pool helper process makes them before they are needed: loopback up,
+ * ip_unprivileged_port_start 0, ping_group_range open, with a read-only
+ * sysfs of its own.  They belong to the initial user namespace, so the
+ * sandbox's root cannot reconfigure its network or open raw sockets.
+ * Namespaces are never reused: each is made for one sandbox. */
+typedef struct sbx_netpool sbx_netpool;
+
+#define SBX_NETPOOL_MAX 1024
+
+/* Forks the pool helper, which keeps `size` namespaces ready and exits with
+ * its caller.  Call it from a single-threaded process. */
+SBX_PUBLIC int sbx_netpool_start(unsigned size, sbx_netpool **ret, sbx_error *err);
+/* The consumer's end of the pool's socket, for sbx_netpool_take(). */
+SBX_PUBLIC int sbx_netpool_fd(const sbx_netpool *p);
+/* Stops the helper and frees p; the namespaces not taken are freed. */
+SBX_PUBLIC void sbx_netpool_stop(sbx_netpool *p);
+/* Takes a ready namespace, without blocking: 0, or -EAGAIN when none is
+ * ready (make one: pass cfg->netns NULL), or another -errno when the pool
+ * has stopped.  The caller owns the fds: sbx_netns_close() them once the
+ * sandbox is created, which also has the pool make the next one. */
+SBX_PUBLIC int sbx_netpool_take(int pool_fd, struct sbx_netns *ret, sbx_error *err);
+SBX_PUBLIC void sbx_netns_close(struct sbx_netns *ns);
+/* The helper's loop, for a caller that runs the helper as a program of its
+ * own (a daemon spawning it) on one end of a SOCK_SEQPACKET socketpair:
+ * returns when the other end closes. */
+SBX_PUBLIC int sbx_netpool_serve(int sock, unsigned size);
 
 /* Removes the cgroup parent (config cgroup_parent, default "sandboxd") in
  * every hierarchy where no sandbox uses it any more: for one-shot callers

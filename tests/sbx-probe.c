@@ -23,6 +23,10 @@
 #define _GNU_SOURCE
 #endif
 #include <dirent.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -99,7 +103,7 @@ static int usage(void)
 {
     fprintf(stderr, "usage: sbx-probe seccomp|int80 getpid|int80 unshare|x32 unshare|caps|fds|"
                     "ids|forkbomb|hog MIB|spin S|sleep S|exit N|kill-self SIG|write-files PATH|"
-                    "read PATH\n");
+                    "read PATH|net\n");
     return 2;
 }
 
@@ -324,6 +328,42 @@ static int cmd_read(const char *path)
     return 0;
 }
 
+/* What the sandbox may do with its network namespace: bind a privileged
+ * port, open an ICMP echo socket, open a raw socket, take lo down. */
+static int cmd_net(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(80)};
+    struct ifreq ifr = {0};
+    char ns[64] = "";
+    int fd, r;
+
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    r = fd < 0 ? -1 : bind(fd, (struct sockaddr *)&a, sizeof(a));
+    print_result("bind80", r, errno);
+    if (fd >= 0)
+        close(fd);
+    fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP);
+    print_result("ping_socket", fd, errno);
+    if (fd >= 0)
+        close(fd);
+    fd = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    print_result("raw_socket", fd, errno);
+    if (fd >= 0)
+        close(fd);
+    fd = socket(AF_INET, SOCK_DGRAM, 0);
+    strcpy(ifr.ifr_name, "lo");
+    r = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    printf("lo_up %d\n", r == 0 && (ifr.ifr_flags & IFF_UP) ? 1 : 0);
+    ifr.ifr_flags &= ~IFF_UP;
+    r = ioctl(fd, SIOCSIFFLAGS, &ifr);
+    print_result("lo_down", r, errno);
+    close(fd);
+    r = (int)readlink("/proc/self/ns/net", ns, sizeof(ns) - 1);
+    printf("netns %s\n", r > 0 ? ns : "?");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int r;
@@ -362,6 +402,8 @@ int main(int argc, char **argv)
         r = cmd_write(arg);
     else if (strcmp(cmd, "read") == 0 && arg)
         r = cmd_read(arg);
+    else if (strcmp(cmd, "net") == 0)
+        r = cmd_net();
     else
         return usage();
 

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -49,6 +50,125 @@ static void destroy(sbx_sandbox *sb)
 
 #define RUN(...)          sbx_test_run(&ctx, NULL, (const char *const[]){__VA_ARGS__, NULL}, &ex)
 #define RUN_CFG(cfg, ...) sbx_test_run(&ctx, cfg, (const char *const[]){__VA_ARGS__, NULL}, &ex)
+
+/* ---- pre-made network namespaces ---- */
+
+/* "net:[INODE]" of a namespace fd, as readlink shows it inside. */
+static void ns_name(int fd, char *buf, size_t size)
+{
+    struct stat st;
+
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    snprintf(buf, size, "net:[%lu]", (unsigned long)st.st_ino);
+}
+
+START_TEST(test_netpool_sandboxes)
+{
+    struct sbx_netns ns[2] = {{-1, -1, -1}, {-1, -1, -1}};
+    char names[2][64], *out[2];
+    sbx_netpool *pool = NULL;
+    sbx_error err = {0};
+    struct sbx_exit ex;
+    int r;
+
+    ck_assert_msg(sbx_netpool_start(2, &pool, &err) == 0, "netpool: %s", err.message);
+    for (int i = 0; i < 2; i++) {
+        struct sbx_config cfg = sbx_test_config(&ctx);
+
+        /* The helper makes them in the background: wait for each. */
+        for (int tries = 0;
+             (r = sbx_netpool_take(sbx_netpool_fd(pool), &ns[i], &err)) == -EAGAIN && tries < 5000;
+             tries++)
+            usleep(1000);
+        ck_assert_msg(r == 0, "take: %d %s", r, err.message);
+        ns_name(ns[i].net_fd, names[i], sizeof(names[i]));
+        cfg.netns = &ns[i];
+        out[i] = RUN_CFG(&cfg, "sh", "-c", PROBE " net; echo ifaces $(ls /sys/class/net)");
+        ck_assert_int_eq(ex.returncode, 0);
+        sbx_netns_close(&ns[i]);
+        ck_assert_int_eq(ns[i].net_fd, -1);
+    }
+    for (int i = 0; i < 2; i++) {
+        /* Each sandbox is in the namespace it was given, and its /sys is
+         * that namespace's: loopback only, up. */
+        ck_assert_str_eq(sbx_test_value(out[i], "netns"), names[i]);
+        ck_assert_str_eq(sbx_test_value(out[i], "ifaces"), "lo");
+        ck_assert_str_eq(sbx_test_value(out[i], "lo_up"), "1");
+        /* What the two sysctls give, and what the host-owned namespace
+         * withholds: no raw sockets, no reconfiguring. */
+        ck_assert_str_eq(sbx_test_value(out[i], "bind80"), "OK");
+        ck_assert_str_eq(sbx_test_value(out[i], "ping_socket"), "OK");
+        ck_assert_str_eq(sbx_test_value(out[i], "raw_socket"), "EPERM");
+        ck_assert_str_eq(sbx_test_value(out[i], "lo_down"), "EPERM");
+    }
+    ck_assert_str_ne(names[0], names[1]);
+    free(out[0]);
+    free(out[1]);
+    sbx_netpool_stop(pool);
+}
+END_TEST
+
+START_TEST(test_netpool_exec_joins_the_namespace)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_netns ns = {-1, -1, -1};
+    sbx_netpool *pool = NULL;
+    sbx_error err = {0};
+    char name[64], host[64] = "", *out;
+    sbx_sandbox *sb;
+    int rc, r;
+
+    ck_assert_msg(sbx_netpool_start(1, &pool, &err) == 0, "netpool: %s", err.message);
+    for (int tries = 0;
+         (r = sbx_netpool_take(sbx_netpool_fd(pool), &ns, &err)) == -EAGAIN && tries < 5000;
+         tries++)
+        usleep(1000);
+    ck_assert_msg(r == 0, "take: %d %s", r, err.message);
+    ns_name(ns.net_fd, name, sizeof(name));
+    cfg.netns = &ns;
+    sb = start_idle(&cfg);
+    sbx_netns_close(&ns);
+    /* The caller is back in its own namespace. */
+    ck_assert_int_gt(readlink("/proc/self/ns/net", host, sizeof(host) - 1), 0);
+    ck_assert_str_ne(host, name);
+    out = sbx_test_exec(sb, (const char *const[]){PROBE, "net", NULL}, NULL, NULL, &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(sbx_test_value(out, "netns"), name);
+    free(out);
+    destroy(sb);
+    sbx_netpool_stop(pool);
+}
+END_TEST
+
+START_TEST(test_own_netns_keeps_raw_sockets)
+{
+    struct sbx_exit ex;
+    /* Without a pool the sandbox owns its namespace: Docker's NET_RAW. */
+    char *out = RUN(PROBE, "net");
+
+    ck_assert_str_eq(sbx_test_value(out, "raw_socket"), "OK");
+    ck_assert_str_eq(sbx_test_value(out, "bind80"), "OK");
+    ck_assert_str_eq(sbx_test_value(out, "lo_up"), "1");
+    free(out);
+}
+END_TEST
+
+START_TEST(test_netpool_stopped)
+{
+    struct sbx_netns ns = {-1, -1, -1};
+    sbx_netpool *pool = NULL;
+    sbx_error err = {0};
+    int fds[2];
+
+    /* A pool whose helper is gone says so, instead of "empty". */
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds), 0);
+    close(fds[1]);
+    ck_assert_int_eq(sbx_netpool_take(fds[0], &ns, &err), -EPIPE);
+    close(fds[0]);
+    ck_assert_int_eq(sbx_netpool_start(0, &pool, &err), -EINVAL);
+    ck_assert_int_eq(sbx_netpool_start(SBX_NETPOOL_MAX + 1, &pool, &err), -EINVAL);
+}
+END_TEST
 
 /* ---- isolation ---- */
 
@@ -852,6 +972,10 @@ static Suite *runtime_suite(void)
     CASE(test_terminate_after_exit_keeps_returncode, 30);
     CASE(test_cleanup_cycles, 120);
     CASE(test_cleanup_after_crash, 30);
+    CASE(test_netpool_sandboxes, 30);
+    CASE(test_netpool_exec_joins_the_namespace, 30);
+    CASE(test_own_netns_keeps_raw_sockets, 30);
+    CASE(test_netpool_stopped, 30);
     return s;
 }
 
