@@ -303,6 +303,11 @@ static int v2_create(const char *parent, const char *id, const struct sbx_limits
     cg->controllers[0] = wanted;
     cg->dirs[cg->n_dirs++] = steal_pointer(&dir);
     r = apply_limits(cg->dirs[0], lim, err);
+    if (r >= 0) {
+        cg->clone_fd = open(cg->dirs[0], O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cg->clone_fd < 0)
+            r = sbx__error(err, errno, "open `%s`", cg->dirs[0]);
+    }
     if (r >= 0 && lim->memory_bytes) {
         char path[4096];
 
@@ -319,8 +324,8 @@ static int v2_create(const char *parent, const char *id, const struct sbx_limits
     return 0;
 }
 
-/* cgroup2 has no per-thread move between domain cgroups; the caller
- * attaches with cgroup.procs.  (CLONE_INTO_CGROUP would avoid that.) */
+/* cgroup2 has no per-thread move between domain cgroups: processes are
+ * born in the cgroup instead (clone_fd), or moved with cgroup.procs. */
 static int v2_open_self_attach(struct sbx__cgroup *cg, int *fds, size_t max, sbx_error *err)
 {
     (void)cg, (void)fds, (void)max, (void)err;
@@ -461,6 +466,7 @@ static int v2_prune(const char *parent, sbx_error *err)
 const struct sbx__cgroup_ops sbx__cgroup_v2_ops = {
     .name = "v2",
     .create = v2_create,
+    .clone_into = true,
     .attach = v2_attach,
     .open_self_attach = v2_open_self_attach,
     .oom_fd = v2_oom_fd,

@@ -16,9 +16,19 @@
 #define CGROUP_DRAIN_TIMEOUT_MS 5000
 #define CGROUP_MAX_DEPTH        32
 
+static const struct sbx__cgroup_ops *forced_ops;
+
+void sbx__cgroup_force_ops(const struct sbx__cgroup_ops *ops)
+{
+    forced_ops = ops;
+}
+
 const struct sbx__cgroup_ops *sbx__cgroup_ops(void)
 {
     struct statfs sfs;
+
+    if (forced_ops)
+        return forced_ops;
 
     /* A hybrid host (v1 controllers plus a controller-less cgroup2 mount at
      * /sys/fs/cgroup/unified) has a tmpfs here, and needs v1. */
@@ -505,6 +515,7 @@ struct sbx__cgroup *sbx__cgroup_new(const struct sbx__cgroup_ops *ops)
     if (cg) {
         cg->ops = ops;
         cg->oom_fd = -1;
+        cg->clone_fd = -1;
     }
     return cg;
 }
@@ -517,5 +528,7 @@ void sbx__cgroup_free(struct sbx__cgroup *cg)
         free(cg->dirs[i]);
     if (cg->oom_fd >= 0)
         close(cg->oom_fd);
+    if (cg->clone_fd >= 0)
+        close(cg->clone_fd);
     free(cg);
 }

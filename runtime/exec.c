@@ -51,7 +51,8 @@ static void report(int sock, int code, const char *what)
 
 /* Inside the sandbox's namespaces: become its root, set up stdio, exec. */
 __attribute__((noreturn)) static void exec_child(const sbx_sandbox *sb,
-                                                 const struct sbx_exec_config *cfg, int sock)
+                                                 const struct sbx_exec_config *cfg, int sock,
+                                                 int cgroupns_fd)
 {
     struct sbx__proc_spec spec = {
         .argv = cfg->argv,
@@ -62,6 +63,16 @@ __attribute__((noreturn)) static void exec_child(const sbx_sandbox *sb,
         .rlimits = sb->rlimits,
         .n_rlimits = sb->n_rlimits,
     };
+
+    /* Born in the sandbox's cgroup (v2), the process joins its cgroup
+     * namespace only now: with namespaces as delegation boundaries the
+     * kernel refuses CLONE_INTO_CGROUP from inside it, where our own cgroup
+     * is out of sight.  (Through an nsfs fd the helper opened: setns by
+     * pidfd would need ptrace access to init, which is not dumpable.) */
+    if (cgroupns_fd >= 0 && setns(cgroupns_fd, CLONE_NEWCGROUP) < 0) {
+        report(sock, errno, "join the sandbox's cgroup namespace");
+        _exit(127);
+    }
 
     if (sb->userns && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
         report(sock, errno, "become root in the sandbox's user namespace");
@@ -124,17 +135,32 @@ __attribute__((noreturn)) static void exec_child(const sbx_sandbox *sb,
 __attribute__((noreturn)) static void exec_helper(sbx_sandbox *sb,
                                                   const struct sbx_exec_config *cfg, int sock)
 {
+    bool born_inside = sb->cg && sb->cgops->clone_into;
     int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET |
-                CLONE_NEWCGROUP | (sb->userns ? CLONE_NEWUSER : 0);
+                (born_inside ? 0 : CLONE_NEWCGROUP) | (sb->userns ? CLONE_NEWUSER : 0);
     struct clone_args ca = {0};
-    int pidfd = -1, r;
+    int pidfd = -1, cgroupns_fd = -1, r;
     pid_t pid;
     sbx_error e;
 
-    r = sb->cgops->attach(sb->cg, getpid(), &e);
-    if (r < 0) {
-        sbx__msg_send(sock, SBX__MSG_ERROR, &e);
-        _exit(127);
+    if (born_inside) {
+        char path[64];
+
+        snprintf(path, sizeof(path), "/proc/%d/ns/cgroup", (int)sb->pid);
+        cgroupns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (cgroupns_fd < 0) {
+            report(sock, errno, "open the sandbox's cgroup namespace");
+            _exit(127);
+        }
+    }
+    /* v1: the helper moves itself in (cheap, see v1_attach), and the
+     * process inherits the cgroup; v2: the process is born in it. */
+    if (!born_inside) {
+        r = sb->cgops->attach(sb->cg, getpid(), &e);
+        if (r < 0) {
+            sbx__msg_send(sock, SBX__MSG_ERROR, &e);
+            _exit(127);
+        }
     }
     if (setns(sb->pidfd, flags) < 0) {
         report(sock, errno, "join the sandbox's namespaces");
@@ -143,13 +169,17 @@ __attribute__((noreturn)) static void exec_helper(sbx_sandbox *sb,
     ca.flags = CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
     ca.exit_signal = SIGCHLD;
+    if (born_inside) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)sb->cg->clone_fd;
+    }
     pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0) {
         report(sock, errno, "clone the exec'd process");
         _exit(127);
     }
     if (pid == 0)
-        exec_child(sb, cfg, sock);
+        exec_child(sb, cfg, sock, cgroupns_fd);
     sbx__send_fd(sock, MSG_PIDFD, pid, pidfd);
     /* The helper lives as long as the process: it must not hold a copy of
      * any of the caller's fds (another process's pipe, a listening socket). */

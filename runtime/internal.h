@@ -81,6 +81,9 @@ struct sbx__cgroup;
 
 struct sbx__cgroup_ops {
     const char *name; /* "v1" | "v2" */
+    /* Processes are born in the cgroup (clone3 CLONE_INTO_CGROUP with
+     * cg->clone_fd) rather than moved in: create it before the clone. */
+    bool clone_into;
     int (*create)(const char *parent, const char *id, const struct sbx_limits *lim,
                   struct sbx__cgroup **ret, sbx_error *err);
     /* Moves pid into the sandbox's cgroup in every hierarchy.  pid may be
@@ -120,6 +123,9 @@ const struct sbx__cgroup_ops *sbx__cgroup_ops(void);
  * /sys/fs/cgroup), so tests can drive it on a hybrid host's
  * /sys/fs/cgroup/unified.  Not thread-safe: call before any create. */
 void sbx__cgroup_v2_set_root(const char *root);
+/* Makes sbx__cgroup_ops() return ops (NULL: detect again), so tests can
+ * run whole sandboxes on either backend.  Not thread-safe. */
+void sbx__cgroup_force_ops(const struct sbx__cgroup_ops *ops);
 
 /* Controllers a directory of a sandbox's cgroup holds. */
 enum {
@@ -141,6 +147,9 @@ struct sbx__cgroup {
     char *dirs[SBX__CGROUP_MAX_DIRS]; /* absolute: <mount>/<own>/<parent>/<id> */
     unsigned controllers[SBX__CGROUP_MAX_DIRS];
     int oom_fd; /* -1 without a memory limit */
+    /* v2: the directory, for clone3's CLONE_INTO_CGROUP (a process born
+     * there needs no move, see v1_attach); -1 on v1 */
+    int clone_fd;
 };
 
 /* Checks parent (NULL allowed) and id; fills *ret_parent with the parent

@@ -497,6 +497,16 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     ca.flags = CLONE_NEWPID | (sb->userns ? CLONE_NEWUSER : 0) | CLONE_PIDFD;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
     ca.exit_signal = SIGCHLD;
+    /* cgroup v2: the child is born in its cgroup.  Moving it in afterwards
+     * would take the kernel's global threadgroup lock for writing, which
+     * now and then waits for an RCU grace period (milliseconds). */
+    if (sb->cgops->clone_into) {
+        r = sb->cgops->create(sb->cgroup_parent, cfg->id, &cfg->limits, &sb->cg, err);
+        if (r < 0)
+            goto fail;
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)sb->cg->clone_fd;
+    }
     /* A pre-made network namespace is entered here, around the clone: the
      * child, once in its own user namespace, may not join one that belongs
      * to the host's. */
@@ -545,9 +555,11 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     r = make_dirs(sb, n_layers, err);
     if (r < 0)
         goto fail_child;
-    r = sb->cgops->create(sb->cgroup_parent, cfg->id, &cfg->limits, &sb->cg, err);
-    if (r < 0)
-        goto fail_child;
+    if (!sb->cg) {
+        r = sb->cgops->create(sb->cgroup_parent, cfg->id, &cfg->limits, &sb->cg, err);
+        if (r < 0)
+            goto fail_child;
+    }
     if (sb->userns) {
         char path[64];
 
@@ -576,7 +588,7 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
         goto fail_child;
     }
     n_layer_fds += (size_t)n_cgroup_fds;
-    if (n_cgroup_fds == 0) {
+    if (n_cgroup_fds == 0 && !sb->cgops->clone_into) {
         r = sb->cgops->attach(sb->cg, pid, err);
         if (r < 0)
             goto fail_child;

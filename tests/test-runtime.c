@@ -2,6 +2,7 @@
  * limits, seccomp, capabilities, masked paths, fd hygiene, init, exec, and
  * cleanup.  Runs as root; every sandbox is real. */
 #include "testlib.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,8 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,6 +53,79 @@ static void destroy(sbx_sandbox *sb)
 
 #define RUN(...)          sbx_test_run(&ctx, NULL, (const char *const[]){__VA_ARGS__, NULL}, &ex)
 #define RUN_CFG(cfg, ...) sbx_test_run(&ctx, cfg, (const char *const[]){__VA_ARGS__, NULL}, &ex)
+
+/* ---- cgroup v2: processes born in their cgroup ---- */
+
+/* The cgroup2 path of a process ("0::PATH" in /proc/PID/cgroup), or "". */
+static void v2_path_of(pid_t pid, char *buf, size_t size)
+{
+    char path[64], *all, *line;
+
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    all = sbx_test_slurp(path);
+    ck_assert_ptr_nonnull(all);
+    line = strstr(all, "0::");
+    ck_assert_ptr_nonnull(line);
+    line += 3;
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(buf, size, "%s", line);
+    free(all);
+}
+
+START_TEST(test_cgroup_v2_sandbox)
+{
+    static const char root[] = "/sys/fs/cgroup/unified";
+    struct sbx_exec_config ecfg = {.argv = (const char *const[]){"sleep", "30", NULL},
+                                   .stdio = {-1, -1, -1}};
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    char want[256], got[PATH_MAX], dir[PATH_MAX], *out;
+    struct sbx_process p;
+    sbx_error err = {0};
+    struct statfs sfs;
+    sbx_sandbox *sb;
+    int rc;
+
+    /* On a hybrid host the controller-less cgroup2 mount still takes
+     * CLONE_INTO_CGROUP; on a v2 host every other test runs this path. */
+    if (statfs(root, &sfs) < 0 || sfs.f_type != CGROUP2_SUPER_MAGIC) {
+        printf("test_cgroup_v2_sandbox: skipped: no cgroup2 mount at %s (the default backend is "
+               "%s)\n",
+               root, sbx_cgroup_mode());
+        return;
+    }
+    sbx__cgroup_v2_set_root(root);
+    sbx__cgroup_force_ops(&sbx__cgroup_v2_ops);
+    sb = start_idle(&cfg);
+    /* init was born in <own>/<parent>/<id>, and sees it as its root. */
+    snprintf(want, sizeof(want), "/%s/%s", cfg.cgroup_parent, cfg.id);
+    v2_path_of(sbx_sandbox_pid(sb), got, sizeof(got));
+    ck_assert_msg(strlen(got) >= strlen(want) && !strcmp(got + strlen(got) - strlen(want), want),
+                  "init is in `%s`", got);
+    snprintf(dir, sizeof(dir), "%s%s", root, got);
+    out = sbx_test_exec(sb, (const char *const[]){"cat", "/proc/self/cgroup", NULL}, NULL, NULL,
+                        &rc);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_msg(strstr(out, "0::/\n"), "an exec'd process sees `%s`", out);
+    free(out);
+    /* An exec'd process is born there too; its helper stays outside. */
+    ck_assert_msg(sbx_sandbox_exec(sb, &ecfg, &p, &err) == 0, "exec: %s", err.message);
+    {
+        char exec_path[PATH_MAX];
+
+        v2_path_of(p.pid, exec_path, sizeof(exec_path));
+        ck_assert_str_eq(exec_path, got);
+        v2_path_of(p.status_pid, exec_path, sizeof(exec_path));
+        ck_assert_str_ne(exec_path, got);
+    }
+    ck_assert_int_eq(syscall(SYS_pidfd_send_signal, p.pidfd, SIGKILL, NULL, 0), 0);
+    ck_assert_int_eq(sbx_process_wait(&p, -1, &rc, &err), 1);
+    ck_assert_int_eq(rc, 137);
+    destroy(sb);
+    ck_assert_msg(access(dir, F_OK) < 0 && errno == ENOENT, "`%s` is left", dir);
+    sbx__cgroup_force_ops(NULL);
+    sbx__cgroup_v2_set_root(NULL);
+}
+END_TEST
 
 /* ---- pre-made network namespaces ---- */
 
@@ -972,6 +1048,7 @@ static Suite *runtime_suite(void)
     CASE(test_terminate_after_exit_keeps_returncode, 30);
     CASE(test_cleanup_cycles, 120);
     CASE(test_cleanup_after_crash, 30);
+    CASE(test_cgroup_v2_sandbox, 30);
     CASE(test_netpool_sandboxes, 30);
     CASE(test_netpool_exec_joins_the_namespace, 30);
     CASE(test_own_netns_keeps_raw_sockets, 30);
