@@ -14,11 +14,20 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
+
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO('T', 0x41)
+#endif
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -298,23 +307,85 @@ struct spawn_args {
     const struct sbx__proc_spec *spec;
     int err_fd;
     int close_fds[2];
+    /* an exec: its stdio (-1: /dev/null) or a pty, reported on status_fd */
+    bool exec;
+    bool pty;
+    unsigned short rows, cols;
+    int stdio[3];
+    int status_fd;
 };
+
+/* An exec'd process's terminal: a pty of the sandbox's own devpts (init's
+ * /dev/ptmx), its master sent back on the status socket, the process the
+ * session leader with the terminal as its controlling tty and stdio. */
+static void exec_pty(const struct spawn_args *sa)
+{
+    struct winsize ws = {.ws_row = sa->rows ? sa->rows : 24, .ws_col = sa->cols ? sa->cols : 80};
+    int unlock = 0, master, slave;
+
+    master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (master < 0 || ioctl(master, TIOCSPTLCK, &unlock) < 0)
+        fail(sa->err_fd, errno, "open", "/dev/ptmx");
+    slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY);
+    if (slave < 0 || ioctl(slave, TIOCSWINSZ, &ws) < 0)
+        fail(sa->err_fd, errno, "open the pty's terminal side of", "/dev/ptmx");
+    if (sbx__send_fd(sa->status_fd, SBX__MSG_PTY, 0, master) < 0)
+        _exit(127);
+    close(master);
+    if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0)
+        fail(sa->err_fd, errno, "make the pty the controlling terminal of", "the process");
+    for (int i = 0; i < 3; i++)
+        if (dup2(slave, i) < 0)
+            _exit(127);
+    if (slave > 2)
+        close(slave);
+}
+
+static void exec_stdio(const struct spawn_args *sa)
+{
+    int fds[3], devnull = -1;
+
+    /* Above 2 first, so that no dup2 overwrites a source still needed. */
+    for (int i = 0; i < 3; i++) {
+        int src = sa->stdio[i];
+        if (src < 0) {
+            if (devnull < 0)
+                devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+            src = devnull;
+        }
+        fds[i] = fcntl(src, F_DUPFD_CLOEXEC, 3);
+        if (fds[i] < 0)
+            fail(sa->err_fd, errno, "duplicate stdio for", "the process");
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(fds[i], i) < 0)
+            _exit(127);
+    setsid();
+}
 
 static int spawn_main(void *arg)
 {
     const struct spawn_args *sa = arg;
 
     for (size_t i = 0; i < SBX_ARRAY_SIZE(sa->close_fds); i++)
-        close(sa->close_fds[i]);
-    /* The entrypoint leads its own session, as under docker run. */
-    setsid();
+        if (sa->close_fds[i] >= 0)
+            close(sa->close_fds[i]);
+    if (sa->exec) {
+        if (sa->pty)
+            exec_pty(sa);
+        else
+            exec_stdio(sa);
+    } else {
+        /* The entrypoint leads its own session, as under docker run. */
+        setsid();
+    }
     sbx__exec_workload(sa->spec, sa->err_fd);
 }
 
-/* Starts the entrypoint the way posix_spawn does: the child shares init's
- * memory (no page tables to copy) and init sleeps until it has exec'd or
- * failed.  The child only makes system calls and writes its own stack, and
- * init's memory is only read, so the sharing is safe. */
+/* Starts a process the way posix_spawn does: the child shares init's memory
+ * (no page tables to copy) and init sleeps until it has exec'd or failed.
+ * The child only makes system calls and writes its own stack, and init's
+ * memory is only read, so the sharing is safe. */
 static pid_t spawn(struct spawn_args *sa)
 {
 #if defined(__SANITIZE_ADDRESS__)
@@ -331,11 +402,241 @@ static pid_t spawn(struct spawn_args *sa)
     return pid < 0 ? -errno : pid;
 }
 
+/* Spawns sa's process with an error socket: 1 and *ret_pid once it has
+ * exec'd, else 0 and the reason in *ret_err. */
+static int spawn_checked(struct spawn_args *sa, pid_t *ret_pid, sbx_error *ret_err)
+{
+    int errpipe[2];
+    struct sbx__msg m;
+    ssize_t n;
+    pid_t pid;
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, errpipe) < 0) {
+        sbx__error(ret_err, errno, "socketpair for a new process");
+        return 0;
+    }
+    sa->err_fd = errpipe[1];
+    sa->close_fds[0] = errpipe[0];
+    pid = spawn(sa);
+    close(errpipe[1]);
+    if (pid < 0) {
+        close(errpipe[0]);
+        sbx__error(ret_err, (int)-pid, "start a process");
+        return 0;
+    }
+    /* The error socket closes on a successful execve; a message on it is
+     * the reason the process could not start. */
+    do
+        n = recv(errpipe[0], &m, sizeof(m), 0);
+    while (n < 0 && errno == EINTR);
+    close(errpipe[0]);
+    if (n == (ssize_t)sizeof(m)) {
+        ret_err->code = m.code;
+        memcpy(ret_err->message, m.message, sizeof(ret_err->message));
+        ret_err->message[sizeof(ret_err->message) - 1] = '\0';
+        return 0; /* init reaps the child like any other */
+    }
+    *ret_pid = pid;
+    return 1;
+}
+
+/* ---- processes run for the caller (EXEC) ---- */
+
+struct exec_slot {
+    pid_t pid;
+    int status_fd;
+};
+
+static struct exec_slot *execs;
+static size_t n_execs, cap_execs;
+
+/* The spec in a memfd, into init's own memory: argv, env and workdir point
+ * into *ret_buf.  0, or -errno. */
+static int read_exec_spec(int memfd, struct sbx__exec_wire *w, char **ret_buf, char ***ret_strv,
+                          const char **ret_workdir)
+{
+    struct stat st;
+    size_t size, n_strings, k = 0;
+    char *buf, **strv, *p, *end;
+
+    if (fstat(memfd, &st) < 0)
+        return -errno;
+    if (st.st_size < (off_t)sizeof(*w) || st.st_size > SBX__EXEC_MAX_SPEC)
+        return -EPROTO;
+    size = (size_t)st.st_size;
+    buf = malloc(size + 1);
+    if (!buf)
+        return -ENOMEM;
+    if (pread(memfd, buf, size, 0) != (ssize_t)size) {
+        free(buf);
+        return -EIO;
+    }
+    buf[size] = '\0';
+    memcpy(w, buf, sizeof(*w));
+    n_strings = (size_t)w->argc + w->envc + (w->has_workdir ? 1 : 0);
+    if (w->magic != SBX__EXEC_MAGIC || w->argc == 0 || w->argc > size || w->envc > size) {
+        free(buf);
+        return -EPROTO;
+    }
+    /* argv, NULL, env, NULL */
+    strv = calloc((size_t)w->argc + w->envc + 2, sizeof(char *));
+    if (!strv) {
+        free(buf);
+        return -ENOMEM;
+    }
+    p = buf + sizeof(*w);
+    end = buf + size;
+    *ret_workdir = NULL;
+    for (size_t i = 0; i < n_strings; i++) {
+        size_t len = strnlen(p, (size_t)(end - p));
+
+        if (p + len >= end) { /* not NUL-terminated inside the spec */
+            free(strv);
+            free(buf);
+            return -EPROTO;
+        }
+        if (i < w->argc)
+            strv[k++] = p;
+        else if (i < (size_t)w->argc + w->envc) {
+            if (i == w->argc)
+                k++; /* argv's NULL */
+            strv[k++] = p;
+        } else
+            *ret_workdir = p;
+        p += len + 1;
+    }
+    *ret_buf = buf;
+    *ret_strv = strv;
+    return 0;
+}
+
+static void exec_report(int status_fd, int code, const char *what)
+{
+    sbx_error e;
+
+    sbx__error(&e, code, "%s", what);
+    (void)sbx__msg_send(status_fd, SBX__MSG_ERROR, &e);
+}
+
+/* One EXEC request from the caller: spawn the process as our child (it
+ * inherits the sandbox's namespaces, cgroup, capabilities, no_new_privs and
+ * seccomp filter from us, which costs nothing), send its pidfd, and keep
+ * the status socket to report its returncode when we reap it. */
+static void handle_exec(int sync_fd, const struct sbx__proc_spec *sandbox_spec)
+{
+    struct sbx__msg m;
+    struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 5)];
+        struct cmsghdr align;
+    } u;
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    struct spawn_args sa = {.exec = true, .stdio = {-1, -1, -1}, .close_fds = {-1, sync_fd}};
+    struct sbx__proc_spec spec = *sandbox_spec;
+    struct sbx__exec_wire w = {0};
+    const char *workdir = NULL;
+    char *buf = NULL, **strv = NULL;
+    int fds[5], n_fds = 0, memfd, status_fd, pidfd, r;
+    struct cmsghdr *c;
+    sbx_error e = {0};
+    pid_t pid;
+    ssize_t n;
+
+    do
+        n = recvmsg(sync_fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return;
+    c = CMSG_FIRSTHDR(&mh);
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        n_fds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)n_fds);
+    }
+    if (n != (ssize_t)sizeof(m) || m.type != SBX__MSG_EXEC || n_fds < 2) {
+        for (int i = 0; i < n_fds; i++)
+            close(fds[i]);
+        return;
+    }
+    memfd = fds[0];
+    status_fd = fds[1];
+    for (int i = 0, k = 2; i < 3; i++)
+        if ((m.code & (1 << i)) && k < n_fds)
+            sa.stdio[i] = fds[k++];
+    r = read_exec_spec(memfd, &w, &buf, &strv, &workdir);
+    close(memfd);
+    if (r < 0) {
+        exec_report(status_fd, -r, "read the exec request");
+        goto out;
+    }
+    spec.argv = (const char *const *)strv;
+    spec.env = (const char *const *)strv + w.argc + 1;
+    spec.workdir = workdir;
+    spec.uid = w.uid;
+    spec.gid = w.gid;
+    spec.seccomp_inherited = true;
+    sa.spec = &spec;
+    sa.pty = m.code & SBX__EXEC_PTY;
+    sa.rows = w.rows;
+    sa.cols = w.cols;
+    sa.status_fd = status_fd;
+    if (n_execs == cap_execs) {
+        size_t cap = cap_execs ? 2 * cap_execs : 16;
+        struct exec_slot *ne = realloc(execs, cap * sizeof(*ne));
+        if (!ne) {
+            exec_report(status_fd, ENOMEM, "track the process");
+            goto out;
+        }
+        execs = ne;
+        cap_execs = cap;
+    }
+    if (!spawn_checked(&sa, &pid, &e)) {
+        (void)sbx__msg_send(status_fd, SBX__MSG_ERROR, &e);
+        goto out;
+    }
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0 || sbx__send_fd(status_fd, SBX__MSG_PIDFD, pid, pidfd) < 0) {
+        /* The caller cannot signal or see it: it must not run. */
+        kill(pid, SIGKILL);
+        if (pidfd >= 0)
+            close(pidfd);
+        goto out;
+    }
+    close(pidfd);
+    execs[n_execs++] = (struct exec_slot){.pid = pid, .status_fd = steal_fd(&status_fd)};
+out:
+    for (int i = 0; i < 3; i++)
+        if (sa.stdio[i] >= 0)
+            close(sa.stdio[i]);
+    if (status_fd >= 0)
+        close(status_fd);
+    free(strv);
+    free(buf);
+}
+
+/* A reaped child that was an exec'd process: its returncode to the caller. */
+static void exec_reaped(pid_t pid, int returncode)
+{
+    for (size_t i = 0; i < n_execs; i++) {
+        if (execs[i].pid != pid)
+            continue;
+        sbx_error e = {.code = returncode};
+        /* Never block: the caller reads when it likes, and one small
+         * message always fits. */
+        struct sbx__msg msg = {.type = SBX__MSG_STATUS, .code = e.code};
+        (void)send(execs[i].status_fd, &msg, sizeof(msg), MSG_DONTWAIT | MSG_NOSIGNAL);
+        close(execs[i].status_fd);
+        execs[i] = execs[--n_execs];
+        return;
+    }
+}
+
 void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
 {
     sigset_t all;
     pid_t child = -1;
-    int devnull;
+    int devnull, sigfd;
+    bool caller_gone = false;
 
     /* Block everything before the entrypoint exists, so that no signal and
      * no SIGCHLD can slip in between fork and the wait loop. */
@@ -354,37 +655,19 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
         _exit(127);
     }
     hide_host_cmdline();
+    sigfd = signalfd(-1, &all, SFD_CLOEXEC);
+    if (sigfd < 0) {
+        sbx_error e;
+        sbx__error(&e, errno, "signalfd");
+        sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
+        _exit(127);
+    }
 
     if (spec->argv) {
-        int errpipe[2];
-        struct sbx__msg m;
-        ssize_t n;
+        struct spawn_args sa = {.spec = spec, .close_fds = {-1, sync_fd}};
+        sbx_error e = {0};
 
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, errpipe) < 0) {
-            sbx_error e;
-            sbx__error(&e, errno, "socketpair for the entrypoint");
-            sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
-            _exit(127);
-        }
-        struct spawn_args sa = {
-            .spec = spec, .err_fd = errpipe[1], .close_fds = {errpipe[0], sync_fd}};
-        child = spawn(&sa);
-        if (child < 0) {
-            sbx_error e;
-            sbx__error(&e, -child, "start the entrypoint");
-            sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
-            _exit(127);
-        }
-        close(errpipe[1]);
-        /* The error socket closes on a successful execve; a message on it is
-         * the reason the entrypoint could not start. */
-        do
-            n = recv(errpipe[0], &m, sizeof(m), 0);
-        while (n < 0 && errno == EINTR);
-        close(errpipe[0]);
-        if (n == (ssize_t)sizeof(m)) {
-            sbx_error e = {.code = m.code};
-            memcpy(e.message, m.message, sizeof(e.message));
+        if (!spawn_checked(&sa, &child, &e)) {
             sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
             _exit(127);
         }
@@ -400,21 +683,35 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
         dup2(devnull, 2);
         close(devnull);
     }
-    sbx__close_fds_except(&sync_fd, 1);
+    {
+        int keep[2] = {sync_fd, sigfd};
+        sbx__close_fds_except(keep, 2);
+    }
 
     for (;;) {
-        siginfo_t si;
-        int sig = sigwaitinfo(&all, &si);
+        struct pollfd pfd[2] = {{.fd = sigfd, .events = POLLIN},
+                                {.fd = caller_gone ? -1 : sync_fd, .events = POLLIN}};
+        struct signalfd_siginfo si;
+        int sig;
 
-        if (sig < 0)
+        if (poll(pfd, 2, -1) < 0)
             continue;
+        if (pfd[1].revents & (POLLHUP | POLLERR))
+            caller_gone = true; /* its EXEC requests are over; run on */
+        else if (pfd[1].revents & POLLIN)
+            handle_exec(sync_fd, spec);
+        if (!(pfd[0].revents & POLLIN) || read(sigfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+            continue;
+        sig = (int)si.ssi_signo;
         if (sig == SIGCHLD) {
             int status;
             pid_t p;
 
-            while ((p = waitpid(-1, &status, WNOHANG)) > 0)
+            while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
                 if (p == child)
                     exit_with(sync_fd, status_to_returncode(status));
+                exec_reaped(p, status_to_returncode(status));
+            }
             continue;
         }
         if (child > 0) {
@@ -425,7 +722,7 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
         /* Idle: a stop request from outside the sandbox (si_pid is 0 for a
          * sender in an ancestor pid namespace) ends it; the same signal
          * from a process inside is ignored, as the kernel does for pid 1. */
-        if (si.si_pid == 0 && si.si_code == SI_USER &&
+        if (si.ssi_pid == 0 && si.ssi_code == SI_USER &&
             (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT))
             exit_with(sync_fd, 128 + sig);
     }

@@ -270,10 +270,44 @@ struct sbx_sandbox {
     struct sbx_exit exit;
 };
 
-/* Child → parent messages on the setup socket. */
-/* EXIT carries the entrypoint's returncode in .code, sent by init just
- * before it exits. */
-enum { SBX__MSG_READY = 1, SBX__MSG_ERROR = 2, SBX__MSG_EXIT = 3 };
+/* Messages on the setup socket (which stays open as the caller's line to
+ * init), and on an exec's status socket:
+ *   READY, ERROR      init → caller during setup; ERROR also on a status
+ *                     socket when an exec fails
+ *   EXIT              init → caller, .code the entrypoint's returncode, just
+ *                     before init exits
+ *   EXEC              caller → init: run a process (see struct
+ *                     sbx__exec_wire), fds: the spec's memfd, the status
+ *                     socket, then the stdio fds named in .code's bits
+ *   PTY, PIDFD        on the status socket: the pty master (from the process,
+ *                     before it execs), the process's pidfd (from init, once
+ *                     it has exec'd)
+ *   STATUS            on the status socket, .code the process's returncode */
+enum {
+    SBX__MSG_READY = 1,
+    SBX__MSG_ERROR = 2,
+    SBX__MSG_EXIT = 3,
+    SBX__MSG_EXEC = 4,
+    SBX__MSG_PTY = 5,
+    SBX__MSG_PIDFD = 6,
+    SBX__MSG_STATUS = 7,
+};
+
+/* EXEC's .code: which stdio fds follow the two fixed ones (bit i: fd i), and
+ * whether the process gets a pty instead. */
+#define SBX__EXEC_PTY 0x100
+
+/* The spec of an exec, in a memfd: this header, then argc + envc
+ * NUL-terminated strings and, with has_workdir, one more. */
+#define SBX__EXEC_MAGIC    0x73627865u /* "sbxe" */
+#define SBX__EXEC_MAX_SPEC (16u << 20)
+struct sbx__exec_wire {
+    uint32_t magic;
+    uint32_t uid, gid;
+    uint16_t rows, cols;
+    uint32_t argc, envc;
+    uint32_t has_workdir;
+};
 struct sbx__msg {
     int type;
     int code;
@@ -301,8 +335,9 @@ struct sbx__rootfs {
 int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err);
 
 /* Becomes the sandbox's pid 1: starts spec->argv (or idles), reports
- * READY or ERROR on sync_fd, then reaps and forwards signals until the
- * entrypoint exits; exits with its status (128+N for signal N). */
+ * READY or ERROR on sync_fd, then reaps, forwards signals and runs the
+ * processes the caller asks for on sync_fd (EXEC) until the entrypoint
+ * exits; exits with its status (128+N for signal N). */
 __attribute__((noreturn)) void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd);
 
 /* In a process already inside the sandbox's namespaces and cgroup, with its

@@ -159,15 +159,17 @@ struct sbx_process {
     pid_t pid;      /* in the caller's pid namespace */
     int pidfd;      /* the process, for signals (pidfd_send_signal); owned by the caller */
     int pty_master; /* with pty, the terminal's master side (owned by the caller), else -1 */
-    /* The caller's child that reaps the process and exits with its
-     * returncode: poll status_pidfd for POLLIN, then sbx_process_wait(). */
+    /* Where the returncode comes (a socket: the sandbox's init reaps the
+     * process and sends it): poll status_pidfd for POLLIN, then
+     * sbx_process_wait().  status_pid is -1 (no helper process). */
     pid_t status_pid;
     int status_pidfd;
 };
 
 /* Runs a process inside a running sandbox: its namespaces and cgroup, the same
- * seccomp filter, capabilities and no_new_privs as the entrypoint.  Fails with
- * -ESRCH once the sandbox has finished. */
+ * seccomp filter, capabilities and no_new_privs as the entrypoint (the
+ * sandbox's init starts it).  Returns once it has exec'd; fails with the
+ * exec's errno (-ENOENT...) or -ESRCH once the sandbox has finished. */
 SBX_PUBLIC int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg,
                                 struct sbx_process *ret, sbx_error *err);
 
