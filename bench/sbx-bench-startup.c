@@ -50,6 +50,7 @@ struct bench_options {
     bool summary;
     uint64_t memory_mib;
     long netpool; /* pre-made network namespaces kept ready; 0: none */
+    bool exec;    /* time execs into one sandbox instead of starts */
 };
 
 static sbx_netpool *netpool;
@@ -157,6 +158,63 @@ static int run_one(const struct bench_options *o, const struct sbx_image *img, l
     return 0;
 }
 
+/* --exec: one idle sandbox; each sample is sbx_sandbox_exec() of /bin/true
+ * until sbx_process_wait() has its returncode. */
+static int run_execs(const struct bench_options *o, const struct sbx_image *img, uint64_t *samples,
+                     long *ret_done)
+{
+    static const char *const true_argv[] = {"/bin/true", NULL};
+    struct sbx_config cfg = {
+        .run_dir = o->run_dir,
+        .state_dir = o->state_dir,
+        .layers = (const char *const *)img->layers,
+        .env = (const char *const *)img->env,
+        .workdir = img->workdir,
+        .no_userns = o->no_userns,
+        .limits = {.memory_bytes = o->memory_mib << 20},
+        .stdio = {-1, -1, -1},
+        .cgroup_parent = o->cgroup_parent,
+    };
+    struct sbx_exec_config ec = {.argv = true_argv,
+                                 .env = (const char *const *)img->env,
+                                 .stdio = {-1, -1, -1}};
+    sbx_sandbox *sb = NULL;
+    sbx_error err = {0};
+    char id[64];
+    int rc = -1;
+
+    snprintf(id, sizeof(id), "bench-%d-exec", (int)getpid());
+    cfg.id = id;
+    if (sbx_sandbox_create(&cfg, &sb, &err) < 0) {
+        fprintf(stderr, "sbx-bench-startup: create `%s`: %s\n", id, err.message);
+        return -1;
+    }
+    for (long i = -o->warmup; i < o->iterations && !interrupted; i++) {
+        struct sbx_process p;
+        uint64_t start = now_ns();
+        int returncode = -1;
+
+        if (sbx_sandbox_exec(sb, &ec, &p, &err) < 0 ||
+            sbx_process_wait(&p, -1, &returncode, &err) != 1) {
+            fprintf(stderr, "sbx-bench-startup: exec in `%s`: %s\n", id, err.message);
+            goto out;
+        }
+        if (returncode != 0) {
+            fprintf(stderr, "sbx-bench-startup: /bin/true exited %d\n", returncode);
+            goto out;
+        }
+        if (i >= 0)
+            samples[(*ret_done)++] = now_ns() - start;
+    }
+    rc = 0;
+out:
+    if (sbx_sandbox_destroy(sb, &err) < 0) {
+        fprintf(stderr, "sbx-bench-startup: destroy `%s`: %s\n", id, err.message);
+        rc = -1;
+    }
+    return rc;
+}
+
 static int write_samples(FILE *f, const uint64_t *samples, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -179,6 +237,7 @@ static void usage(FILE *f)
             "      --memory MIB        set a memory limit (shows the cgroup's cost)\n"
             "      --netpool N         keep N network namespaces made ahead (default 0:\n"
             "                          each sandbox makes its own)\n"
+            "      --exec              time N execs of /bin/true into one sandbox instead\n"
             "      --summary           print median/p90/p99/min/max instead of samples\n"
             "      --teardown-out FILE also write the teardown samples (us) to FILE\n"
             "  -h, --help              this help\n",
@@ -212,6 +271,7 @@ int main(int argc, char **argv)
         {"no-userns", no_argument, NULL, 'U'},
         {"memory", required_argument, NULL, 'm'},
         {"netpool", required_argument, NULL, 'P'},
+        {"exec", no_argument, NULL, 'E'},
         {"summary", no_argument, NULL, 's'},
         {"teardown-out", required_argument, NULL, 'T'},
         {"help", no_argument, NULL, 'h'},
@@ -267,6 +327,9 @@ int main(int argc, char **argv)
             if (parse_number(optarg, "--netpool", 0, SBX_NETPOOL_MAX, &o.netpool) < 0)
                 return 2;
             break;
+        case 'E':
+            o.exec = true;
+            break;
         case 's':
             o.summary = true;
             break;
@@ -304,6 +367,18 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
+    if (o.exec) {
+        if (run_execs(&o, img, startup, &done) < 0)
+            goto out;
+        if (interrupted)
+            goto out;
+        if (o.summary)
+            print_summary("exec", startup, (size_t)done);
+        else if (write_samples(stdout, startup, (size_t)done) < 0)
+            goto out;
+        rc = 0;
+        goto out;
+    }
     /* Warm-up sandboxes are numbered after the timed ones, so ids never repeat. */
     for (long i = 0; i < o.warmup && !interrupted; i++) {
         uint64_t ignored_startup, ignored_teardown;
