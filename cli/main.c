@@ -17,6 +17,16 @@ static const struct command {
     {"run", cmd_run, "create a sandbox and run a command in it"},
     {"exec", cmd_exec, "run a command in a running sandbox"},
     {"shell", cmd_shell, "an interactive shell in a running sandbox"},
+    {"ps", cmd_ps, "list sandboxes"},
+    {"inspect", cmd_inspect, "show a sandbox in detail"},
+    {"logs", cmd_logs, "print a sandbox's (or a process's) output"},
+    {"wait", cmd_wait, "wait for sandboxes to finish; print their returncodes"},
+    {"terminate", cmd_terminate, "kill everything in sandboxes"},
+    {"rm", cmd_rm, "terminate and forget sandboxes"},
+    {"events", cmd_events, "a sandbox's lifecycle events"},
+    {"stats", cmd_stats, "cpu, memory and pids of running sandboxes"},
+    {"tag", cmd_tag, "show, set or remove a sandbox's tags"},
+    {"info", cmd_info, "the daemon: version, cgroup mode, limits, counts"},
 };
 
 static void usage(FILE *f)
