@@ -23,6 +23,7 @@ static const struct command {
     {"wait", cmd_wait, "wait for sandboxes to finish; print their returncodes"},
     {"terminate", cmd_terminate, "kill everything in sandboxes"},
     {"rm", cmd_rm, "terminate and forget sandboxes"},
+    {"cp", cmd_cp, "copy files and directories between the host and a sandbox"},
     {"events", cmd_events, "a sandbox's lifecycle events"},
     {"stats", cmd_stats, "cpu, memory and pids of running sandboxes"},
     {"tag", cmd_tag, "show, set or remove a sandbox's tags"},
