@@ -295,7 +295,8 @@ static void stdin_done(struct session *s, CURLcode rc, long status)
     struct xfer *x = &s->in;
 
     if (rc == CURLE_OK && status >= 200 && status < 300) {
-        memmove(s->inbuf, s->inbuf + s->in_sent, s->in_len - s->in_sent);
+        if (s->in_sent) /* (without -i there is no buffer, only the EOF) */
+            memmove(s->inbuf, s->inbuf + s->in_sent, s->in_len - s->in_sent);
         s->in_len -= s->in_sent;
         s->in_eof_done = s->in_sent_eof;
         s->in_backoff_ms = 0;
