@@ -38,7 +38,8 @@ static int print_event(const char *text, size_t len, bool as_json)
         return 0;
     {
         _cleanup_free_ char *when = cli_fmt_time(json_number_value(json_object_get(ev, "at")));
-        printf("%s  %-10s", when, cli_str(ev, "event") ?: "?");
+        /* The event names in a column when something follows them. */
+        printf("%s  %-*s", when, json_object_size(ev) > 2 ? 10 : 0, cli_str(ev, "event") ?: "?");
     }
     json_object_foreach(ev, k, v)
     {
