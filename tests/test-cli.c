@@ -7,6 +7,8 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <poll.h>
 #include <pty.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -24,6 +27,8 @@
 #include "daemonlib.h"
 
 static const char *sbx_path;
+/* SANDBOXD_TOKEN for the sbx started next, NULL for none. */
+static const char *child_token;
 
 /* ---- sbx as a child with pipes ---- */
 
@@ -70,7 +75,10 @@ static void proc_start(struct proc *p, const char *input, size_t input_len, cons
         args[0] = "sbx";
         memcpy(args + 1, argv, n * sizeof(char *));
         setenv("SANDBOXD_HOST", dl_sock, 1);
-        unsetenv("SANDBOXD_TOKEN");
+        if (child_token)
+            setenv("SANDBOXD_TOKEN", child_token, 1);
+        else
+            unsetenv("SANDBOXD_TOKEN");
         execv(sbx_path, (char **)args);
         _exit(127);
     }
@@ -306,6 +314,69 @@ START_TEST(test_host_errors_and_info)
     ck_assert(json_is_object(json_object_get(j, "limits")));
     json_decref(j);
     free(out);
+}
+END_TEST
+
+/* A daemon on TCP with a bearer token, beside the test's own: sbx sends
+ * SANDBOXD_TOKEN and says when it is missing or wrong. */
+START_TEST(test_tcp_and_token)
+{
+    char tokens[256], sock[256], state[256], run[256], host[64], cgparent[96];
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), st;
+    pid_t pid;
+    struct proc p;
+    char *out;
+    FILE *f;
+
+    /* A free port, given back just before the daemon takes it. */
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    snprintf(host, sizeof(host), "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
+    snprintf(tokens, sizeof(tokens), "%s/tokens", dl_dir);
+    snprintf(sock, sizeof(sock), "%s/tcp.sock", dl_dir);
+    snprintf(state, sizeof(state), "%s/tcp-state", dl_dir);
+    snprintf(run, sizeof(run), "%s/tcp-run", dl_dir);
+    snprintf(cgparent, sizeof(cgparent), "%s-tcp", dl_cgparent);
+    f = fopen(tokens, "we");
+    ck_assert_ptr_nonnull(f);
+    fputs("s3cret-token-for-sbx\n", f);
+    fclose(f);
+    chmod(tokens, 0600);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char listen[64];
+        snprintf(listen, sizeof(listen), "127.0.0.1:%d", ntohs(sa.sin_port));
+        execl(getenv("SBX_DAEMON") ? getenv("SBX_DAEMON") : "./sandboxd", "sandboxd", "--socket",
+              sock, "--state-dir", state, "--run-dir", run, "--listen", listen, "--tokens", tokens,
+              "--cgroup-parent", cgparent, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && access(sock, F_OK) < 0; i++) {
+        ck_assert_msg(waitpid(pid, &st, WNOHANG) == 0, "the TCP daemon did not start");
+        usleep(10000);
+    }
+    p = SBX("--host", host, "ps");
+    assert_error(&p, 1, "(set SANDBOXD_TOKEN)");
+    proc_free(&p);
+    child_token = "wrong";
+    p = SBX("--host", host, "ps");
+    assert_error(&p, 1, "token");
+    proc_free(&p);
+    child_token = "s3cret-token-for-sbx";
+    out = ok(SBX("--host", host, "info"));
+    ck_assert_msg(strstr(out, host), "%s", out);
+    free(out);
+    out = ok(SBX("ps", "-q", "--host", host));
+    ck_assert_str_eq(out, "");
+    free(out);
+    child_token = NULL;
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
 }
 END_TEST
 
@@ -1146,6 +1217,7 @@ int main(void)
         return r;
     ADD(s, test_help_and_usage_errors);
     ADD(s, test_host_errors_and_info);
+    ADD(s, test_tcp_and_token);
     ADD(s, test_run_output_and_returncodes);
     ADD(s, test_run_stdin_large);
     ADD(s, test_run_detach_names_tags_ps);
