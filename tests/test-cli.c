@@ -936,16 +936,22 @@ END_TEST
 /* ---- -t on a real pty ---- */
 
 struct pty_proc {
-    pid_t pid;
+    pid_t pid; /* a stand-in for the user's shell; it exits as sbx did */
+    pid_t sbx; /* sbx, the foreground job on the terminal */
     int master, slave;
     struct termios orig;
     struct dl_buf out;
     int status;
 };
 
+/* Runs sbx on a new pty the way an interactive shell runs a job: the shell
+ * (a session leader with the pty as its terminal) puts sbx in a process
+ * group of its own in the foreground, waits for it and exits as it did.
+ * A job of a shell, not an orphaned group, is what ^Z/SIGTSTP can stop. */
 static void pty_start(struct pty_proc *t, const char *const *argv)
 {
     struct winsize ws = {.ws_row = 24, .ws_col = 80};
+    int pids[2];
     size_t n = 0;
 
     while (argv[n])
@@ -953,10 +959,14 @@ static void pty_start(struct pty_proc *t, const char *const *argv)
     *t = (struct pty_proc){.status = -1};
     ck_assert_int_eq(openpty(&t->master, &t->slave, NULL, NULL, &ws), 0);
     ck_assert_int_eq(tcgetattr(t->slave, &t->orig), 0);
+    ck_assert_int_eq(pipe2(pids, O_CLOEXEC), 0);
     t->pid = fork();
     ck_assert_int_ge(t->pid, 0);
     if (t->pid == 0) {
         const char **args = calloc(n + 2, sizeof(char *));
+        pid_t job;
+        int st;
+
         setsid();
         ioctl(t->slave, TIOCSCTTY, 0);
         dup2(t->slave, 0);
@@ -965,13 +975,30 @@ static void pty_start(struct pty_proc *t, const char *const *argv)
         close(t->master);
         if (t->slave > 2)
             close(t->slave);
-        args[0] = "sbx";
-        memcpy(args + 1, argv, n * sizeof(char *));
-        setenv("SANDBOXD_HOST", dl_sock, 1);
-        setenv("TERM", "xterm", 1);
-        execv(sbx_path, (char **)args);
-        _exit(127);
+        signal(SIGTTOU, SIG_IGN);
+        job = fork();
+        if (job == 0) {
+            setpgid(0, 0);
+            tcsetpgrp(0, getpid());
+            signal(SIGTTOU, SIG_DFL);
+            args[0] = "sbx";
+            memcpy(args + 1, argv, n * sizeof(char *));
+            setenv("SANDBOXD_HOST", dl_sock, 1);
+            setenv("TERM", "xterm", 1);
+            execv(sbx_path, (char **)args);
+            _exit(127);
+        }
+        setpgid(job, job);
+        tcsetpgrp(0, job);
+        if (write(pids[1], &job, sizeof(job)) != sizeof(job))
+            _exit(126);
+        while (waitpid(job, &st, 0) < 0 && errno == EINTR)
+            ;
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
     }
+    close(pids[1]);
+    ck_assert_int_eq(read(pids[0], &t->sbx, sizeof(t->sbx)), (ssize_t)sizeof(t->sbx));
+    close(pids[0]);
     fcntl(t->master, F_SETFL, O_NONBLOCK);
 }
 
@@ -1040,6 +1067,7 @@ static int pty_finish(struct pty_proc *t, int timeout_s)
     struct termios now;
 
     if (!pty_pump(t, NULL, timeout_s * 1000)) {
+        kill(t->sbx, SIGKILL);
         kill(t->pid, SIGKILL);
         pty_pump(t, NULL, 5000);
         ck_abort_msg("sbx did not end within %d s: [%s]", timeout_s,
@@ -1133,10 +1161,55 @@ START_TEST(test_tty_signals_restore)
                                             "echo ready; sleep 100", NULL});
         pty_expect(&t, "ready");
         pty_wait_raw(&t);
-        kill(t.pid, sigs[i]);
+        kill(t.sbx, sigs[i]);
         ck_assert_int_eq(pty_finish(&t, 30), 128 + sigs[i]);
         pty_free(&t);
     }
+    free(id);
+}
+END_TEST
+
+/* The state letter of /proc/PID/stat ('T' when stopped). */
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[512], *paren;
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return '?';
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    paren = strrchr(buf, ')');
+    return paren && paren[1] && paren[2] ? paren[2] : '?';
+}
+
+START_TEST(test_tty_stop_and_continue)
+{
+    char *id = run_detached(NULL);
+    struct pty_proc t;
+    int i;
+
+    pty_start(&t, (const char *const[]){"exec", "-it", id, "--", "sh", "-c",
+                                        "echo ready; read x; echo got:$x", NULL});
+    pty_expect(&t, "ready");
+    pty_wait_raw(&t);
+    /* Stopped (SIGTSTP from elsewhere): the terminal is the shell's again. */
+    kill(t.sbx, SIGTSTP);
+    for (i = 0; i < 200 && proc_state(t.sbx) != 'T'; i++)
+        usleep(10000);
+    ck_assert_int_eq(proc_state(t.sbx), 'T');
+    ck_assert_msg(!pty_is_raw(&t), "raw while stopped");
+    /* Continued: raw again, and the session goes on. */
+    kill(t.sbx, SIGCONT);
+    pty_wait_raw(&t);
+    pty_write(&t, "on\r");
+    pty_expect(&t, "got:on");
+    ck_assert_int_eq(pty_finish(&t, 30), 0);
+    pty_free(&t);
     free(id);
 }
 END_TEST
@@ -1232,6 +1305,7 @@ int main(void)
     ADD(s, test_tty_ctrl_c_goes_to_the_sandbox);
     ADD(s, test_tty_sandbox_terminated_mid_session);
     ADD(s, test_tty_signals_restore);
+    ADD(s, test_tty_stop_and_continue);
     ADD(s, test_tty_daemon_gone);
     ADD(s, test_tty_run_and_shell);
     sr = srunner_create(s);
