@@ -226,10 +226,13 @@ static void fail_xfer(struct session *s, struct xfer *x, CURLcode rc, long statu
     if (s->failed)
         return;
     cli_client_fail(s->c, rc, status, &x->body, &e);
-    if (!e.message)
+    if (!e.message) {
         fail(s, "out of memory");
-    else
-        *s->err = e, s->failed = true;
+        return;
+    }
+    cli_error_free(s->err);
+    *s->err = e;
+    s->failed = true;
 }
 
 /* ---- output ---- */

@@ -23,6 +23,7 @@ static struct termios saved_termios, raw_termios;
 static volatile sig_atomic_t raw_fd = -1; /* the terminal we changed, -1 when none */
 static volatile sig_atomic_t raw_on;      /* it is in raw mode now */
 static struct sigaction old_fatal[NSIG];
+static bool fatal_installed;
 
 static const int exit_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
@@ -119,10 +120,14 @@ int cli_signals_init(bool restore_on_exit, struct cli_error *err)
     sigemptyset(&tstp.sa_mask);
     tstp.sa_flags = SA_RESTART;
     sigaction(SIGTSTP, &tstp, NULL);
-    sigemptyset(&fatal.sa_mask);
-    fatal.sa_flags = SA_SIGINFO;
-    for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++)
-        sigaction(fatal_signals[i], &fatal, &old_fatal[fatal_signals[i]]);
+    /* Once: a second call must not take our own handler for the old one. */
+    if (!fatal_installed) {
+        sigemptyset(&fatal.sa_mask);
+        fatal.sa_flags = SA_SIGINFO;
+        for (size_t i = 0; i < sizeof(fatal_signals) / sizeof(fatal_signals[0]); i++)
+            sigaction(fatal_signals[i], &fatal, &old_fatal[fatal_signals[i]]);
+        fatal_installed = true;
+    }
     return 0;
 }
 
