@@ -30,6 +30,25 @@ static const char *sbx_path;
 /* SANDBOXD_TOKEN for the sbx started next, NULL for none. */
 static const char *child_token;
 
+/* Execs sbx with argv (without "sbx"), under $SBX_TEST_WRAPPER when set
+ * (words split at spaces: `valgrind -q --error-exitcode=99 ...`). */
+static void exec_sbx(const char *const *argv)
+{
+    const char *wrapper = getenv("SBX_TEST_WRAPPER");
+    const char *args[256];
+    char *copy = wrapper ? strdup(wrapper) : NULL, *save = NULL, *w;
+    size_t n = 0;
+
+    for (w = copy ? strtok_r(copy, " ", &save) : NULL; w && n < 64; w = strtok_r(NULL, " ", &save))
+        args[n++] = w;
+    args[n++] = sbx_path;
+    for (; *argv && n < 255; argv++)
+        args[n++] = *argv;
+    args[n] = NULL;
+    execv(args[0], (char **)args);
+    _exit(127);
+}
+
 /* ---- sbx as a child with pipes ---- */
 
 struct proc {
@@ -57,10 +76,7 @@ static void append(struct dl_buf *b, const char *p, size_t n)
 static void proc_start(struct proc *p, const char *input, size_t input_len, const char *const *argv)
 {
     int pin[2], pout[2], perr[2];
-    size_t n = 0;
 
-    while (argv[n])
-        n++;
     ck_assert_int_eq(pipe2(pin, O_CLOEXEC), 0);
     ck_assert_int_eq(pipe2(pout, O_CLOEXEC), 0);
     ck_assert_int_eq(pipe2(perr, O_CLOEXEC), 0);
@@ -68,19 +84,15 @@ static void proc_start(struct proc *p, const char *input, size_t input_len, cons
     p->pid = fork();
     ck_assert_int_ge(p->pid, 0);
     if (p->pid == 0) {
-        const char **args = calloc(n + 2, sizeof(char *));
         dup2(pin[0], 0);
         dup2(pout[1], 1);
         dup2(perr[1], 2);
-        args[0] = "sbx";
-        memcpy(args + 1, argv, n * sizeof(char *));
         setenv("SANDBOXD_HOST", dl_sock, 1);
         if (child_token)
             setenv("SANDBOXD_TOKEN", child_token, 1);
         else
             unsetenv("SANDBOXD_TOKEN");
-        execv(sbx_path, (char **)args);
-        _exit(127);
+        exec_sbx(argv);
     }
     close(pin[0]);
     close(pout[1]);
@@ -952,10 +964,7 @@ static void pty_start(struct pty_proc *t, const char *const *argv)
 {
     struct winsize ws = {.ws_row = 24, .ws_col = 80};
     int pids[2];
-    size_t n = 0;
 
-    while (argv[n])
-        n++;
     *t = (struct pty_proc){.status = -1};
     ck_assert_int_eq(openpty(&t->master, &t->slave, NULL, NULL, &ws), 0);
     ck_assert_int_eq(tcgetattr(t->slave, &t->orig), 0);
@@ -963,7 +972,6 @@ static void pty_start(struct pty_proc *t, const char *const *argv)
     t->pid = fork();
     ck_assert_int_ge(t->pid, 0);
     if (t->pid == 0) {
-        const char **args = calloc(n + 2, sizeof(char *));
         pid_t job;
         int st;
 
@@ -981,12 +989,9 @@ static void pty_start(struct pty_proc *t, const char *const *argv)
             setpgid(0, 0);
             tcsetpgrp(0, getpid());
             signal(SIGTTOU, SIG_DFL);
-            args[0] = "sbx";
-            memcpy(args + 1, argv, n * sizeof(char *));
             setenv("SANDBOXD_HOST", dl_sock, 1);
             setenv("TERM", "xterm", 1);
-            execv(sbx_path, (char **)args);
-            _exit(127);
+            exec_sbx(argv);
         }
         setpgid(job, job);
         tcsetpgrp(0, job);
