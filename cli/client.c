@@ -283,18 +283,16 @@ static int unix_connect_errno(const char *path)
 int cli_client_fail(struct cli_client *c, CURLcode rc, long status, const struct cli_buf *body,
                     struct cli_error *err)
 {
-    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT ||
-        rc == CURLE_COULDNT_RESOLVE_HOST) {
+    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
         int e = c->unix_path ? unix_connect_errno(c->unix_path) : 0;
-        if (rc == CURLE_OPERATION_TIMEDOUT && status == 0 && !body->len)
-            cli_error_set(err, 0, "sandboxd at %s did not answer in time", c->name);
-        else
-            cli_error_set(err, 0,
-                          "cannot connect to sandboxd at %s: %s (is it running? --host or "
-                          "SANDBOXD_HOST name another)",
-                          c->name, e ? strerror(e) : curl_easy_strerror(rc));
+        cli_error_set(err, 0,
+                      "cannot connect to sandboxd at %s: %s (is it running? --host or "
+                      "SANDBOXD_HOST name another)",
+                      c->name, e ? strerror(e) : curl_easy_strerror(rc));
         return -ECONNREFUSED;
     }
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+        return cli_error_set(err, 0, "sandboxd at %s did not answer in time", c->name);
     if (rc != CURLE_OK)
         return cli_error_set(err, 0, "lost the connection to sandboxd at %s: %s", c->name,
                              curl_easy_strerror(rc));
@@ -310,10 +308,10 @@ int cli_client_fail(struct cli_client *c, CURLcode rc, long status, const struct
         else
             cli_error_set(err, status, "sandboxd answered HTTP %ld%s%.200s", status,
                           body->len ? ": " : "", body->len ? body->data : "");
-        if (code)
-            snprintf(err->code, sizeof(err->code), "%s", code);
         if (status == 401 && !c->auth)
             cli_error_set(err, status, "%s (set SANDBOXD_TOKEN)", msg ? msg : "unauthenticated");
+        if (code)
+            snprintf(err->code, sizeof(err->code), "%s", code);
     }
     return -EIO;
 }
