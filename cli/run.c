@@ -121,7 +121,9 @@ static void sandbox_end(struct cli_client *c, const char *id, bool rm)
     _cleanup_json_ json_t *body = rm ? NULL : json_object();
     struct cli_error err = {0};
 
-    if (cli_call(c, rm ? "DELETE" : "POST", path, body, NULL, &err) < 0 && err.status != 404)
+    /* Unreachable daemon: the failure that ended the session said so. */
+    if (cli_call(c, rm ? "DELETE" : "POST", path, body, NULL, &err) < 0 && err.status != 404 &&
+        err.status != 0)
         cli_error_print(&err);
     cli_error_free(&err);
 }
@@ -165,13 +167,18 @@ static int run_attached(struct cli_client *c, const char *id, bool interactive, 
                    },
                    &res, &err);
     if (r < 0) {
-        if (!strcmp(err.code, "failed_precondition") && strstr(err.message, "no entrypoint")) {
+        if (!strcmp(err.code, "failed_precondition") && err.message &&
+            strstr(err.message, "no entrypoint")) {
             sandbox_end(c, id, true);
             fprintf(stderr, "sbx run: the image has no command to run: give one after --, "
                             "or use -d for an idle sandbox\n");
         } else {
+            if (err.status == 0 && err.message) {
+                /* The daemon is out of reach: what we made may live on. */
+                _cleanup_free_ char *msg = strdup(err.message);
+                cli_error_set(&err, 0, "%s (sandbox %s may still be running)", msg ? msg : "?", id);
+            }
             cli_error_print(&err);
-            fprintf(stderr, "sbx: sandbox %s may still be running\n", id);
         }
         cli_error_free(&err);
         json_decref(res.record);
