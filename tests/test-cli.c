@@ -945,6 +945,24 @@ START_TEST(test_exec_survives_daemon_restart)
 }
 END_TEST
 
+START_TEST(test_run_daemon_gone)
+{
+    struct proc p;
+
+    proc_start(&p, NULL, 0,
+               (const char *const[]){"run", "--image", "busybox", "--name", "orphan", "--", "sh",
+                                     "-c", "echo up; sleep 100", NULL});
+    ck_assert(proc_pump(&p, "up\n", 20000));
+    dl_stop_daemon(SIGKILL);
+    /* sbx tries to reconnect for a few seconds, then says so, once. */
+    proc_finish(&p, 30);
+    assert_error(&p, 125, "may still be running");
+    proc_free(&p);
+    dl_start_daemon(NULL);
+    free(ok(SBX("terminate", "default/orphan")));
+}
+END_TEST
+
 /* ---- -t on a real pty ---- */
 
 struct pty_proc {
@@ -1240,7 +1258,12 @@ START_TEST(test_tty_daemon_gone)
     dl_stop_daemon(SIGKILL);
     /* sbx tries to reconnect for a few seconds, then gives up. */
     ck_assert_int_eq(pty_finish(&t, 30), 125);
-    ck_assert_msg(strstr(t.out.data, "sbx: "), "[%s]", t.out.data);
+    {
+        /* One line that says what happened. */
+        const char *first = strstr(t.out.data, "sbx: ");
+        ck_assert_msg(first && !strstr(first + 1, "sbx: ") && strstr(first, "sandboxd"), "[%s]",
+                      t.out.data);
+    }
     pty_free(&t);
     /* Back, for the teardown to clean up.  A sandbox with a process still
      * running takes a second or two to end: end it before the teardown,
@@ -1315,6 +1338,7 @@ int main(void)
     ADD(s, test_logs_events_stats_tags);
     ADD(s, test_cp_both_ways);
     ADD(s, test_exec_survives_daemon_restart);
+    ADD(s, test_run_daemon_gone);
     ADD(s, test_tty_exec_raw_resize_restore);
     ADD(s, test_tty_ctrl_c_goes_to_the_sandbox);
     ADD(s, test_tty_sandbox_terminated_mid_session);
