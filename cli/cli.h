@@ -264,6 +264,9 @@ int cli_bad_option(const char *cmd, char *const *argv, int exit_status);
 /* A usage error: "sbx CMD: MESSAGE (see sbx CMD --help)". */
 int cli_usage_error(const char *cmd, int exit_status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* obj[key] = value as a JSON string; false (after printing) when value is
+ * not UTF-8, which JSON cannot carry. */
+bool cli_set_string(const char *cmd, json_t *obj, const char *key, const char *value);
 /* Parses "K=V" into a JSON object member; "K" alone takes K's local value
  * when from_env.  Returns false (after printing) when malformed. */
 bool cli_parse_kv(const char *cmd, const char *what, const char *arg, bool from_env, json_t *obj);

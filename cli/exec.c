@@ -58,8 +58,8 @@ int cli_exec_attached(struct cli_client *c, const char *sandbox_id, const struct
     }
     if (json_object_size(env))
         json_object_set(body, "env", env);
-    if (o->workdir)
-        json_object_set_new(body, "workdir", json_string(o->workdir));
+    if (o->workdir && !cli_set_string("exec", body, "workdir", o->workdir))
+        return CLI_EXIT_RUN_FAILURE;
     if (o->timeout_s)
         json_object_set_new(body, "timeout_s", json_integer(o->timeout_s));
     r = cli_call(c, "POST", path, body, &answer, &err);
@@ -158,7 +158,9 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
     if (first < argc && !strcmp(argv[first], "--"))
         first++;
     for (int i = first; i < argc; i++)
-        json_array_append_new(args, json_string(argv[i]));
+        if (json_array_append_new(args, json_string(argv[i])) < 0)
+            return cli_usage_error("exec", CLI_EXIT_RUN_FAILURE, "CMD `%s`: not valid UTF-8",
+                                   argv[i]);
     if (json_array_size(args) == 0)
         return cli_usage_error("exec", CLI_EXIT_RUN_FAILURE, "no CMD given");
     if (o.tty && o.interactive && !isatty(STDIN_FILENO))

@@ -63,12 +63,17 @@ struct cli_client *cli_client(struct cli *cli)
 int cli_usage_error(const char *cmd, int exit_status, const char *fmt, ...)
 {
     va_list ap;
+    _cleanup_free_ char *msg = NULL;
 
-    fprintf(stderr, "sbx %s: ", cmd);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    if (vasprintf(&msg, fmt, ap) < 0)
+        msg = NULL;
     va_end(ap);
-    fprintf(stderr, " (see sbx %s --help)\n", cmd);
+    /* Arguments may hold anything: the message stays one line. */
+    for (char *p = msg; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    fprintf(stderr, "sbx %s: %s (see sbx %s --help)\n", cmd, msg ? msg : "out of memory", cmd);
     return exit_status;
 }
 
@@ -81,6 +86,15 @@ int cli_bad_option(const char *cmd, char *const *argv, int exit_status)
     if (optopt < 0x100)
         return cli_usage_error(cmd, exit_status, "option -%c is unknown or needs a value", optopt);
     return cli_usage_error(cmd, exit_status, "option `%s` needs a value", arg);
+}
+
+bool cli_set_string(const char *cmd, json_t *obj, const char *key, const char *value)
+{
+    if (json_object_set_new(obj, key, json_string(value)) < 0) {
+        cli_usage_error(cmd, CLI_EXIT_USAGE, "%s `%s`: not valid UTF-8", key, value);
+        return false;
+    }
+    return true;
 }
 
 bool cli_parse_kv(const char *cmd, const char *what, const char *arg, bool from_env, json_t *obj)
@@ -134,8 +148,10 @@ int main(int argc, char **argv)
             printf("sbx %s\n", PACKAGE_VERSION);
             return 0;
         default:
-            fprintf(stderr, "sbx: option `%s` is unknown or needs a value (see sbx --help)\n",
-                    argv[optind - 1]);
+            fputs("sbx: option `", stderr);
+            for (const char *p = argv[optind - 1]; *p; p++)
+                fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, stderr);
+            fputs("` is unknown or needs a value (see sbx --help)\n", stderr);
             return CLI_EXIT_USAGE;
         }
     }
@@ -173,7 +189,10 @@ int main(int argc, char **argv)
         break;
     }
     if (r < 0) {
-        fprintf(stderr, "sbx: no command `%s` (see sbx --help)\n", name);
+        fputs("sbx: no command `", stderr);
+        for (const char *p = name; *p; p++)
+            fputc((unsigned char)*p < 0x20 || *p == 0x7f ? '?' : *p, stderr);
+        fputs("` (see sbx --help)\n", stderr);
         r = CLI_EXIT_USAGE;
     }
     if ((fflush(stdout) != 0 || ferror(stdout)) && errno != EPIPE && r == 0) {

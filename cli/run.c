@@ -251,13 +251,16 @@ int cmd_run(struct cli *cli, int argc, char **argv)
             cli->host = optarg;
             break;
         case OPT_IMAGE:
-            json_object_set_new(body, "image", json_string(optarg));
+            if (!cli_set_string("run", body, "image", optarg))
+                return CLI_EXIT_RUN_FAILURE;
             break;
         case OPT_NAME:
-            json_object_set_new(body, "name", json_string(optarg));
+            if (!cli_set_string("run", body, "name", optarg))
+                return CLI_EXIT_RUN_FAILURE;
             break;
         case OPT_APP:
-            json_object_set_new(body, "app", json_string(optarg));
+            if (!cli_set_string("run", body, "app", optarg))
+                return CLI_EXIT_RUN_FAILURE;
             break;
         case OPT_TAG:
             if (!cli_parse_kv("run", "--tag", optarg, false, tags))
@@ -301,10 +304,12 @@ int cmd_run(struct cli *cli, int argc, char **argv)
             break;
         case 'w':
             workdir = optarg;
-            json_object_set_new(body, "workdir", json_string(optarg));
+            if (!cli_set_string("run", body, "workdir", optarg))
+                return CLI_EXIT_RUN_FAILURE;
             break;
         case OPT_HOSTNAME:
-            json_object_set_new(body, "hostname", json_string(optarg));
+            if (!cli_set_string("run", body, "hostname", optarg))
+                return CLI_EXIT_RUN_FAILURE;
             break;
         case 'd':
             detach = true;
