@@ -192,7 +192,7 @@ static int run_attached(struct cli_client *c, const char *id, bool interactive, 
             status = 128 + res.signal;
         else {
             _cleanup_free_ char *why = cli_sandbox_error_message(c, id);
-            fprintf(stderr, "sbx: %s\n", why ? why : "the sandbox ended without a returncode");
+            cli_warn("%s", why ? why : "the sandbox ended without a returncode");
             status = cli_exit_for_start_failure(why);
         }
     } else {
