@@ -75,6 +75,7 @@ struct sbxd_sandbox {
     char *app, *name, *image;
     json_t *tags;    /* object */
     json_t *request; /* the create request, as recorded */
+    json_t *env;     /* spec.json's env (the image's and the request's), read once */
     char state[16];  /* created scheduled started ready finished */
     double created_at, started_at, ready_at, finished_at;
     bool has_returncode;
