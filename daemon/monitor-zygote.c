@@ -1,0 +1,232 @@
+/* monitor-zygote.c — `sandboxd-monitor --zygote FD`: a monitor process the
+ * daemon starts ahead of time, which forks a fresh monitor per sandbox.
+ *
+ * Starting a monitor as a new program costs the daemon a fork of its own
+ * (larger) memory in uv_spawn, and the monitor an exec, the dynamic linking
+ * of five libraries, the binding of every function it calls, and two forks
+ * to detach: about 2 ms of a create's critical path.  The zygote has paid
+ * for all of it once; a fork of it is a monitor that only has to read its
+ * spec.  Every monitor still runs in a process of its own and nothing in
+ * the zygote is of any sandbox: it holds its control socket and nothing
+ * else, parses one request at a time, and closes each request's fd in
+ * itself once forked.  It never makes namespaces or cgroups (its children
+ * do, single-threaded, as a spawned monitor does) and stays in the
+ * daemon's cgroup.
+ *
+ * The zygote is the daemon's child and ends with it: the daemon's end of
+ * the control socket closing (the daemon exited or was killed) or the
+ * parent-death signal.  Monitors are its children, reaped by the kernel
+ * (SIGCHLD ignored); when the zygote goes they are re-parented like any
+ * orphan and run on, exactly as monitors started by a spawn do.  The
+ * protocol is in monitor-proto.h ("Zygote"). */
+#include "monitor.h"
+#include "monitor-proto.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* The monitor's command line as `ps` and `pkill -f` show it: what a spawned
+ * monitor's would be.  With CAP_SYS_RESOURCE the kernel is pointed at a
+ * buffer of ours (PR_SET_MM); without, it is written over the zygote's own
+ * argv and environment, a block the zygote set aside at its start
+ * (setproctitle's way: the kernel reads a command line on into the
+ * environment when its last NUL was overwritten). */
+static char title_buf[8192];
+static char *title_area;
+static size_t title_room;
+
+/* At the zygote's start: the argv-and-environment block becomes free to
+ * write over once the environment lives elsewhere. */
+static void title_init(char **argv)
+{
+    extern char **environ;
+    char *end;
+    size_t n = 0;
+    char **env;
+
+    if (!argv || !argv[0])
+        return;
+    end = argv[0] + strlen(argv[0]) + 1;
+    for (int i = 1; argv[i] && argv[i] == end; i++)
+        end = argv[i] + strlen(argv[i]) + 1;
+    while (environ[n])
+        n++;
+    env = calloc(n + 1, sizeof(*env));
+    if (!env)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (environ[i] == end)
+            end = environ[i] + strlen(environ[i]) + 1;
+        env[i] = strdup(environ[i]);
+        if (!env[i]) {
+            while (i-- > 0)
+                free(env[i]);
+            free(env);
+            return;
+        }
+    }
+    environ = env;
+    title_area = argv[0];
+    title_room = (size_t)(end - argv[0]);
+}
+
+static void set_title(const struct monitor_args *a)
+{
+    const char *parts[] = {"sandboxd-monitor",   "--id",     a->id,         "--spec",     a->spec,
+                           "--run-dir",          a->run_dir, "--state-dir", a->state_dir, "--log",
+                           a->log ? a->log : "-"};
+    size_t len = 0;
+    unsigned long start = (unsigned long)title_buf;
+
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        size_t n = strlen(parts[i]) + 1;
+        if (len + n > sizeof(title_buf))
+            break;
+        memcpy(title_buf + len, parts[i], n);
+        len += n;
+    }
+    /* The kernel wants start <= end at every step: which one moves first
+     * depends on where the old command line was. */
+    if (prctl(PR_SET_MM, PR_SET_MM_ARG_START, start, 0, 0) == 0) {
+        if (prctl(PR_SET_MM, PR_SET_MM_ARG_END, start + len, 0, 0) == 0)
+            return;
+    } else if (prctl(PR_SET_MM, PR_SET_MM_ARG_END, start + len, 0, 0) == 0 &&
+               prctl(PR_SET_MM, PR_SET_MM_ARG_START, start, 0, 0) == 0) {
+        return;
+    }
+    if (!title_area || title_room < 2)
+        return;
+    /* One string, spaces between the words, cut to the room there is. */
+    for (size_t i = 0; i + 1 < len; i++)
+        if (title_buf[i] == '\0')
+            title_buf[i] = ' ';
+    memset(title_area, 0, title_room);
+    memcpy(title_area, title_buf, len < title_room ? len : title_room - 1);
+}
+
+/* A request's string member; NULL when missing or not a string. */
+static const char *member(json_t *req, const char *key)
+{
+    return json_string_value(json_object_get(req, key));
+}
+
+/* Receives one request and its fd.  Returns 1 with *ret_req and *ret_fd,
+ * 0 at EOF, -errno on error; a malformed request is refused here (logged,
+ * its fd closed) and the next one read. */
+static int receive(int control_fd, json_t **ret_req, int *ret_fd)
+{
+    char buf[SBXD_ZYGOTE_MAX_REQUEST + 1];
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } ctl;
+
+    for (;;) {
+        struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf) - 1};
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
+        struct cmsghdr *cm;
+        json_error_t jerr;
+        const char *why;
+        json_t *req;
+        ssize_t n;
+        int fd = -1;
+
+        n = recvmsg(control_fd, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 0;
+        for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+                cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+                /* Every fd that came is ours to close; the first is used. */
+                int *fds = (int *)CMSG_DATA(cm);
+                size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < count; i++) {
+                    if (fd < 0)
+                        fd = fds[i];
+                    else
+                        close(fds[i]);
+                }
+            }
+        buf[n] = '\0';
+        req = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, &jerr);
+        if (fd >= 0 && !(mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) && json_is_object(req) &&
+            member(req, "id") && member(req, "spec") && member(req, "run_dir") &&
+            member(req, "state_dir")) {
+            *ret_req = req;
+            *ret_fd = fd;
+            return 1;
+        }
+        if (fd < 0)
+            why = "no connection passed";
+        else if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+            why = "too long";
+        else if (!json_is_object(req))
+            why = jerr.text;
+        else
+            why = "a member is missing";
+        mlog("zygote: refused a request: %s", why);
+        json_decref(req);
+        if (fd >= 0)
+            close(fd);
+    }
+}
+
+int zygote_serve(int control_fd, char **argv, struct monitor_args *ret, json_t **ret_hold)
+{
+    title_init(argv);
+    /* Monitors are reaped by the kernel; ours is the only child kind. */
+    signal(SIGCHLD, SIG_IGN);
+    signal(SIGPIPE, SIG_IGN);
+    /* Gone with the daemon even if the control socket were held open. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() == 1)
+        return 0;
+
+    for (;;) {
+        json_t *req = NULL;
+        int fd = -1, r = receive(control_fd, &req, &fd);
+        pid_t pid;
+
+        if (r <= 0) {
+            if (r < 0)
+                mlog("zygote: read the control socket: %s", strerror(-r));
+            return r;
+        }
+        pid = fork();
+        if (pid == 0) {
+            /* The monitor: nothing of the zygote's but this request. */
+            signal(SIGCHLD, SIG_DFL);
+            close(control_fd);
+            *ret = (struct monitor_args){
+                .id = member(req, "id"),
+                .spec = member(req, "spec"),
+                .run_dir = member(req, "run_dir"),
+                .state_dir = member(req, "state_dir"),
+                .log = member(req, "log"),
+                .client_fd = fd,
+                .from_zygote = true,
+            };
+            *ret_hold = req;
+            set_title(ret);
+            return 1;
+        }
+        if (pid < 0)
+            /* The daemon sees its connection close unanswered: the start
+             * failed. */
+            mlog("zygote: fork a monitor for %s: %s", member(req, "id"), strerror(errno));
+        close(fd);
+        json_decref(req);
+    }
+}
