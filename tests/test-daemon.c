@@ -2,11 +2,14 @@
  * what an orchestrator does, status codes and bodies as ../shared/API.md
  * says, and a daemon restart in the middle. */
 #include <check.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include "daemonlib.h"
@@ -321,6 +324,171 @@ START_TEST(test_monitor_killed)
 }
 END_TEST
 
+/* ---- the monitor zygote ---- */
+
+/* pid's parent, 0 when pid is gone. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[1024], *close_paren;
+    FILE *f;
+    size_t n;
+    int ppid = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold anything but the last ')'. */
+    close_paren = strrchr(buf, ')');
+    if (!close_paren || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+        return 0;
+    return (pid_t)ppid;
+}
+
+/* The first process whose command line (spaces between the arguments)
+ * contains needle and, when parent > 0, whose parent is parent; 0: none. */
+static pid_t find_process(pid_t parent, const char *needle)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    pid_t found = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while (!found && (e = readdir(d))) {
+        char path[300], cmd[4096];
+        pid_t pid;
+        size_t n;
+        FILE *f;
+
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        pid = (pid_t)atoi(e->d_name);
+        if (parent > 0 && parent_of(pid) != parent)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        f = fopen(path, "re");
+        if (!f)
+            continue;
+        n = fread(cmd, 1, sizeof(cmd) - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++)
+            if (cmd[i] == '\0')
+                cmd[i] = ' ';
+        cmd[n] = '\0';
+        if (strstr(cmd, needle))
+            found = pid;
+    }
+    closedir(d);
+    return found;
+}
+
+/* The daemon's zygote, waiting up to timeout_ms for one to run. */
+static pid_t zygote_of_daemon(int timeout_ms)
+{
+    double until = dl_now_ms() + timeout_ms;
+    pid_t z;
+
+    while (!(z = find_process(dl_daemon_pid, "sandboxd-monitor --zygote")) && dl_now_ms() < until)
+        usleep(10000);
+    return z;
+}
+
+/* Runs `echo ok` in sandbox id and checks the output. */
+static void assert_exec_works(const char *id)
+{
+    char *out = dl_exec_out(id, "echo ok");
+    ck_assert_str_eq(out, "ok\n");
+    free(out);
+}
+
+/* Monitors come from the zygote, which stays a plain fork server: killed,
+ * it costs no sandbox, the next create works at once (started without it)
+ * and a new zygote takes over. */
+START_TEST(test_zygote_killed)
+{
+    pid_t z = zygote_of_daemon(5000), z2, mon;
+    char *a, *b, *c, needle[128];
+
+    ck_assert_msg(z > 0, "no monitor zygote under the daemon");
+    a = dl_create("{\"image\":\"busybox\"}");
+    assert_exec_works(a); /* its monitor runs */
+    snprintf(needle, sizeof(needle), "sandboxd-monitor --id %s", a);
+    mon = find_process(0, needle);
+    ck_assert_msg(mon > 0, "no monitor process for %s", a);
+    ck_assert_int_eq(parent_of(mon), z);
+    ck_assert_int_eq(kill(z, SIGKILL), 0);
+    /* Right away: the kill may not even have been noticed yet. */
+    b = dl_create("{\"image\":\"busybox\"}");
+    assert_exec_works(b);
+    assert_exec_works(a);
+    z2 = zygote_of_daemon(15000);
+    ck_assert_msg(z2 > 0 && z2 != z, "no new zygote (old %d, now %d)", (int)z, (int)z2);
+    c = dl_create("{\"image\":\"busybox\"}");
+    assert_exec_works(c);
+    snprintf(needle, sizeof(needle), "sandboxd-monitor --id %s", c);
+    mon = find_process(0, needle);
+    ck_assert_int_eq(parent_of(mon), z2);
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
+/* A monitor forked by the zygote outlives kill -9 of the daemon (the zygote
+ * goes with the daemon) and is reconnected to after the restart. */
+START_TEST(test_zygote_monitor_survives_daemon_kill)
+{
+    pid_t z = zygote_of_daemon(5000), mon;
+    char *id = dl_create("{\"image\":\"busybox\"}"), needle[128];
+
+    ck_assert_msg(z > 0, "no monitor zygote under the daemon");
+    assert_exec_works(id);
+    snprintf(needle, sizeof(needle), "sandboxd-monitor --id %s", id);
+    mon = find_process(0, needle);
+    ck_assert_int_eq(parent_of(mon), z);
+    dl_stop_daemon(SIGKILL);
+    for (int i = 0; i < 500 && parent_of(z) > 0; i++)
+        usleep(10000);
+    ck_assert_msg(parent_of(z) == 0, "the zygote outlived the daemon");
+    ck_assert_msg(parent_of(mon) > 0, "the monitor died with the zygote");
+    dl_start_daemon(NULL);
+    assert_exec_works(id);
+    ck_assert_int_eq(find_process(0, needle), mon);
+    ck_assert_msg(zygote_of_daemon(5000) > 0, "no zygote under the new daemon");
+    free(id);
+}
+END_TEST
+
+/* "monitor_zygote": false starts every monitor as a program. */
+START_TEST(test_no_zygote)
+{
+    char config[128], *id;
+    FILE *f;
+
+    snprintf(config, sizeof(config), "%s/sandboxd.json", dl_dir);
+    f = fopen(config, "we");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"monitor_zygote\": false}\n", f);
+    fclose(f);
+    dl_stop_daemon(SIGTERM);
+    dl_start_daemon(config);
+    id = dl_create("{\"image\":\"busybox\"}");
+    assert_exec_works(id);
+    ck_assert_int_eq(find_process(dl_daemon_pid, "sandboxd-monitor --zygote"), 0);
+    free(id);
+    id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\",\"exit 5\"]}");
+    {
+        json_t *r = dl_wait_finished(id);
+        ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 5);
+        json_decref(r);
+    }
+    free(id);
+}
+END_TEST
+
 /* A stdin body far above the monitor protocol's line limit arrives whole,
  * in order, and costs the sandbox nothing. */
 START_TEST(test_big_stdin)
@@ -387,6 +555,9 @@ int main(void)
     tcase_add_test(tc, test_list_filters_and_tags);
     tcase_add_test(tc, test_monitor_killed);
     tcase_add_test(tc, test_big_stdin);
+    tcase_add_test(tc, test_zygote_killed);
+    tcase_add_test(tc, test_zygote_monitor_survives_daemon_kill);
+    tcase_add_test(tc, test_no_zygote);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
