@@ -66,11 +66,13 @@
  *   procs/ID/stdout.OFFSET    output segments; OFFSET (decimal) is the byte
  *   procs/ID/stderr.OFFSET    offset of the segment's first byte in the stream.
  *                             The stream is the concatenation of its segments
- *                             in offset order; when the stream's kept bytes
- *                             exceed spec.output_limit, the oldest segments are
- *                             deleted (the lowest remaining OFFSET is the
- *                             number of dropped bytes).  A segment is at most
- *                             output_limit/4 bytes.
+ *                             in offset order (none: nothing written yet, a
+ *                             segment is made with its first byte); when the
+ *                             stream's kept bytes exceed spec.output_limit,
+ *                             the oldest segments are deleted (the lowest
+ *                             remaining OFFSET is the number of dropped
+ *                             bytes).  A segment is at most output_limit/4
+ *                             bytes.
  *   procs/ID/stdout.eof       exists once the stream has ended
  * The entrypoint's process ID is "entrypoint"; its exit.json holds the
  * sandbox's returncode.

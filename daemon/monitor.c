@@ -140,7 +140,7 @@ struct stream {
     struct proc *proc;
     const char *name; /* "stdout" or "stderr" */
     bool ended;       /* NAME.eof exists */
-    int seg_fd;       /* the current segment, -1 if it could not be opened */
+    int seg_fd;       /* the current segment, -1 before the first byte or after a failure */
     uint64_t seg_start, oldest, size;
     uint64_t announced; /* the size last sent to the daemon */
     int64_t announced_at;
@@ -482,17 +482,14 @@ static void client_send(struct monitor *m, json_t *msg)
 
 /* ---- output streams ---- */
 
+/* Opens the segment starting at seg_start; errno says why not. */
 static int segment_open(struct proc *p, struct stream *s)
 {
     char name[64];
 
     snprintf(name, sizeof(name), "%s.%llu", s->name, (unsigned long long)s->seg_start);
     s->seg_fd = openat(p->dir_fd, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (s->seg_fd < 0) {
-        mlog("process %s: create %s: %s", p->id, name, strerror(errno));
-        return -errno;
-    }
-    return 0;
+    return s->seg_fd < 0 ? -errno : 0;
 }
 
 static void announce(struct monitor *m, struct stream *s, int64_t now)
@@ -506,7 +503,9 @@ static void announce(struct monitor *m, struct stream *s, int64_t now)
 /* Appends to the stream's segments, rotating at seg_max and deleting the
  * oldest segments while more than output_limit bytes are kept.  Every
  * segment but the current one holds exactly seg_max bytes, so the oldest
- * segment's successor starts seg_max bytes later. */
+ * segment's successor starts seg_max bytes later.  A segment is made when
+ * its first byte comes: a stream that stays empty costs no file (a file
+ * create is some 40 us on the critical path of every exec). */
 static void stream_write(struct monitor *m, struct stream *s, const char *data, size_t n)
 {
     struct proc *p = s->proc;
@@ -515,15 +514,15 @@ static void stream_write(struct monitor *m, struct stream *s, const char *data, 
         size_t chunk;
         ssize_t w;
 
-        if (s->size - s->seg_start >= m->seg_max) {
-            if (s->seg_fd >= 0)
-                close(s->seg_fd);
+        if (s->seg_fd >= 0 && s->size - s->seg_start >= m->seg_max) {
+            close(s->seg_fd);
+            s->seg_fd = -1;
+        }
+        if (s->seg_fd < 0) {
             s->seg_start = s->size;
             if (segment_open(p, s) < 0)
-                s->seg_fd = -1;
+                goto lost;
         }
-        if (s->seg_fd < 0)
-            goto lost;
         chunk = m->seg_max - (size_t)(s->size - s->seg_start);
         if (chunk > n)
             chunk = n;
@@ -625,11 +624,8 @@ static int stream_init(struct monitor *m, struct proc *p, int which, int fd)
         stream_end(m, s);
         return 0;
     }
-    r = segment_open(p, s);
-    if (r >= 0) {
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        r = watch_add(m, &s->w, fd, EPOLLIN);
-    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    r = watch_add(m, &s->w, fd, EPOLLIN);
     if (r < 0)
         close(fd);
     return r;
