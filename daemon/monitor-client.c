@@ -26,6 +26,8 @@ struct pending {
     void *data;
     char *unsent; /* the request's line while the monitor is not yet connected */
     size_t unsent_len;
+    char *resend; /* a copy of the line sent to a monitor still starting */
+    size_t resend_len;
 };
 
 struct sbxd_monitor {
@@ -34,6 +36,9 @@ struct sbxd_monitor {
     uv_pipe_t pipe;          /* the monitor's socket */
     bool connected, closing;
     bool starting; /* a new monitor: its status line is yet to come */
+    /* Asked of the zygote; restarted as a program once (restart_pending
+     * until the first connection's handle has closed). */
+    bool via_zygote, respawned, restart_pending;
     char *inbuf;
     size_t inlen, incap;
     long long next_seq;
@@ -60,9 +65,22 @@ static void fail_pending(struct sbxd_monitor *m, const char *why)
             p->cb(m->d, m->sb, err, p->data);
         json_decref(err);
         free(p->unsent);
+        free(p->resend);
         free(p);
     }
 }
+
+/* The monitor has answered its first line: nothing is sent twice now. */
+static void drop_resend_copies(struct sbxd_monitor *m)
+{
+    for (struct pending *p = m->pending; p; p = p->next) {
+        free(p->resend);
+        p->resend = NULL;
+    }
+}
+
+static void restart_start(struct sbxd_monitor *m);
+static bool monitor_began(struct sbxd_monitor *m);
 
 static void handle_closed(uv_handle_t *h)
 {
@@ -73,6 +91,12 @@ static void handle_closed(uv_handle_t *h)
         free(m->inbuf);
         m->inbuf = NULL;
         m->inlen = m->incap = 0;
+        if (m->restart_pending && !m->closing) {
+            m->restart_pending = false;
+            m->handles--;
+            restart_start(m);
+            return;
+        }
     }
     if (--m->handles == 0 && m->closing)
         free(m);
@@ -153,6 +177,7 @@ static void handle_line(struct sbxd_monitor *m, const char *line, size_t len)
             *pp = p->next;
             if (m->sb)
                 p->cb(m->d, m->sb, msg, p->data);
+            free(p->resend);
             free(p);
         }
     } else {
@@ -189,9 +214,22 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     char *start, *nl;
 
     (void)buf;
+    if (n < 0 && m->starting && m->via_zygote && !m->respawned && m->sb && !m->closing &&
+        !monitor_began(m)) {
+        /* The request went down with the zygote (killed, say, after it
+         * took the request and before it forked): no monitor ever ran, so
+         * nothing is half made.  Start one as a program instead, and send
+         * it what the lost one was sent. */
+        sbxd_log(m->sb->id,
+                 "its monitor was lost on the way from the zygote: starting one directly");
+        m->connected = false;
+        uv_read_stop(s);
+        m->restart_pending = true;
+        close_pipe(m);
+        return;
+    }
     if (n < 0 && m->starting) {
-        /* No status: the monitor died (or was never forked: the zygote
-         * went away with the request). */
+        /* No status: the monitor died. */
         struct sbxd_sandbox *sb = m->sb;
         m->starting = false;
         disconnect(m, "the sandbox's monitor died while starting");
@@ -361,6 +399,7 @@ static void start_status(struct sbxd_monitor *m, const char *line, size_t len)
     json_t *st = json_loadb(line, len, 0, &jerr);
 
     m->starting = false;
+    drop_resend_copies(m);
     if (json_is_true(json_object_get(st, "ok"))) {
         sbxd_sandbox_set_state(m->d, sb, "scheduled");
     } else {
@@ -423,11 +462,25 @@ static int spawn_monitor(struct sbxd_monitor *m, char *spec, char *log, int clie
     return r;
 }
 
-int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
+/* Whether the monitor got as far as recording itself (monitor.json comes
+ * before anything of the sandbox is made). */
+static bool monitor_began(struct sbxd_monitor *m)
 {
+    char *path = sbxd_records_path(m->d, m->sb->id, "monitor.json");
+    bool began = !path || access(path, F_OK) == 0;
+
+    free(path);
+    return began;
+}
+
+/* Opens a new connection and starts a monitor on its other end: forked by
+ * the zygote when use_zygote and it answers, else spawned. */
+static int start_connected(struct sbxd_monitor *m, bool use_zygote)
+{
+    struct sbxd *d = m->d;
+    struct sbxd_sandbox *sb = m->sb;
     char *spec = sbxd_records_path(d, sb->id, "spec.json");
     char *log = sbxd_records_path(d, sb->id, "monitor.log");
-    struct sbxd_monitor *m = NULL;
     int sv[2] = {-1, -1}, r;
 
     if (!spec || !log) {
@@ -436,11 +489,6 @@ int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         r = -errno;
-        goto out;
-    }
-    m = monitor_new(d, sb);
-    if (!m) {
-        r = -ENOMEM;
         goto out;
     }
     uv_pipe_init(d->loop, &m->pipe, 0);
@@ -456,17 +504,12 @@ int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
     m->connected = true;
     m->starting = true;
     uv_read_start((uv_stream_t *)&m->pipe, on_alloc, on_read);
-    r = d->cfg.no_zygote ? -ENOTCONN : sbxd_zygote_request(d, sb, spec, log, sv[1]);
+    r = use_zygote ? sbxd_zygote_request(d, sb, spec, log, sv[1]) : -ENOTCONN;
+    m->via_zygote = r >= 0;
     if (r < 0) {
         r = spawn_monitor(m, spec, log, sv[1]);
         if (r < 0)
             sbxd_log(sb->id, "spawn %s: %s", d->cfg.monitor_path, uv_strerror(r));
-    }
-    if (r >= 0) {
-        /* Asked first, answered once the sandbox exists: what the files
-         * say then (times, init's pid). */
-        json_t *st = json_pack("{s:s}", "op", "status");
-        sbxd_monitor_request(d, sb, st, NULL, NULL);
     }
 out:
     if (sv[0] >= 0)
@@ -475,9 +518,46 @@ out:
         close(sv[1]);
     free(spec);
     free(log);
-    if (r < 0 && m)
-        sbxd_monitor_close(sb);
     return r;
+}
+
+/* After the zygote lost a start: the requests sent then go again, in
+ * order, to a spawned monitor. */
+static void restart_start(struct sbxd_monitor *m)
+{
+    m->respawned = true;
+    for (struct pending *p = m->pending; p; p = p->next) {
+        p->unsent = p->resend;
+        p->unsent_len = p->resend_len;
+        p->resend = NULL;
+    }
+    if (start_connected(m, false) < 0) {
+        struct sbxd_sandbox *sb = m->sb;
+        m->starting = false;
+        disconnect(m, "the sandbox's monitor could not be started");
+        close_pipe(m);
+        monitor_lost(m->d, sb, "it could not be started");
+        return;
+    }
+    flush_unsent(m);
+}
+
+int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
+{
+    struct sbxd_monitor *m = monitor_new(d, sb);
+    int r;
+
+    if (!m)
+        return -ENOMEM;
+    r = start_connected(m, !d->cfg.no_zygote);
+    if (r < 0) {
+        sbxd_monitor_close(sb);
+        return r;
+    }
+    /* Asked first, answered once the sandbox exists: what the files say
+     * then (times, init's pid). */
+    sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "status"), NULL, NULL);
+    return 0;
 }
 
 /* ---- requests ---- */
@@ -569,7 +649,8 @@ int sbxd_monitor_request(struct sbxd *d, struct sbxd_sandbox *sb, json_t *msg, s
     (void)d;
     /* A monitor that is starting or reconnecting gets the request once it
      * answers; one that is gone gets none. */
-    if (!m || m->closing || (!m->connected && !m->retry_active && !m->pipe_open)) {
+    if (!m || m->closing ||
+        (!m->connected && !m->retry_active && !m->pipe_open && !m->restart_pending)) {
         json_decref(msg);
         return -ENOTCONN;
     }
@@ -594,8 +675,17 @@ int sbxd_monitor_request(struct sbxd *d, struct sbxd_sandbox *sb, json_t *msg, s
         p->unsent_len = len + 1;
         return 0;
     }
+    if (m->starting && m->via_zygote && !m->respawned) {
+        /* Kept until the monitor answers, should the zygote lose it. */
+        p->resend = malloc(len + 1);
+        if (p->resend) {
+            memcpy(p->resend, text, len + 1);
+            p->resend_len = len + 1;
+        }
+    }
     if (send_line(m, text, len + 1) < 0) {
         m->pending = p->next;
+        free(p->resend);
         free(p);
         return -EPIPE;
     }

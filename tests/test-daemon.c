@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemonlib.h"
@@ -462,6 +463,42 @@ START_TEST(test_zygote_monitor_survives_daemon_kill)
 }
 END_TEST
 
+/* A request the zygote loses (the zygote, and its spare if it keeps one,
+ * stopped, then killed with the request still queued): the monitor is
+ * started as a program, the exec sent to the lost one meanwhile goes to it,
+ * and the sandbox works. */
+START_TEST(test_zygote_loses_request)
+{
+    pid_t z = zygote_of_daemon(5000), spare = 0, child;
+    char *id, path[256];
+    int status;
+
+    ck_assert_msg(z > 0, "no monitor zygote under the daemon");
+    for (int i = 0; i < 100 && !(spare = find_process(z, "sandboxd-monitor --zygote")); i++)
+        usleep(10000);
+    ck_assert_int_eq(kill(z, SIGSTOP), 0);
+    if (spare > 0)
+        ck_assert_int_eq(kill(spare, SIGSTOP), 0);
+    id = dl_create("{\"image\":\"busybox\"}");
+    dl_sbpath(path, sizeof(path), id, "/exec");
+    child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        static const char body[] = "{\"argv\":[\"true\"]}";
+        _exit(dl_http("POST", path, body, sizeof(body) - 1, NULL) == 201 ? 0 : 1);
+    }
+    usleep(300000); /* the exec is on its way to the lost monitor */
+    if (spare > 0)
+        kill(spare, SIGKILL);
+    kill(z, SIGKILL);
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the exec failed: %d", status);
+    assert_exec_works(id);
+    ck_assert_msg(zygote_of_daemon(15000) > 0, "no new zygote");
+    free(id);
+}
+END_TEST
+
 /* "monitor_zygote": false starts every monitor as a program. */
 START_TEST(test_no_zygote)
 {
@@ -557,6 +594,7 @@ int main(void)
     tcase_add_test(tc, test_big_stdin);
     tcase_add_test(tc, test_zygote_killed);
     tcase_add_test(tc, test_zygote_monitor_survives_daemon_kill);
+    tcase_add_test(tc, test_zygote_loses_request);
     tcase_add_test(tc, test_no_zygote);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
