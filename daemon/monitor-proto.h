@@ -41,11 +41,11 @@
  * FD is a SOCK_SEQPACKET socket to the daemon.  Each datagram the daemon
  * sends is one request, a JSON object {"id","spec","run_dir","state_dir",
  * "log"} (at most SBXD_ZYGOTE_MAX_REQUEST bytes; log optional) carrying one
- * fd (SCM_RIGHTS): the monitor's end of its connection.  The zygote forks;
- * the child is the monitor, exactly as if started with those options and
- * --client-fd (it reports on the connection; its command line reads so).
- * The zygote answers nothing: a request it cannot serve closes the
- * connection unanswered.  A connection that closes
+ * fd (SCM_RIGHTS): the monitor's end of its connection.  A fork of the
+ * zygote made beforehand takes it and is the monitor, exactly as if started
+ * with those options and --client-fd (it reports on the connection; its
+ * command line reads so).  The zygote answers nothing: a request it cannot
+ * serve closes the connection unanswered.  A connection that closes
  * before its status line while RECORDS/monitor.json does not exist had no
  * monitor (the zygote died with the request, say): the daemon then starts
  * one as a program and sends it again what it had sent.  The zygote exits

@@ -5,24 +5,31 @@
  * (larger) memory in uv_spawn, and the monitor an exec, the dynamic linking
  * of five libraries, the binding of every function it calls, and two forks
  * to detach: about 2 ms of a create's critical path.  The zygote has paid
- * for all of it once; a fork of it is a monitor that only has to read its
- * spec.  Every monitor still runs in a process of its own and nothing in
- * the zygote is of any sandbox: it holds its control socket and nothing
- * else, parses one request at a time, and closes each request's fd in
- * itself once forked.  It never makes namespaces or cgroups (its children
- * do, single-threaded, as a spawned monitor does) and stays in the
- * daemon's cgroup.
+ * for all of it once.  It keeps one fork of itself waiting, the spare: the
+ * spare reads the next request from the control socket and becomes that
+ * sandbox's monitor, and the zygote then forks the next spare, so that no
+ * fork is on the critical path either.  Every monitor still runs in a
+ * process of its own and nothing in the zygote is of any sandbox: the
+ * zygote never reads a request (spares do, each in its own copy), holds
+ * its control socket and nothing else, and never makes namespaces or
+ * cgroups (monitors do, single-threaded, as a spawned monitor does).  It
+ * stays in the daemon's cgroup.
  *
  * The zygote is the daemon's child and ends with it: the daemon's end of
  * the control socket closing (the daemon exited or was killed) or the
- * parent-death signal.  Monitors are its children, reaped by the kernel
- * (SIGCHLD ignored); when the zygote goes they are re-parented like any
- * orphan and run on, exactly as monitors started by a spawn do.  The
- * protocol is in monitor-proto.h ("Zygote"). */
+ * parent-death signal.  A waiting spare ends with the zygote (parent-death
+ * signal too); a spare that took a request clears that first, and, a
+ * monitor from then on, outlives both.  Spares and monitors are the
+ * zygote's children, reaped by the kernel (SIGCHLD ignored); when the
+ * zygote goes they are re-parented like any orphan and run on, exactly as
+ * monitors started by a spawn do.  The protocol is in monitor-proto.h
+ * ("Zygote"). */
 #include "monitor.h"
 #include "monitor-proto.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,10 +190,73 @@ static int receive(int control_fd, json_t **ret_req, int *ret_fd)
     }
 }
 
+/* A fresh fork of the zygote waits for the next request itself and becomes
+ * its monitor: the fork is paid for before the request comes, not after.
+ * Returns like zygote_serve() (1 with *ret filled); exits when the daemon
+ * is gone. */
+static int spare_serve(int control_fd, int taken_fd, pid_t zygote, struct monitor_args *ret,
+                       json_t **ret_hold)
+{
+    json_t *req = NULL;
+    int fd = -1, r;
+
+    /* While it waits it is part of the zygote, and goes with it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != zygote)
+        _exit(0);
+    r = receive(control_fd, &req, &fd);
+    if (r <= 0) {
+        if (r < 0)
+            mlog("zygote: read the control socket: %s", strerror(-r));
+        _exit(r < 0 ? 1 : 0);
+    }
+    /* A monitor from here on: it outlives the zygote, and holds nothing of
+     * it but this request. */
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+    (void)!write(taken_fd, "t", 1);
+    close(taken_fd);
+    close(control_fd);
+    signal(SIGCHLD, SIG_DFL);
+    *ret = (struct monitor_args){
+        .id = member(req, "id"),
+        .spec = member(req, "spec"),
+        .run_dir = member(req, "run_dir"),
+        .state_dir = member(req, "state_dir"),
+        .log = member(req, "log"),
+        .client_fd = fd,
+        .from_zygote = true,
+    };
+    *ret_hold = req;
+    set_title(ret);
+    return 1;
+}
+
+/* Waits up to timeout_ms (-1: forever) for fd to be readable or the daemon
+ * to close the control socket.  Returns 1 readable, 0 timeout, -1 daemon
+ * gone. */
+static int wait_for(int fd, int control_fd, int timeout_ms)
+{
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = control_fd, .events = 0}, {.fd = fd, .events = POLLIN}};
+        int n = poll(pf, fd >= 0 ? 2 : 1, timeout_ms);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 || (pf[0].revents & (POLLHUP | POLLERR | POLLNVAL)))
+            return -1;
+        if (n == 0)
+            return 0;
+        if (fd >= 0 && pf[1].revents)
+            return 1;
+    }
+}
+
 int zygote_serve(int control_fd, char **argv, struct monitor_args *ret, json_t **ret_hold)
 {
+    pid_t self = getpid();
+
     title_init(argv);
-    /* Monitors are reaped by the kernel; ours is the only child kind. */
+    /* Spares and monitors are reaped by the kernel. */
     signal(SIGCHLD, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
     /* Gone with the daemon even if the control socket were held open. */
@@ -194,39 +264,38 @@ int zygote_serve(int control_fd, char **argv, struct monitor_args *ret, json_t *
     if (getppid() == 1)
         return 0;
 
+    /* One spare at a time; the zygote itself never reads a request. */
     for (;;) {
-        json_t *req = NULL;
-        int fd = -1, r = receive(control_fd, &req, &fd);
+        int taken[2], r;
+        char c = 0;
         pid_t pid;
 
-        if (r <= 0) {
-            if (r < 0)
-                mlog("zygote: read the control socket: %s", strerror(-r));
-            return r;
+        if (pipe2(taken, O_CLOEXEC) < 0) {
+            mlog("zygote: pipe: %s", strerror(errno));
+            return -errno;
         }
         pid = fork();
         if (pid == 0) {
-            /* The monitor: nothing of the zygote's but this request. */
-            signal(SIGCHLD, SIG_DFL);
-            close(control_fd);
-            *ret = (struct monitor_args){
-                .id = member(req, "id"),
-                .spec = member(req, "spec"),
-                .run_dir = member(req, "run_dir"),
-                .state_dir = member(req, "state_dir"),
-                .log = member(req, "log"),
-                .client_fd = fd,
-                .from_zygote = true,
-            };
-            *ret_hold = req;
-            set_title(ret);
-            return 1;
+            close(taken[0]);
+            return spare_serve(control_fd, taken[1], self, ret, ret_hold);
         }
-        if (pid < 0)
-            /* The daemon sees its connection close unanswered: the start
-             * failed. */
-            mlog("zygote: fork a monitor for %s: %s", member(req, "id"), strerror(errno));
-        close(fd);
-        json_decref(req);
+        close(taken[1]);
+        if (pid < 0) {
+            mlog("zygote: fork a spare: %s", strerror(errno));
+            close(taken[0]);
+            if (wait_for(-1, control_fd, 1000) < 0)
+                return 0;
+            continue;
+        }
+        /* Until the spare becomes a monitor ("t", then EOF) or ends. */
+        r = wait_for(taken[0], control_fd, -1);
+        if (r > 0 && read(taken[0], &c, 1) != 1)
+            c = 0;
+        close(taken[0]);
+        if (r < 0)
+            return 0;
+        /* A spare that ended untaken: not in a tight loop. */
+        if (c != 't' && wait_for(-1, control_fd, 100) < 0)
+            return 0;
     }
 }
