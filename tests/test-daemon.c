@@ -397,6 +397,26 @@ static pid_t zygote_of_daemon(int timeout_ms)
     return z;
 }
 
+/* pid a and pid b are in the same cgroups (the zygote stays out of every
+ * sandbox's). */
+static void assert_same_cgroups(pid_t a, pid_t b)
+{
+    char path[64], ca[4096] = "", cb[4096] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)a);
+    f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_gt(fread(ca, 1, sizeof(ca) - 1, f), 0);
+    fclose(f);
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)b);
+    f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_gt(fread(cb, 1, sizeof(cb) - 1, f), 0);
+    fclose(f);
+    ck_assert_str_eq(ca, cb);
+}
+
 /* Runs `echo ok` in sandbox id and checks the output. */
 static void assert_exec_works(const char *id)
 {
@@ -414,6 +434,7 @@ START_TEST(test_zygote_killed)
     char *a, *b, *c, needle[128];
 
     ck_assert_msg(z > 0, "no monitor zygote under the daemon");
+    assert_same_cgroups(z, dl_daemon_pid);
     a = dl_create("{\"image\":\"busybox\"}");
     assert_exec_works(a); /* its monitor runs */
     snprintf(needle, sizeof(needle), "sandboxd-monitor --id %s", a);
