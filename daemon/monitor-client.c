@@ -402,6 +402,9 @@ static void start_status(struct sbxd_monitor *m, const char *line, size_t len)
     drop_resend_copies(m);
     if (json_is_true(json_object_get(st, "ok"))) {
         sbxd_sandbox_set_state(m->d, sb, "scheduled");
+        /* What the files say now (times, init's pid); asked after the
+         * requests already sent (an exec), which go first. */
+        sbxd_monitor_request(m->d, sb, json_pack("{s:s}", "op", "status"), NULL, NULL);
     } else {
         const char *msg =
             json_string_value(json_object_get(json_object_get(st, "error"), "message"));
@@ -550,14 +553,9 @@ int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
     if (!m)
         return -ENOMEM;
     r = start_connected(m, !d->cfg.no_zygote);
-    if (r < 0) {
+    if (r < 0)
         sbxd_monitor_close(sb);
-        return r;
-    }
-    /* Asked first, answered once the sandbox exists: what the files say
-     * then (times, init's pid). */
-    sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "status"), NULL, NULL);
-    return 0;
+    return r;
 }
 
 /* ---- requests ---- */
