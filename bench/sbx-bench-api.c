@@ -6,6 +6,9 @@
  *   create+exec   POST /v1/sandboxes (idle) → POST exec /bin/true → wait → returncode
  *   create+run    POST /v1/sandboxes with entrypoint /bin/true → wait → returncode
  *   exec          exec /bin/true → wait → returncode, in one running sandbox
+ *   exec-idle     the same 100 ms after the last one (the host idle in between,
+ *                 as between an agent's commands): what the kernel makes a
+ *                 first cgroup move after a quiet spell cost shows here
  *   stream        MB/s of `head -c M MiB /dev/zero` (debian-slim) read by a following client
  * Sandboxes are deleted after each sample, outside the timed part. */
 #include <curl/curl.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *sock = "/run/sandboxd/sandboxd.sock";
 static CURL *curl;
@@ -196,6 +200,18 @@ int main(int argc, char **argv)
         v[i] = now_ms() - t0;
     }
     report("exec", v, n);
+    {
+        int m = n < 50 ? n : 50;
+        for (int i = 0; i < m; i++) {
+            double t0;
+            usleep(100000);
+            t0 = now_ms();
+            if (exec_true(id) != 0)
+                return 1;
+            v[i] = now_ms() - t0;
+        }
+        report("exec-idle", v, m);
+    }
 
     delete (id);
     free(id);

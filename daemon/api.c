@@ -645,6 +645,7 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     snprintf(sb->state, sizeof(sb->state), "created");
     sb->waiters.next = sb->waiters.prev = &sb->waiters;
     spec = make_spec(d, body, img, sb->id);
+    sb->env = json_incref(json_object_get(spec, "env"));
     if (json_is_array(json_object_get(spec, "entrypoint")))
         sbxd_proc_add(sb, SBXD_ENTRYPOINT_ID, json_object_get(spec, "entrypoint"));
 
@@ -1000,22 +1001,23 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
                          "sandbox `%s` has run %u processes: the limit", sb->id, sb->n_procs);
         goto out;
     }
-    env = json_array();
-    {
-        /* The image's environment, then the exec's own. */
+    if (!sb->env) {
+        /* A sandbox from before a restart: its spec.json, once. */
         char *spec_path = sbxd_records_path(d, sb->id, "spec.json");
-        json_t *spec = spec_path ? sbxd_read_json(spec_path) : NULL, *e;
-        size_t i;
+        json_t *spec = spec_path ? sbxd_read_json(spec_path) : NULL;
         free(spec_path);
-        json_array_foreach(json_object_get(spec, "env"), i, e) json_array_append(env, e);
+        if (json_is_array(json_object_get(spec, "env")))
+            sb->env = json_incref(json_object_get(spec, "env"));
         json_decref(spec);
-        json_object_foreach(json_object_get(body, "env"), key, v)
-        {
-            char *kv;
-            if (asprintf(&kv, "%s=%s", key, json_string_value(v)) >= 0) {
-                json_array_append_new(env, json_string(kv));
-                free(kv);
-            }
+    }
+    /* The image's environment, then the exec's own. */
+    env = sb->env ? json_copy(sb->env) : json_array();
+    json_object_foreach(json_object_get(body, "env"), key, v)
+    {
+        char *kv;
+        if (asprintf(&kv, "%s=%s", key, json_string_value(v)) >= 0) {
+            json_array_append_new(env, json_string(kv));
+            free(kv);
         }
     }
     sbxd_new_id("pr-", id, sizeof(id));

@@ -38,6 +38,7 @@ static void usage(FILE *f)
            "  --listen HOST:PORT  also serve TCP; requires --tokens\n"
            "  --tokens FILE       bearer tokens for TCP, one per line\n"
            "  --monitor PATH      the sandboxd-monitor binary\n"
+           "  --no-zygote         start each monitor as a new program (slower; see sandboxd(8))\n"
            "  -h, --help          this help\n");
 }
 
@@ -119,6 +120,14 @@ static int load_config(struct sbxd_config *cfg, const char *path)
     U(default_memory_bytes, "default_memory_bytes");
     U(default_pids_max, "default_pids_max");
 #undef U
+    if ((v = json_object_get(c, "monitor_zygote"))) {
+        if (!json_is_boolean(v)) {
+            sbxd_log(NULL, "config %s: `monitor_zygote` must be true or false", path);
+            json_decref(c);
+            return -EINVAL;
+        }
+        cfg->no_zygote = !json_is_true(v);
+    }
     json_decref(c);
     return 0;
 }
@@ -170,6 +179,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {"image-store", required_argument, NULL, 'I'},
         {"cgroup-parent", required_argument, NULL, 'C'},
+        {"no-zygote", no_argument, NULL, 'Z'},
         {NULL, 0, NULL, 0},
     };
     struct sbxd d = {0};
@@ -178,6 +188,7 @@ int main(int argc, char **argv)
     struct sbxd_http_config hc = {0};
     uv_signal_t sigterm, sigint;
     char path[PATH_MAX];
+    bool no_zygote = false;
     int c, r;
 
     d.cfg = (struct sbxd_config){
@@ -222,6 +233,9 @@ int main(int argc, char **argv)
         case 'C':
             d.cfg.cgroup_parent = optarg;
             break;
+        case 'Z':
+            no_zygote = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -236,6 +250,7 @@ int main(int argc, char **argv)
     }
     if (config && load_config(&d.cfg, config) < 0)
         return 1;
+    d.cfg.no_zygote |= no_zygote;
     if (!d.cfg.image_store)
         d.cfg.image_store = d.cfg.state_dir;
     if (d.cfg.listen) {
@@ -288,6 +303,10 @@ int main(int argc, char **argv)
         sbxd_log(NULL, "cannot serve on %s: %s", d.cfg.socket_path, strerror(-r));
         return 1;
     }
+    /* Monitors start from the zygote once it runs, and as programs until
+     * then (or always, without it). */
+    if (!d.cfg.no_zygote && (r = sbxd_zygote_start(&d)) < 0)
+        sbxd_log(NULL, "monitor zygote: %s: monitors start as programs", strerror(-r));
     uv_signal_init(d.loop, &sigterm);
     uv_signal_init(d.loop, &sigint);
     sigterm.data = sigint.data = &d;
@@ -298,6 +317,7 @@ int main(int argc, char **argv)
              d.cfg.state_dir, d.n_running, sbx_cgroup_mode());
     notify("READY=1");
     uv_run(d.loop, UV_RUN_DEFAULT);
+    sbxd_zygote_stop(&d);
     sbxd_http_stop(d.http);
     /* With no sandbox left, leave no empty cgroup parent behind either. */
     if (d.n_running == 0)

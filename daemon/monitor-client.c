@@ -1,6 +1,13 @@
 /* monitor-client.c — the daemon's side of daemon/monitor-proto.h: starting a
  * sandbox's monitor, talking to it over its socket, and turning its events
- * into state changes and wake-ups.  All on the loop; nothing here blocks. */
+ * into state changes and wake-ups.  All on the loop; nothing here blocks.
+ *
+ * A new monitor is connected from the start: the daemon makes a socket
+ * pair, keeps one end and hands the other to the monitor (through the
+ * zygote, or as fd 3 of a spawned program).  Requests go out at once and
+ * wait in the socket while the monitor creates the sandbox; the first line
+ * back is the monitor's status.  A monitor found again after a daemon
+ * restart is connected to through its socket in RUN/monitors. */
 #include "sandboxd.h"
 
 #include "sbx.h"
@@ -9,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 struct pending {
@@ -18,6 +26,8 @@ struct pending {
     void *data;
     char *unsent; /* the request's line while the monitor is not yet connected */
     size_t unsent_len;
+    char *resend; /* a copy of the line sent to a monitor still starting */
+    size_t resend_len;
 };
 
 struct sbxd_monitor {
@@ -25,16 +35,16 @@ struct sbxd_monitor {
     struct sbxd_sandbox *sb; /* NULL once the sandbox is forgotten */
     uv_pipe_t pipe;          /* the monitor's socket */
     bool connected, closing;
+    bool starting; /* a new monitor: its status line is yet to come */
+    /* Asked of the zygote; restarted as a program once (restart_pending
+     * until the first connection's handle has closed). */
+    bool via_zygote, respawned, restart_pending;
     char *inbuf;
     size_t inlen, incap;
     long long next_seq;
     struct pending *pending;
-    /* start: the monitor's first process and its status line */
+    /* start without the zygote: the monitor's first process */
     uv_process_t proc;
-    uv_pipe_t out;
-    char startbuf[2048];
-    size_t startlen;
-    bool proc_running, out_open;
     unsigned connect_attempts;
     uv_timer_t retry;
     bool retry_active, pipe_open;
@@ -55,9 +65,22 @@ static void fail_pending(struct sbxd_monitor *m, const char *why)
             p->cb(m->d, m->sb, err, p->data);
         json_decref(err);
         free(p->unsent);
+        free(p->resend);
         free(p);
     }
 }
+
+/* The monitor has answered its first line: nothing is sent twice now. */
+static void drop_resend_copies(struct sbxd_monitor *m)
+{
+    for (struct pending *p = m->pending; p; p = p->next) {
+        free(p->resend);
+        p->resend = NULL;
+    }
+}
+
+static void restart_start(struct sbxd_monitor *m);
+static bool monitor_began(struct sbxd_monitor *m);
 
 static void handle_closed(uv_handle_t *h)
 {
@@ -68,6 +91,12 @@ static void handle_closed(uv_handle_t *h)
         free(m->inbuf);
         m->inbuf = NULL;
         m->inlen = m->incap = 0;
+        if (m->restart_pending && !m->closing) {
+            m->restart_pending = false;
+            m->handles--;
+            restart_start(m);
+            return;
+        }
     }
     if (--m->handles == 0 && m->closing)
         free(m);
@@ -148,6 +177,7 @@ static void handle_line(struct sbxd_monitor *m, const char *line, size_t len)
             *pp = p->next;
             if (m->sb)
                 p->cb(m->d, m->sb, msg, p->data);
+            free(p->resend);
             free(p);
         }
     } else {
@@ -158,6 +188,7 @@ static void handle_line(struct sbxd_monitor *m, const char *line, size_t len)
 
 static void monitor_lost(struct sbxd *d, struct sbxd_sandbox *sb, const char *why);
 static void on_retry(uv_timer_t *t);
+static void start_status(struct sbxd_monitor *m, const char *line, size_t len);
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -183,6 +214,30 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     char *start, *nl;
 
     (void)buf;
+    if (n < 0 && m->starting && m->via_zygote && !m->respawned && m->sb && !m->closing &&
+        !monitor_began(m)) {
+        /* The request went down with the zygote (killed, say, after it
+         * took the request and before it forked): no monitor ever ran, so
+         * nothing is half made.  Start one as a program instead, and send
+         * it what the lost one was sent. */
+        sbxd_log(m->sb->id,
+                 "its monitor was lost on the way from the zygote: starting one directly");
+        m->connected = false;
+        uv_read_stop(s);
+        m->restart_pending = true;
+        close_pipe(m);
+        return;
+    }
+    if (n < 0 && m->starting) {
+        /* No status: the monitor died. */
+        struct sbxd_sandbox *sb = m->sb;
+        m->starting = false;
+        disconnect(m, "the sandbox's monitor died while starting");
+        close_pipe(m);
+        if (sb && !m->closing)
+            monitor_lost(m->d, sb, "it died while starting");
+        return;
+    }
     if (n < 0) {
         struct sbxd_sandbox *sb = m->sb;
         disconnect(m, "the sandbox's monitor went away");
@@ -201,7 +256,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     m->inlen += (size_t)n;
     start = m->inbuf;
     while ((nl = memchr(start, '\n', m->inlen - (size_t)(start - m->inbuf)))) {
-        handle_line(m, start, (size_t)(nl - start));
+        if (m->starting && m->sb)
+            start_status(m, start, (size_t)(nl - start));
+        else
+            handle_line(m, start, (size_t)(nl - start));
         start = nl + 1;
     }
     m->inlen -= (size_t)(start - m->inbuf);
@@ -332,69 +390,47 @@ int sbxd_monitor_attach(struct sbxd *d, struct sbxd_sandbox *sb)
 
 /* ---- starting ---- */
 
-static void start_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* The first line from a new monitor: the sandbox exists, or could not be
+ * made (the monitor exits; exit.json says why if it got past the spec). */
+static void start_status(struct sbxd_monitor *m, const char *line, size_t len)
 {
-    struct sbxd_monitor *m = h->data;
-
-    (void)suggested;
-    *buf =
-        uv_buf_init(m->startbuf + m->startlen, (unsigned)(sizeof(m->startbuf) - 1 - m->startlen));
-}
-
-static void start_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    struct sbxd_monitor *m = s->data;
     struct sbxd_sandbox *sb = m->sb;
+    json_error_t jerr;
+    json_t *st = json_loadb(line, len, 0, &jerr);
 
-    (void)buf;
-    if (n > 0) {
-        m->startlen += (size_t)n;
-        m->startbuf[m->startlen] = '\0';
-        if (!strchr(m->startbuf, '\n') && m->startlen < sizeof(m->startbuf) - 1)
-            return;
+    m->starting = false;
+    drop_resend_copies(m);
+    if (json_is_true(json_object_get(st, "ok"))) {
+        sbxd_sandbox_set_state(m->d, sb, "scheduled");
+        /* What the files say now (times, init's pid); asked after the
+         * requests already sent (an exec), which go first. */
+        sbxd_monitor_request(m->d, sb, json_pack("{s:s}", "op", "status"), NULL, NULL);
+    } else {
+        const char *msg =
+            json_string_value(json_object_get(json_object_get(st, "error"), "message"));
+        if (!msg)
+            msg = json_is_object(st) ? "no message" : jerr.text;
+        sbxd_log(sb->id, "monitor failed to start the sandbox: %s", msg);
+        fail_pending(m, "the sandbox could not be created");
+        sbxd_sandbox_finished(m->d, sb, -1, "error");
     }
-    uv_read_stop(s);
-    m->out_open = false;
-    uv_close((uv_handle_t *)s, handle_closed);
-    if (!sb || m->closing)
-        return;
-    {
-        json_error_t jerr;
-        json_t *st = json_loads(m->startbuf, JSON_DISABLE_EOF_CHECK, &jerr);
-        if (json_is_true(json_object_get(st, "ok"))) {
-            sbxd_sandbox_set_state(m->d, sb, "scheduled");
-            try_connect(m);
-        } else {
-            const char *msg =
-                json_string_value(json_object_get(json_object_get(st, "error"), "message"));
-            sbxd_log(sb->id, "monitor failed to start the sandbox: %s",
-                     msg ? msg : (m->startlen ? m->startbuf : "no status"));
-            /* The monitor wrote exit.json if it got that far; if not, this
-             * is the record of the failure. */
-            fail_pending(m, "the sandbox could not be created");
-            sbxd_sandbox_finished(m->d, sb, -1, "error");
-        }
-        json_decref(st);
-    }
+    json_decref(st);
 }
 
 static void proc_exited(uv_process_t *p, int64_t status, int sig)
 {
-    struct sbxd_monitor *m = p->data;
-
     (void)status;
     (void)sig;
-    m->proc_running = false;
     uv_close((uv_handle_t *)p, handle_closed);
 }
 
-int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
+/* Starts the monitor as a new program, with client_fd (not taken) as fd 3. */
+static int spawn_monitor(struct sbxd_monitor *m, char *spec, char *log, int client_fd)
 {
-    char *spec = sbxd_records_path(d, sb->id, "spec.json");
-    char *log = sbxd_records_path(d, sb->id, "monitor.log");
+    struct sbxd *d = m->d;
     char *args[] = {(char *)d->cfg.monitor_path,
                     "--id",
-                    sb->id,
+                    m->sb->id,
                     "--spec",
                     spec,
                     "--run-dir",
@@ -403,51 +439,123 @@ int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
                     (char *)d->cfg.state_dir,
                     "--log",
                     log,
+                    "--client-fd",
+                    "3",
                     NULL};
-    uv_stdio_container_t stdio[3];
+    uv_stdio_container_t stdio[4];
     uv_process_options_t opts = {0};
-    struct sbxd_monitor *m;
     int r;
 
-    if (!spec || !log) {
-        free(spec);
-        free(log);
-        return -ENOMEM;
-    }
-    m = monitor_new(d, sb);
-    if (!m) {
-        free(spec);
-        free(log);
-        return -ENOMEM;
-    }
-    uv_pipe_init(d->loop, &m->out, 0);
-    m->out.data = m;
     stdio[0].flags = UV_IGNORE;
-    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[1].data.stream = (uv_stream_t *)&m->out;
+    stdio[1].flags = UV_IGNORE;
     stdio[2].flags = UV_INHERIT_FD;
     stdio[2].data.fd = 2;
+    stdio[3].flags = UV_INHERIT_FD;
+    stdio[3].data.fd = client_fd;
     opts.file = d->cfg.monitor_path;
     opts.args = args;
     opts.exit_cb = proc_exited;
     opts.stdio = stdio;
-    opts.stdio_count = 3;
+    opts.stdio_count = 4;
     m->proc.data = m;
     r = uv_spawn(d->loop, &m->proc, &opts);
+    m->handles++;
+    if (r < 0)
+        uv_close((uv_handle_t *)&m->proc, handle_closed);
+    return r;
+}
+
+/* Whether the monitor got as far as recording itself (monitor.json comes
+ * before anything of the sandbox is made). */
+static bool monitor_began(struct sbxd_monitor *m)
+{
+    char *path = sbxd_records_path(m->d, m->sb->id, "monitor.json");
+    bool began = !path || access(path, F_OK) == 0;
+
+    free(path);
+    return began;
+}
+
+/* Opens a new connection and starts a monitor on its other end: forked by
+ * the zygote when use_zygote and it answers, else spawned. */
+static int start_connected(struct sbxd_monitor *m, bool use_zygote)
+{
+    struct sbxd *d = m->d;
+    struct sbxd_sandbox *sb = m->sb;
+    char *spec = sbxd_records_path(d, sb->id, "spec.json");
+    char *log = sbxd_records_path(d, sb->id, "monitor.log");
+    int sv[2] = {-1, -1}, r;
+
+    if (!spec || !log) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        r = -errno;
+        goto out;
+    }
+    uv_pipe_init(d->loop, &m->pipe, 0);
+    m->pipe.data = m;
+    m->pipe_open = true;
+    m->handles++;
+    r = uv_pipe_open(&m->pipe, sv[0]);
+    if (r < 0) {
+        sbxd_log(sb->id, "monitor connection: %s", uv_strerror(r));
+        goto out;
+    }
+    sv[0] = -1; /* the pipe's now */
+    m->connected = true;
+    m->starting = true;
+    uv_read_start((uv_stream_t *)&m->pipe, on_alloc, on_read);
+    r = use_zygote ? sbxd_zygote_request(d, sb, spec, log, sv[1]) : -ENOTCONN;
+    m->via_zygote = r >= 0;
+    if (r < 0) {
+        r = spawn_monitor(m, spec, log, sv[1]);
+        if (r < 0)
+            sbxd_log(sb->id, "spawn %s: %s", d->cfg.monitor_path, uv_strerror(r));
+    }
+out:
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
     free(spec);
     free(log);
-    m->handles += 2; /* out, proc */
-    if (r < 0) {
-        sbxd_log(sb->id, "spawn %s: %s", d->cfg.monitor_path, uv_strerror(r));
-        uv_close((uv_handle_t *)&m->out, handle_closed);
-        uv_close((uv_handle_t *)&m->proc, handle_closed);
-        sbxd_monitor_close(sb);
-        return r;
+    return r;
+}
+
+/* After the zygote lost a start: the requests sent then go again, in
+ * order, to a spawned monitor. */
+static void restart_start(struct sbxd_monitor *m)
+{
+    m->respawned = true;
+    for (struct pending *p = m->pending; p; p = p->next) {
+        p->unsent = p->resend;
+        p->unsent_len = p->resend_len;
+        p->resend = NULL;
     }
-    m->proc_running = true;
-    m->out_open = true;
-    uv_read_start((uv_stream_t *)&m->out, start_alloc, start_read);
-    return 0;
+    if (start_connected(m, false) < 0) {
+        struct sbxd_sandbox *sb = m->sb;
+        m->starting = false;
+        disconnect(m, "the sandbox's monitor could not be started");
+        close_pipe(m);
+        monitor_lost(m->d, sb, "it could not be started");
+        return;
+    }
+    flush_unsent(m);
+}
+
+int sbxd_monitor_start(struct sbxd *d, struct sbxd_sandbox *sb)
+{
+    struct sbxd_monitor *m = monitor_new(d, sb);
+    int r;
+
+    if (!m)
+        return -ENOMEM;
+    r = start_connected(m, !d->cfg.no_zygote);
+    if (r < 0)
+        sbxd_monitor_close(sb);
+    return r;
 }
 
 /* ---- requests ---- */
@@ -540,7 +648,7 @@ int sbxd_monitor_request(struct sbxd *d, struct sbxd_sandbox *sb, json_t *msg, s
     /* A monitor that is starting or reconnecting gets the request once it
      * answers; one that is gone gets none. */
     if (!m || m->closing ||
-        (!m->connected && !m->proc_running && !m->out_open && !m->retry_active && !m->pipe_open)) {
+        (!m->connected && !m->retry_active && !m->pipe_open && !m->restart_pending)) {
         json_decref(msg);
         return -ENOTCONN;
     }
@@ -565,8 +673,17 @@ int sbxd_monitor_request(struct sbxd *d, struct sbxd_sandbox *sb, json_t *msg, s
         p->unsent_len = len + 1;
         return 0;
     }
+    if (m->starting && m->via_zygote && !m->respawned) {
+        /* Kept until the monitor answers, should the zygote lose it. */
+        p->resend = malloc(len + 1);
+        if (p->resend) {
+            memcpy(p->resend, text, len + 1);
+            p->resend_len = len + 1;
+        }
+    }
     if (send_line(m, text, len + 1) < 0) {
         m->pending = p->next;
+        free(p->resend);
         free(p);
         return -EPIPE;
     }
@@ -588,6 +705,6 @@ void sbxd_monitor_close(struct sbxd_sandbox *sb)
     uv_close((uv_handle_t *)&m->retry, handle_closed);
     disconnect(m, "closing");
     close_pipe(m);
-    /* The monitor's first process and its status pipe close by themselves
-     * (exit and EOF); m is freed when the last handle has closed. */
+    /* A spawned monitor's first process closes by itself (it exits); m is
+     * freed when the last handle has closed. */
 }

@@ -6,19 +6,51 @@
  * exit codes, enforces timeouts, and outlives the daemon: `kill -9` of the
  * daemon loses no sandbox, no exit code and no byte of output.
  *
- * Start (by the daemon; the monitor detaches: setsid, its own process group,
- * stdio on /dev/null except stderr to the log file given):
+ * Start (the monitor detaches: setsid, its own process group, stdio on
+ * /dev/null except stderr to the log file given):
  *
  *   sandboxd-monitor --id SB --spec FILE --run-dir RUN --state-dir STATE [--log FILE]
  *
  * It exits 0 once it is listening on its socket and the sandbox has been
  * created (or has failed: see exit.json); the real work continues in a
  * forked-off child (the double fork makes init's parent the monitor, not the
- * daemon).  The first line it writes to stdout before that exit is a JSON
- * object: {"ok":true,"pid":N} or {"ok":false,"error":{"code","message"}}.
- * With ok:false it exits 1; when the failure came after the spec was read
- * (the sandbox could not be created), exit.json and an "error" event
- * ({"event":"error","at":T,"message":S}) record it.
+ * daemon).  The first line it writes to stdout before that exit is the
+ * status, a JSON object: {"ok":true,"pid":N} or
+ * {"ok":false,"error":{"code","message"}}.  With ok:false it exits 1; when
+ * the failure came after the spec was read (the sandbox could not be
+ * created), exit.json and an "error" event ({"event":"error","at":T,
+ * "message":S}) record it.
+ *
+ * The daemon starts monitors already connected: with --client-fd FD, FD is
+ * one end of a connected unix stream socket whose other end the daemon
+ * holds.  It is the monitor's first client (as if accepted on its socket),
+ * the status is the first line the monitor sends on it, and the first
+ * process exits 0 at once after one fork (a status of ok:false comes on the
+ * connection too).  The daemon sends requests on it at once (an exec right
+ * after the create): they wait in the socket and are answered in order once
+ * the sandbox exists, or failed by the connection closing when it cannot be
+ * created.  After a daemon restart the daemon reconnects through the socket
+ * below, as ever.
+ *
+ * Zygote.  Normally those monitors are forked by a zygote, a process the
+ * daemon starts once and restarts whenever it exits (a fresh program start
+ * is a fallback):
+ *
+ *   sandboxd-monitor --zygote FD
+ *
+ * FD is a SOCK_SEQPACKET socket to the daemon.  Each datagram the daemon
+ * sends is one request, a JSON object {"id","spec","run_dir","state_dir",
+ * "log"} (at most SBXD_ZYGOTE_MAX_REQUEST bytes; log optional) carrying one
+ * fd (SCM_RIGHTS): the monitor's end of its connection.  A fork of the
+ * zygote made beforehand takes it and is the monitor, exactly as if started
+ * with those options and --client-fd (it reports on the connection; its
+ * command line reads so).  The zygote answers nothing: a request it cannot
+ * serve closes the connection unanswered.  A connection that closes
+ * before its status line while RECORDS/monitor.json does not exist had no
+ * monitor (the zygote died with the request, say): the daemon then starts
+ * one as a program and sends it again what it had sent.  The zygote exits
+ * when the daemon's end closes (or the daemon dies: it is the daemon's
+ * child, with a parent-death signal); its monitors live on.
  *
  * Files (all under RECORDS = STATE/records/SB; the daemon writes spec.json,
  * the monitor everything else; every whole-file write is atomic: tmp + fsync
@@ -37,11 +69,13 @@
  *   procs/ID/stdout.OFFSET    output segments; OFFSET (decimal) is the byte
  *   procs/ID/stderr.OFFSET    offset of the segment's first byte in the stream.
  *                             The stream is the concatenation of its segments
- *                             in offset order; when the stream's kept bytes
- *                             exceed spec.output_limit, the oldest segments are
- *                             deleted (the lowest remaining OFFSET is the
- *                             number of dropped bytes).  A segment is at most
- *                             output_limit/4 bytes.
+ *                             in offset order (none: nothing written yet, a
+ *                             segment is made with its first byte); when the
+ *                             stream's kept bytes exceed spec.output_limit,
+ *                             the oldest segments are deleted (the lowest
+ *                             remaining OFFSET is the number of dropped
+ *                             bytes).  A segment is at most output_limit/4
+ *                             bytes.
  *   procs/ID/stdout.eof       exists once the stream has ended
  * The entrypoint's process ID is "entrypoint"; its exit.json holds the
  * sandbox's returncode.
@@ -97,6 +131,7 @@
 #define SBXD_MONITOR_PROTO_H
 
 #define SBXD_MONITOR_MAX_MESSAGE (1024 * 1024)
+#define SBXD_ZYGOTE_MAX_REQUEST  (16 * 1024)
 #define SBXD_ENTRYPOINT_ID       "entrypoint"
 
 #endif

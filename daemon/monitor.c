@@ -11,6 +11,7 @@
  * Restart safety is the point: the daemon may come and go at any time; the
  * files are the truth and events sent to the daemon are only hints.
  */
+#include "monitor.h"
 #include "monitor-proto.h"
 #include "sbx.h"
 
@@ -95,7 +96,7 @@ static double now_real(void)
 static const char *log_id = "-";
 
 /* stderr is the --log file (or /dev/null) once detached. */
-__attribute__((format(printf, 1, 2))) static void mlog(const char *fmt, ...)
+void mlog(const char *fmt, ...)
 {
     char when[32];
     time_t t = time(NULL);
@@ -139,7 +140,7 @@ struct stream {
     struct proc *proc;
     const char *name; /* "stdout" or "stderr" */
     bool ended;       /* NAME.eof exists */
-    int seg_fd;       /* the current segment, -1 if it could not be opened */
+    int seg_fd;       /* the current segment, -1 before the first byte or after a failure */
     uint64_t seg_start, oldest, size;
     uint64_t announced; /* the size last sent to the daemon */
     int64_t announced_at;
@@ -481,17 +482,14 @@ static void client_send(struct monitor *m, json_t *msg)
 
 /* ---- output streams ---- */
 
+/* Opens the segment starting at seg_start; errno says why not. */
 static int segment_open(struct proc *p, struct stream *s)
 {
     char name[64];
 
     snprintf(name, sizeof(name), "%s.%llu", s->name, (unsigned long long)s->seg_start);
     s->seg_fd = openat(p->dir_fd, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (s->seg_fd < 0) {
-        mlog("process %s: create %s: %s", p->id, name, strerror(errno));
-        return -errno;
-    }
-    return 0;
+    return s->seg_fd < 0 ? -errno : 0;
 }
 
 static void announce(struct monitor *m, struct stream *s, int64_t now)
@@ -505,7 +503,9 @@ static void announce(struct monitor *m, struct stream *s, int64_t now)
 /* Appends to the stream's segments, rotating at seg_max and deleting the
  * oldest segments while more than output_limit bytes are kept.  Every
  * segment but the current one holds exactly seg_max bytes, so the oldest
- * segment's successor starts seg_max bytes later. */
+ * segment's successor starts seg_max bytes later.  A segment is made when
+ * its first byte comes: a stream that stays empty costs no file (a file
+ * create is some 40 us on the critical path of every exec). */
 static void stream_write(struct monitor *m, struct stream *s, const char *data, size_t n)
 {
     struct proc *p = s->proc;
@@ -514,15 +514,15 @@ static void stream_write(struct monitor *m, struct stream *s, const char *data, 
         size_t chunk;
         ssize_t w;
 
-        if (s->size - s->seg_start >= m->seg_max) {
-            if (s->seg_fd >= 0)
-                close(s->seg_fd);
+        if (s->seg_fd >= 0 && s->size - s->seg_start >= m->seg_max) {
+            close(s->seg_fd);
+            s->seg_fd = -1;
+        }
+        if (s->seg_fd < 0) {
             s->seg_start = s->size;
             if (segment_open(p, s) < 0)
-                s->seg_fd = -1;
+                goto lost;
         }
-        if (s->seg_fd < 0)
-            goto lost;
         chunk = m->seg_max - (size_t)(s->size - s->seg_start);
         if (chunk > n)
             chunk = n;
@@ -624,11 +624,8 @@ static int stream_init(struct monitor *m, struct proc *p, int which, int fd)
         stream_end(m, s);
         return 0;
     }
-    r = segment_open(p, s);
-    if (r >= 0) {
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-        r = watch_add(m, &s->w, fd, EPOLLIN);
-    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    r = watch_add(m, &s->w, fd, EPOLLIN);
     if (r < 0)
         close(fd);
     return r;
@@ -1462,27 +1459,42 @@ static void client_read(struct monitor *m, struct client *c)
     }
 }
 
-static void client_accept(struct monitor *m)
+/* Makes fd (a connected, non-blocking socket; taken) the client.  One
+ * daemon at a time: the newest is the one that is alive. */
+static int client_adopt(struct monitor *m, int fd)
 {
     struct client *c;
-    int fd = accept4(m->listen_w.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    int r;
+
+    client_drop(m, "a new client connected");
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return -ENOMEM;
+    }
+    c->w.kind = W_CLIENT;
+    r = watch_add(m, &c->w, fd, EPOLLIN);
+    if (r < 0) {
+        free(c);
+        close(fd);
+        return r;
+    }
+    m->client = c;
+    return 0;
+}
+
+static void client_accept(struct monitor *m)
+{
+    int fd = accept4(m->listen_w.fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), r;
 
     if (fd < 0) {
         if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
             mlog("accept: %s", strerror(errno));
         return;
     }
-    /* One daemon at a time: the newest is the one that is alive. */
-    client_drop(m, "a new client connected");
-    c = calloc(1, sizeof(*c));
-    if (!c || watch_add(m, &c->w, fd, EPOLLIN) < 0) {
-        mlog("accept: %s", c ? strerror(errno) : "out of memory");
-        free(c);
-        close(fd);
-        return;
-    }
-    c->w.kind = W_CLIENT;
-    m->client = c;
+    r = client_adopt(m, fd);
+    if (r < 0)
+        mlog("accept: %s", strerror(-r));
 }
 
 /* ---- deadlines ---- */
@@ -1772,12 +1784,17 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-/* The status line for the daemon: {"ok":true,"pid":N} or the error. */
+/* The status for the daemon: {"ok":true,"pid":N} or the error. */
+static json_t *status_json(const char *code, const char *message, pid_t pid)
+{
+    return code ? json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", code, "message", message)
+                : json_pack("{s:b,s:i}", "ok", 1, "pid", (int)pid);
+}
+
+/* The same as one line of text (without its newline). */
 static char *status_line(const char *code, const char *message, pid_t pid)
 {
-    json_t *j =
-        code ? json_pack("{s:b,s:{s:s,s:s}}", "ok", 0, "error", "code", code, "message", message)
-             : json_pack("{s:b,s:i}", "ok", 1, "pid", (int)pid);
+    json_t *j = status_json(code, message, pid);
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
     json_decref(j);
@@ -1956,7 +1973,29 @@ out:
     return r;
 }
 
-static int monitor_run(struct monitor *m, int ready_fd, const char *log_path)
+/* Sends what is queued for the client, waiting for it (2 s at most): the
+ * monitor is about to exit. */
+static void client_flush_final(struct monitor *m)
+{
+    struct timeval tv = {.tv_sec = 2};
+    int fl;
+
+    if (!m->client)
+        return;
+    fl = fcntl(m->client->w.fd, F_GETFL);
+    fcntl(m->client->w.fd, F_SETFL, fl & ~O_NONBLOCK);
+    setsockopt(m->client->w.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    (void)write_all(m->client->w.fd, m->client->out.data + m->client->out.off,
+                    buffer_pending(&m->client->out));
+    client_drop(m, "the monitor is done");
+}
+
+/* Runs the monitor: detaches, creates the sandbox, serves until its end.
+ * The status goes to ready_fd (the first process's pipe) or, when
+ * client_fd is the daemon's open connection (taken), as the first line on
+ * it: requests the daemon sent meanwhile wait in the socket and are served
+ * once the sandbox exists. */
+static int monitor_run(struct monitor *m, int ready_fd, const char *log_path, int client_fd)
 {
     char why[1024];
     const char *code = "internal";
@@ -2014,6 +2053,14 @@ static int monitor_run(struct monitor *m, int ready_fd, const char *log_path)
     }
     if (listen_socket(m, why, sizeof(why)) < 0)
         goto fail;
+    if (client_fd >= 0) {
+        fcntl(client_fd, F_SETFL, fcntl(client_fd, F_GETFL) | O_NONBLOCK);
+        r = client_adopt(m, steal_fd(&client_fd));
+        if (r < 0) {
+            snprintf(why, sizeof(why), "the daemon's connection: %s", strerror(-r));
+            goto fail;
+        }
+    }
 
     append_simple_event(m, "scheduled");
     if (sandbox_create(m, why, sizeof(why), &code) < 0) {
@@ -2026,19 +2073,14 @@ static int monitor_run(struct monitor *m, int ready_fd, const char *log_path)
     append_simple_event(m, "started");
     mlog("started the sandbox, pid %d", (int)sbx_sandbox_pid(m->sb));
     report(ready_fd, NULL, NULL);
+    /* The first line on the daemon's own connection (nothing was queued
+     * before it: the loop has not run yet). */
+    client_send(m, status_json(NULL, NULL, getpid()));
 
     loop(m);
 
     /* Tell the daemon, then go: the records stay. */
-    if (m->client) {
-        struct timeval tv = {.tv_sec = 2};
-        int fl = fcntl(m->client->w.fd, F_GETFL);
-        fcntl(m->client->w.fd, F_SETFL, fl & ~O_NONBLOCK);
-        setsockopt(m->client->w.fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-        (void)write_all(m->client->w.fd, m->client->out.data + m->client->out.off,
-                        buffer_pending(&m->client->out));
-        client_drop(m, "the monitor is done");
-    }
+    client_flush_final(m);
     unlink(m->sock_path);
     mlog("done");
     return 0;
@@ -2049,6 +2091,11 @@ fail:
     if (m->listen_w.fd >= 0)
         unlink(m->sock_path);
     report(ready_fd, code, why);
+    if (m->client) {
+        client_send(m, status_json(code, why, 0));
+        client_flush_final(m);
+    }
+    report(client_fd, code, why);
     return 1;
 }
 
@@ -2095,40 +2142,60 @@ static void monitor_free(struct monitor *m)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: sandboxd-monitor --id SB --spec FILE --run-dir RUN --state-dir STATE "
-               "[--log FILE]\n"
+               "[--log FILE] [--client-fd FD]\n"
+               "       sandboxd-monitor --zygote FD\n"
                "Creates sandbox SB and owns it; see daemon/monitor-proto.h.\n");
 }
 
-/* The first process: prints the status line and exits 0 (started) or 1. */
-static int print_status(const char *code, const char *message, pid_t pid)
+/* The first process's status: one line on the daemon's connection when
+ * there is one, else on stdout; returns the exit status (0 started, 1 not). */
+static int print_status(const struct monitor_args *a, const char *code, const char *message,
+                        pid_t pid)
 {
     _cleanup_free_ char *line = status_line(code, message, pid);
 
+    if (a->client_fd >= 0) {
+        if (line)
+            (void)write_all(a->client_fd, line, strlen(line));
+        (void)write_all(a->client_fd, "\n", 1);
+        return code ? 1 : 0;
+    }
     printf("%s\n", line ? line : "{\"ok\":false}");
     fflush(stdout);
     return code ? 1 : 0;
 }
 
-int main(int argc, char **argv)
+/* Closes every fd from 3 up but keep (-1: none): whatever our parent let us
+ * inherit (a test harness's pipe, say) must not live as long as the
+ * sandbox. */
+static void close_inherited(int keep)
 {
-    static const struct option opts[] = {
-        {"id", required_argument, NULL, 'i'},
-        {"spec", required_argument, NULL, 's'},
-        {"run-dir", required_argument, NULL, 'r'},
-        {"state-dir", required_argument, NULL, 'S'},
-        {"log", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
+    if (keep < 3) {
+        syscall(SYS_close_range, 3U, ~0U, 0U);
+        return;
+    }
+    if (keep > 3)
+        syscall(SYS_close_range, 3U, (unsigned)keep - 1, 0U);
+    syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0U);
+}
+
+/* Everything between the command line (or a zygote request) and the
+ * monitor's loop.  Started by the daemon directly, it forks: the monitor is
+ * nobody's child but init's (or a subreaper's), in its own session.  Without
+ * a client fd the first process waits for the monitor's report and prints
+ * it (a double fork, so that it can); with one, the monitor reports on the
+ * connection itself and the first process exits at once.  A monitor forked
+ * by the zygote is detached already and runs here. */
+static int monitor_main(const struct monitor_args *a)
+{
     struct monitor m = {.records_fd = -1, .procs_fd = -1, .ep = -1};
-    const char *spec_path = NULL, *log_path = NULL;
     char why[1024], path[PATH_MAX];
-    int ready[2], c, r;
+    int ready[2] = {-1, -1}, client_fd = a->client_fd, r;
     pid_t pid;
 
-    /* Whatever our parent let us inherit (a test harness's pipe, say) must
-     * not live as long as the sandbox. */
-    syscall(SYS_close_range, 3U, ~0U, 0U);
+    m.id = a->id;
+    m.run_dir = a->run_dir;
+    m.state_dir = a->state_dir;
     m.listen_w = (struct watch){.kind = W_LISTEN, .fd = -1};
     m.timer_w = (struct watch){.kind = W_TIMER, .fd = -1};
     m.signal_w = (struct watch){.kind = W_SIGNAL, .fd = -1};
@@ -2136,81 +2203,62 @@ int main(int argc, char **argv)
     m.pidfd_w = (struct watch){.kind = W_SANDBOX, .fd = -1};
     m.oom_w = (struct watch){.kind = W_OOM, .fd = -1};
     m.state = MON_FINISHING; /* until the sandbox exists */
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'i':
-            m.id = optarg;
-            break;
-        case 's':
-            spec_path = optarg;
-            break;
-        case 'r':
-            m.run_dir = optarg;
-            break;
-        case 'S':
-            m.state_dir = optarg;
-            break;
-        case 'l':
-            log_path = optarg;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        default:
-            usage(stderr);
-            return print_status("invalid_argument", "bad arguments", 0);
-        }
-    }
-    if (optind != argc || !m.id || !spec_path || !m.run_dir || !m.state_dir) {
-        usage(stderr);
-        return print_status("invalid_argument",
+    if (!m.id || !a->spec || !m.run_dir || !m.state_dir)
+        return print_status(a, "invalid_argument",
                             "--id, --spec, --run-dir and --state-dir are needed", 0);
-    }
     if (!valid_id(m.id))
-        return print_status("invalid_argument", "--id must match [A-Za-z0-9._-]{1,64}", 0);
+        return print_status(a, "invalid_argument", "--id must match [A-Za-z0-9._-]{1,64}", 0);
     if (m.run_dir[0] != '/' || m.state_dir[0] != '/')
-        return print_status("invalid_argument", "--run-dir and --state-dir must be absolute", 0);
+        return print_status(a, "invalid_argument", "--run-dir and --state-dir must be absolute", 0);
     log_id = m.id;
-    if (spec_load(spec_path, &m.spec, why, sizeof(why)) < 0)
-        return print_status("invalid_argument", why, 0);
+    if (spec_load(a->spec, &m.spec, why, sizeof(why)) < 0)
+        return print_status(a, "invalid_argument", why, 0);
     m.seg_max = m.spec.output_limit / 4;
 
     if (snprintf(m.sock_path, sizeof(m.sock_path), "%s/monitors/%s.sock", m.run_dir, m.id) >=
         (int)sizeof(m.sock_path)) {
         spec_free(&m.spec);
-        return print_status("invalid_argument", "the socket's path is too long", 0);
+        return print_status(a, "invalid_argument", "the socket's path is too long", 0);
     }
     snprintf(m.records, sizeof(m.records), "%s/records/%s", m.state_dir, m.id);
     snprintf(path, sizeof(path), "%s/monitors", m.run_dir);
     if ((r = mkdir_p(path, 0700)) < 0 || (r = mkdir_p(m.records, 0700)) < 0) {
         snprintf(why, sizeof(why), "make %s: %s", r == 0 ? m.records : path, strerror(-r));
         spec_free(&m.spec);
-        return print_status("internal", why, 0);
+        return print_status(a, "internal", why, 0);
     }
     m.records_fd = open(m.records, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (m.records_fd < 0 || (mkdirat(m.records_fd, "procs", 0700) < 0 && errno != EEXIST) ||
         (m.procs_fd = openat(m.records_fd, "procs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         snprintf(why, sizeof(why), "open %s/procs: %s", m.records, strerror(errno));
         monitor_free(&m);
-        return print_status("internal", why, 0);
+        return print_status(a, "internal", why, 0);
     }
     if (faccessat(m.records_fd, "exit.json", F_OK, 0) == 0) {
         monitor_free(&m);
-        return print_status("failed_precondition", "the sandbox has finished already", 0);
+        return print_status(a, "failed_precondition", "the sandbox has finished already", 0);
     }
 
-    /* Double fork: the monitor is nobody's child but init's (or a
-     * subreaper's), in its own session; the first process waits only for
-     * the monitor's report that it is ready (or has failed). */
-    if (pipe2(ready, O_CLOEXEC) < 0) {
+    if (a->from_zygote) {
+        r = monitor_run(&m, -1, a->log, client_fd);
         monitor_free(&m);
-        return print_status("internal", "pipe", 0);
+        return r;
+    }
+    if (client_fd < 0 && pipe2(ready, O_CLOEXEC) < 0) {
+        monitor_free(&m);
+        return print_status(a, "internal", "pipe", 0);
     }
     fflush(NULL);
     pid = fork();
     if (pid < 0) {
         monitor_free(&m);
-        return print_status("resource_exhausted", "fork", 0);
+        return print_status(a, "resource_exhausted", "fork", 0);
+    }
+    if (pid > 0 && client_fd >= 0) {
+        /* The monitor reports on the connection itself. */
+        monitor_free(&m);
+        close(client_fd);
+        return 0;
     }
     if (pid > 0) {
         char line[4096];
@@ -2233,7 +2281,7 @@ int main(int argc, char **argv)
         st = json_loads(line, JSON_DISABLE_EOF_CHECK, &jerr);
         if (!json_is_object(st)) {
             json_decref(st);
-            return print_status("internal", "the monitor died while starting", 0);
+            return print_status(a, "internal", "the monitor died while starting", 0);
         }
         json_decref(st);
         /* Relay the monitor's own line as it is. */
@@ -2243,14 +2291,94 @@ int main(int argc, char **argv)
         fflush(stdout);
         return strstr(line, "\"ok\":true") ? 0 : 1;
     }
-    close(ready[0]);
-    pid = fork();
-    if (pid != 0)
-        _exit(pid < 0 ? 1 : 0);
+    if (client_fd < 0) {
+        close(ready[0]);
+        pid = fork();
+        if (pid != 0)
+            _exit(pid < 0 ? 1 : 0);
+    }
 
     /* The monitor itself.  It returns from main (stdout was flushed before
      * the forks), so the sanitizers' leak check runs here too. */
-    r = monitor_run(&m, ready[1], log_path);
+    r = monitor_run(&m, ready[1], a->log, client_fd);
     monitor_free(&m);
     return r;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"id", required_argument, NULL, 'i'},
+        {"spec", required_argument, NULL, 's'},
+        {"run-dir", required_argument, NULL, 'r'},
+        {"state-dir", required_argument, NULL, 'S'},
+        {"log", required_argument, NULL, 'l'},
+        {"client-fd", required_argument, NULL, 'c'},
+        {"zygote", required_argument, NULL, 'z'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct monitor_args a = {.client_fd = -1};
+    _cleanup_json_ json_t *hold = NULL;
+    int c, zygote_fd = -1, r;
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i':
+            a.id = optarg;
+            break;
+        case 's':
+            a.spec = optarg;
+            break;
+        case 'r':
+            a.run_dir = optarg;
+            break;
+        case 'S':
+            a.state_dir = optarg;
+            break;
+        case 'l':
+            a.log = optarg;
+            break;
+        case 'c':
+        case 'z': {
+            char *end;
+            long fd = strtol(optarg, &end, 10);
+            if (end == optarg || *end || fd < 3 || fd > INT_MAX) {
+                usage(stderr);
+                close_inherited(-1);
+                return print_status(&a, "invalid_argument", "an fd must be 3 or more", 0);
+            }
+            if (c == 'c')
+                a.client_fd = (int)fd;
+            else
+                zygote_fd = (int)fd;
+            break;
+        }
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            close_inherited(a.client_fd);
+            return print_status(&a, "invalid_argument", "bad arguments", 0);
+        }
+    }
+    if (zygote_fd >= 0) {
+        if (optind != argc || a.client_fd >= 0 || a.id) {
+            usage(stderr);
+            return 2;
+        }
+        close_inherited(zygote_fd);
+        r = zygote_serve(zygote_fd, argv, &a, &hold);
+        if (r <= 0)
+            return r < 0 ? 1 : 0;
+        /* A fresh child with its request: on to the monitor. */
+    } else {
+        close_inherited(a.client_fd);
+        if (optind != argc) {
+            usage(stderr);
+            return print_status(&a, "invalid_argument", "unexpected arguments", 0);
+        }
+    }
+    return monitor_main(&a);
 }

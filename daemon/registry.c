@@ -216,6 +216,7 @@ void sbxd_sandbox_forget(struct sbxd *d, struct sbxd_sandbox *sb)
     free(sb->image);
     json_decref(sb->tags);
     json_decref(sb->request);
+    json_decref(sb->env);
     free(sb);
 }
 

@@ -26,6 +26,7 @@ struct sbxd_config {
     const char *listen;       /* TCP HOST:PORT or NULL */
     char **tokens;            /* for TCP */
     const char *monitor_path; /* the sandboxd-monitor binary */
+    bool no_zygote;           /* start every monitor as a new program */
     /* limits */
     size_t max_body;
     unsigned max_connections;
@@ -75,6 +76,7 @@ struct sbxd_sandbox {
     char *app, *name, *image;
     json_t *tags;    /* object */
     json_t *request; /* the create request, as recorded */
+    json_t *env;     /* spec.json's env (the image's and the request's), read once */
     char state[16];  /* created scheduled started ready finished */
     double created_at, started_at, ready_at, finished_at;
     bool has_returncode;
@@ -97,6 +99,7 @@ struct sbxd {
     struct sbxd_sandbox *sandboxes;
     unsigned n_running;
     json_t *apps; /* {"name": {"app_id":..., "name":...}} */
+    struct sbxd_zygote *zygote;
     double started_at;
     unsigned long long created_total, execs_total;
 };
@@ -150,6 +153,18 @@ int sbxd_monitor_attach(struct sbxd *d, struct sbxd_sandbox *sb);
 int sbxd_monitor_request(struct sbxd *d, struct sbxd_sandbox *sb, json_t *msg, sbxd_monitor_cb cb,
                          void *data);
 void sbxd_monitor_close(struct sbxd_sandbox *sb);
+
+/* ---- zygote.c: the pre-started process that forks monitors ---- */
+struct sbxd_zygote;
+/* Spawns the zygote (and again whenever it exits, until stopped). */
+int sbxd_zygote_start(struct sbxd *d);
+/* Closes its control socket (the zygote then exits; its monitors run on). */
+void sbxd_zygote_stop(struct sbxd *d);
+/* Asks the zygote to fork sb's monitor with client_fd (not taken: the
+ * caller closes its copy) as its connection.  0 once asked; -errno when
+ * there is no zygote to ask now, and the caller spawns the monitor itself. */
+int sbxd_zygote_request(struct sbxd *d, struct sbxd_sandbox *sb, const char *spec, const char *log,
+                        int client_fd);
 
 /* ---- output.c: streams read from the monitor's segment files ---- */
 /* Reads up to len bytes of a stream at offset; *ret_dropped is the lowest

@@ -2,12 +2,16 @@
  * what an orchestrator does, status codes and bodies as ../shared/API.md
  * says, and a daemon restart in the middle. */
 #include <check.h>
+#include <ctype.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -396,6 +400,228 @@ START_TEST(test_monitor_killed)
 }
 END_TEST
 
+/* ---- the monitor zygote ---- */
+
+/* pid's parent, 0 when pid is gone. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[1024], *close_paren;
+    FILE *f;
+    size_t n;
+    int ppid = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "pid (comm) state ppid ...": comm may hold anything but the last ')'. */
+    close_paren = strrchr(buf, ')');
+    if (!close_paren || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+        return 0;
+    return (pid_t)ppid;
+}
+
+/* The first process whose command line (spaces between the arguments)
+ * contains needle and, when parent > 0, whose parent is parent; 0: none. */
+static pid_t find_process(pid_t parent, const char *needle)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    pid_t found = 0;
+
+    ck_assert_ptr_nonnull(d);
+    while (!found && (e = readdir(d))) {
+        char path[300], cmd[4096];
+        pid_t pid;
+        size_t n;
+        FILE *f;
+
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        pid = (pid_t)atoi(e->d_name);
+        if (parent > 0 && parent_of(pid) != parent)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+        f = fopen(path, "re");
+        if (!f)
+            continue;
+        n = fread(cmd, 1, sizeof(cmd) - 1, f);
+        fclose(f);
+        for (size_t i = 0; i < n; i++)
+            if (cmd[i] == '\0')
+                cmd[i] = ' ';
+        cmd[n] = '\0';
+        if (strstr(cmd, needle))
+            found = pid;
+    }
+    closedir(d);
+    return found;
+}
+
+/* The daemon's zygote, waiting up to timeout_ms for one to run. */
+static pid_t zygote_of_daemon(int timeout_ms)
+{
+    double until = dl_now_ms() + timeout_ms;
+    pid_t z;
+
+    while (!(z = find_process(dl_daemon_pid, "sandboxd-monitor --zygote")) && dl_now_ms() < until)
+        usleep(10000);
+    return z;
+}
+
+/* pid a and pid b are in the same cgroups (the zygote stays out of every
+ * sandbox's). */
+static void assert_same_cgroups(pid_t a, pid_t b)
+{
+    char path[64], ca[4096] = "", cb[4096] = "";
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)a);
+    f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_gt(fread(ca, 1, sizeof(ca) - 1, f), 0);
+    fclose(f);
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)b);
+    f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_gt(fread(cb, 1, sizeof(cb) - 1, f), 0);
+    fclose(f);
+    ck_assert_str_eq(ca, cb);
+}
+
+/* Runs `echo ok` in sandbox id and checks the output. */
+static void assert_exec_works(const char *id)
+{
+    char *out = dl_exec_out(id, "echo ok");
+    ck_assert_str_eq(out, "ok\n");
+    free(out);
+}
+
+/* Monitors come from the zygote, which stays a plain fork server: killed,
+ * it costs no sandbox, the next create works at once (started without it)
+ * and a new zygote takes over. */
+START_TEST(test_zygote_killed)
+{
+    pid_t z = zygote_of_daemon(5000), z2, mon;
+    char *a, *b, *c, needle[128];
+
+    ck_assert_msg(z > 0, "no monitor zygote under the daemon");
+    assert_same_cgroups(z, dl_daemon_pid);
+    a = dl_create("{\"image\":\"busybox\"}");
+    assert_exec_works(a); /* its monitor runs */
+    snprintf(needle, sizeof(needle), "sandboxd-monitor --id %s", a);
+    mon = find_process(0, needle);
+    ck_assert_msg(mon > 0, "no monitor process for %s", a);
+    ck_assert_int_eq(parent_of(mon), z);
+    ck_assert_int_eq(kill(z, SIGKILL), 0);
+    /* Right away: the kill may not even have been noticed yet. */
+    b = dl_create("{\"image\":\"busybox\"}");
+    assert_exec_works(b);
+    assert_exec_works(a);
+    z2 = zygote_of_daemon(15000);
+    ck_assert_msg(z2 > 0 && z2 != z, "no new zygote (old %d, now %d)", (int)z, (int)z2);
+    c = dl_create("{\"image\":\"busybox\"}");
+    assert_exec_works(c);
+    snprintf(needle, sizeof(needle), "sandboxd-monitor --id %s", c);
+    mon = find_process(0, needle);
+    ck_assert_int_eq(parent_of(mon), z2);
+    free(a);
+    free(b);
+    free(c);
+}
+END_TEST
+
+/* A monitor forked by the zygote outlives kill -9 of the daemon (the zygote
+ * goes with the daemon) and is reconnected to after the restart. */
+START_TEST(test_zygote_monitor_survives_daemon_kill)
+{
+    pid_t z = zygote_of_daemon(5000), mon;
+    char *id = dl_create("{\"image\":\"busybox\"}"), needle[128];
+
+    ck_assert_msg(z > 0, "no monitor zygote under the daemon");
+    assert_exec_works(id);
+    snprintf(needle, sizeof(needle), "sandboxd-monitor --id %s", id);
+    mon = find_process(0, needle);
+    ck_assert_int_eq(parent_of(mon), z);
+    dl_stop_daemon(SIGKILL);
+    for (int i = 0; i < 500 && parent_of(z) > 0; i++)
+        usleep(10000);
+    ck_assert_msg(parent_of(z) == 0, "the zygote outlived the daemon");
+    ck_assert_msg(parent_of(mon) > 0, "the monitor died with the zygote");
+    dl_start_daemon(NULL);
+    assert_exec_works(id);
+    ck_assert_int_eq(find_process(0, needle), mon);
+    ck_assert_msg(zygote_of_daemon(5000) > 0, "no zygote under the new daemon");
+    free(id);
+}
+END_TEST
+
+/* A request the zygote loses (the zygote, and its spare if it keeps one,
+ * stopped, then killed with the request still queued): the monitor is
+ * started as a program, the exec sent to the lost one meanwhile goes to it,
+ * and the sandbox works. */
+START_TEST(test_zygote_loses_request)
+{
+    pid_t z = zygote_of_daemon(5000), spare = 0, child;
+    char *id, path[256];
+    int status;
+
+    ck_assert_msg(z > 0, "no monitor zygote under the daemon");
+    for (int i = 0; i < 100 && !(spare = find_process(z, "sandboxd-monitor --zygote")); i++)
+        usleep(10000);
+    ck_assert_int_eq(kill(z, SIGSTOP), 0);
+    if (spare > 0)
+        ck_assert_int_eq(kill(spare, SIGSTOP), 0);
+    id = dl_create("{\"image\":\"busybox\"}");
+    dl_sbpath(path, sizeof(path), id, "/exec");
+    child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        static const char body[] = "{\"argv\":[\"true\"]}";
+        _exit(dl_http("POST", path, body, sizeof(body) - 1, NULL) == 201 ? 0 : 1);
+    }
+    usleep(300000); /* the exec is on its way to the lost monitor */
+    if (spare > 0)
+        kill(spare, SIGKILL);
+    kill(z, SIGKILL);
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the exec failed: %d", status);
+    assert_exec_works(id);
+    ck_assert_msg(zygote_of_daemon(15000) > 0, "no new zygote");
+    free(id);
+}
+END_TEST
+
+/* "monitor_zygote": false starts every monitor as a program. */
+START_TEST(test_no_zygote)
+{
+    char config[128], *id;
+    FILE *f;
+
+    snprintf(config, sizeof(config), "%s/sandboxd.json", dl_dir);
+    f = fopen(config, "we");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"monitor_zygote\": false}\n", f);
+    fclose(f);
+    dl_stop_daemon(SIGTERM);
+    dl_start_daemon(config);
+    id = dl_create("{\"image\":\"busybox\"}");
+    assert_exec_works(id);
+    ck_assert_int_eq(find_process(dl_daemon_pid, "sandboxd-monitor --zygote"), 0);
+    free(id);
+    id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\",\"exit 5\"]}");
+    {
+        json_t *r = dl_wait_finished(id);
+        ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 5);
+        json_decref(r);
+    }
+    free(id);
+}
+END_TEST
+
 /* A stdin body far above the monitor protocol's line limit arrives whole,
  * in order, and costs the sandbox nothing. */
 START_TEST(test_big_stdin)
@@ -463,6 +689,10 @@ int main(void)
     tcase_add_test(tc, test_list_filters_and_tags);
     tcase_add_test(tc, test_monitor_killed);
     tcase_add_test(tc, test_big_stdin);
+    tcase_add_test(tc, test_zygote_killed);
+    tcase_add_test(tc, test_zygote_monitor_survives_daemon_kill);
+    tcase_add_test(tc, test_zygote_loses_request);
+    tcase_add_test(tc, test_no_zygote);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

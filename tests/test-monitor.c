@@ -189,18 +189,11 @@ static json_t *spec_new(const char *const *entrypoint)
                      "cgroup_parent", cgroup_parent);
 }
 
-/* Runs the monitor like the daemon does; returns its status line (parsed)
- * and stores the first process's exit status. */
-static json_t *monitor_start(json_t *spec, int *ret_status)
-{
-    char spec_path[PATH_MAX * 2], log_path[PATH_MAX * 2], line[8192];
-    int out[2], status;
-    size_t len = 0;
-    ssize_t n;
-    json_error_t jerr;
-    json_t *st;
-    pid_t pid;
+static char spec_path[PATH_MAX * 2], log_path[PATH_MAX * 2];
 
+/* Writes the test's spec.json (taking spec); sets spec_path and log_path. */
+static void spec_write(json_t *spec)
+{
     snprintf(spec_path, sizeof(spec_path), "%s/records", T.state);
     mkdir(spec_path, 0700);
     ck_assert_int_eq(mkdir(T.records, 0700) == 0 || errno == EEXIST, 1);
@@ -208,6 +201,30 @@ static json_t *monitor_start(json_t *spec, int *ret_status)
     snprintf(log_path, sizeof(log_path), "%s/monitor.log", T.records);
     ck_assert_int_eq(json_dump_file(spec, spec_path, JSON_COMPACT), 0);
     json_decref(spec);
+}
+
+/* Makes fd the child's fd 3 (inheritable), in a forked child. */
+static void child_fd3(int fd)
+{
+    if (fd == 3)
+        fcntl(3, F_SETFD, 0);
+    else if (dup2(fd, 3) < 0)
+        _exit(127);
+}
+
+/* Runs the monitor like the daemon does; returns its status line (parsed)
+ * and stores the first process's exit status. */
+static json_t *monitor_start(json_t *spec, int *ret_status)
+{
+    char line[8192];
+    int out[2], status;
+    size_t len = 0;
+    ssize_t n;
+    json_error_t jerr;
+    json_t *st;
+    pid_t pid;
+
+    spec_write(spec);
     ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
     pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -330,9 +347,8 @@ static json_t *recv_msg(int timeout_ms, bool *ret_eof)
     }
 }
 
-/* Sends a request (seq added) and returns the reply; events met on the way
- * are kept for wait_event(). */
-static json_t *request(json_t *req)
+/* Sends a request (seq added) without waiting for its reply; returns seq. */
+static json_int_t request_send(json_t *req)
 {
     json_int_t seq = ++T.seq;
     char *text;
@@ -343,6 +359,13 @@ static json_t *request(json_t *req)
     send_raw(text, strlen(text));
     send_raw("\n", 1);
     free(text);
+    return seq;
+}
+
+/* The reply to request seq; events met on the way are kept for
+ * wait_event(). */
+static json_t *reply_of(json_int_t seq)
+{
     for (;;) {
         json_t *msg = recv_msg(20000, NULL);
         ck_assert_msg(msg != NULL, "no reply to request %lld", (long long)seq);
@@ -353,6 +376,12 @@ static json_t *request(json_t *req)
         ck_assert_int_eq(json_integer_value(json_object_get(msg, "seq")), seq);
         return msg;
     }
+}
+
+/* Sends a request and returns the reply. */
+static json_t *request(json_t *req)
+{
+    return reply_of(request_send(req));
 }
 
 static void request_ok(json_t *req)
@@ -960,6 +989,254 @@ START_TEST(exec_into_finished_sandbox)
 }
 END_TEST
 
+/* ---- started connected (--client-fd), and by the zygote ---- */
+
+/* pid's parent, 0 when pid is gone. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[1024], *close_paren;
+    FILE *f;
+    size_t n;
+    int ppid = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    f = fopen(path, "re");
+    if (!f)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    close_paren = strrchr(buf, ')');
+    if (!close_paren || sscanf(close_paren + 1, " %*c %d", &ppid) != 1)
+        return 0;
+    return (pid_t)ppid;
+}
+
+/* The first message on the connection must be the status; returns it. */
+static json_t *status_from_connection(void)
+{
+    json_t *st = recv_msg(20000, NULL);
+
+    ck_assert_msg(st != NULL, "no status line on the connection");
+    ck_assert_msg(json_object_get(st, "ok") && !json_object_get(st, "seq") &&
+                      !json_object_get(st, "ev"),
+                  "the first line is not the status: %s", json_dumps(st, JSON_COMPACT));
+    return st;
+}
+
+/* Requests sent before the status wait in the socket and are answered once
+ * the sandbox exists; the first process does not wait for that. */
+START_TEST(client_fd_pipelined)
+{
+    int sv[2], status;
+    json_int_t seq;
+    json_t *st;
+    pid_t pid;
+
+    spec_write(spec_new(NULL));
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        child_fd3(sv[1]);
+        execl(monitor_path, monitor_path, "--id", T.id, "--spec", spec_path, "--run-dir", T.run,
+              "--state-dir", T.state, "--log", log_path, "--client-fd", "3", (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    T.fd = sv[0];
+    seq = request_send(exec_req("early", "echo early; exit 4"));
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "first process: %d", status);
+    st = status_from_connection();
+    ck_assert(json_is_true(json_object_get(st, "ok")));
+    T.pid = (pid_t)json_integer_value(json_object_get(st, "pid"));
+    ck_assert_int_gt(T.pid, 0);
+    ck_assert_int_ne(T.pid, pid);
+    json_decref(st);
+    st = reply_of(seq);
+    ck_assert(json_is_true(json_object_get(st, "ok")));
+    json_decref(st);
+    ck_assert_int_eq(exec_wait("early", 10000), 4);
+    assert_stream("early", "stdout", "early\n");
+    /* Reachable through its socket too (a restarted daemon). */
+    monitor_connect();
+    request_ok(json_pack("{s:s}", "op", "terminate"));
+    assert_clean_exit();
+}
+END_TEST
+
+/* A sandbox that cannot be made: the error is the status on the connection,
+ * then the connection closes, and exit.json says so. */
+START_TEST(client_fd_failed_create)
+{
+    const char *missing[] = {"/no/such/program", NULL};
+    int sv[2], status;
+    json_int_t seq;
+    json_t *st;
+    bool eof;
+    pid_t pid;
+
+    spec_write(spec_new(missing));
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        child_fd3(sv[1]);
+        execl(monitor_path, monitor_path, "--id", T.id, "--spec", spec_path, "--run-dir", T.run,
+              "--state-dir", T.state, "--client-fd", "3", (char *)NULL);
+        _exit(127);
+    }
+    close(sv[1]);
+    T.fd = sv[0];
+    seq = request_send(exec_req("never", "true"));
+    (void)seq;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    st = status_from_connection();
+    ck_assert(json_is_false(json_object_get(st, "ok")));
+    json_decref(st);
+    ck_assert_ptr_null(recv_msg(20000, &eof));
+    ck_assert(eof);
+    st = read_json(rpath("exit.json"));
+    ck_assert_ptr_nonnull(st);
+    ck_assert_str_eq(json_string_value(json_object_get(st, "finish_reason")), "error");
+    json_decref(st);
+}
+END_TEST
+
+/* Sends a zygote request (a datagram) with fd attached, or none when -1. */
+static void zygote_send(int ctl, json_t *req, int fd)
+{
+    char *text = json_dumps(req, JSON_COMPACT);
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(int))];
+    } c = {0};
+    struct iovec iov = {.iov_base = text, .iov_len = strlen(text)};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+    if (fd >= 0) {
+        struct cmsghdr *cm;
+        mh.msg_control = &c;
+        mh.msg_controllen = sizeof(c);
+        cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    ck_assert_int_eq(sendmsg(ctl, &mh, MSG_NOSIGNAL), (ssize_t)strlen(text));
+    free(text);
+    json_decref(req);
+}
+
+/* The zygote forks one monitor per request, refuses what is malformed and
+ * serves on; it ends when the daemon's end closes, and its monitors live
+ * on, found by their command line like any. */
+START_TEST(zygote_forks_monitors)
+{
+    int ctl[2], sv[2], status;
+    char path[64], cmd[4096];
+    json_int_t seq;
+    json_t *st;
+    pid_t z;
+    size_t n;
+    FILE *f;
+
+    spec_write(spec_new(NULL));
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl), 0);
+    z = fork();
+    ck_assert_int_ge(z, 0);
+    if (z == 0) {
+        child_fd3(ctl[1]);
+        execl(monitor_path, monitor_path, "--zygote", "3", (char *)NULL);
+        _exit(127);
+    }
+    close(ctl[1]);
+
+    /* Refused: no connection passed; a member missing. */
+    zygote_send(ctl[0],
+                json_pack("{s:s,s:s,s:s,s:s}", "id", T.id, "spec", spec_path, "run_dir", T.run,
+                          "state_dir", T.state),
+                -1);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    zygote_send(ctl[0], json_pack("{s:s,s:s}", "id", T.id, "spec", spec_path), sv[1]);
+    close(sv[1]);
+    T.fd = sv[0];
+    ck_assert_ptr_null(recv_msg(10000, NULL)); /* closed unanswered */
+    close(T.fd);
+    /* An id the monitor refuses: its status says why. */
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    zygote_send(ctl[0],
+                json_pack("{s:s,s:s,s:s,s:s}", "id", "../x", "spec", spec_path, "run_dir", T.run,
+                          "state_dir", T.state),
+                sv[1]);
+    close(sv[1]);
+    T.fd = sv[0];
+    st = status_from_connection();
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(st, "error"), "code")),
+                     "invalid_argument");
+    json_decref(st);
+    close(T.fd);
+    T.in_len = 0;
+
+    /* A monitor. */
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    zygote_send(ctl[0],
+                json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", T.id, "spec", spec_path, "run_dir", T.run,
+                          "state_dir", T.state, "log", log_path),
+                sv[1]);
+    close(sv[1]);
+    T.fd = sv[0];
+    seq = request_send(exec_req("z1", "echo z1"));
+    st = status_from_connection();
+    ck_assert(json_is_true(json_object_get(st, "ok")));
+    T.pid = (pid_t)json_integer_value(json_object_get(st, "pid"));
+    json_decref(st);
+    st = reply_of(seq);
+    ck_assert(json_is_true(json_object_get(st, "ok")));
+    json_decref(st);
+    ck_assert_int_eq(exec_wait("z1", 10000), 0);
+    assert_stream("z1", "stdout", "z1\n");
+    ck_assert_int_eq(parent_of(T.pid), z);
+    snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)T.pid);
+    f = fopen(path, "re");
+    ck_assert_ptr_nonnull(f);
+    n = fread(cmd, 1, sizeof(cmd) - 1, f);
+    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        if (cmd[i] == '\0')
+            cmd[i] = ' ';
+    cmd[n] = '\0';
+    {
+        char want[128];
+        snprintf(want, sizeof(want), "sandboxd-monitor --id %s ", T.id);
+        ck_assert_msg(strstr(cmd, want), "the monitor's command line: %s", cmd);
+    }
+
+    /* The daemon goes: so does the zygote (and its spare), not its
+     * monitor. */
+    close(ctl[0]);
+    ck_assert_int_eq(waitpid(z, &status, 0), z);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "zygote status %d", status);
+    for (int64_t until = now_ms() + 2000; now_ms() < until;) {
+        /* The spare, re-parented to us (the subreaper): reap it. */
+        siginfo_t si = {0};
+        if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid > 0 &&
+            si.si_pid != T.pid) {
+            waitpid(si.si_pid, NULL, 0);
+            break;
+        }
+        sleep_ms(10);
+    }
+    ck_assert_int_eq(kill(T.pid, 0), 0);
+    request_ok(exec_req("z2", "echo z2"));
+    ck_assert_int_eq(exec_wait("z2", 10000), 0);
+    request_ok(json_pack("{s:s}", "op", "terminate"));
+    assert_clean_exit();
+}
+END_TEST
+
 START_TEST(client_disconnects)
 {
     char *out, want[65536];
@@ -1163,6 +1440,9 @@ static Suite *monitor_suite(void)
     tcase_add_test(tc, client_disconnects);
     tcase_add_test(tc, output_latency);
     tcase_add_test(tc, hostile_client);
+    tcase_add_test(tc, client_fd_pipelined);
+    tcase_add_test(tc, client_fd_failed_create);
+    tcase_add_test(tc, zygote_forks_monitors);
     suite_add_tcase(s, tc);
     return s;
 }
