@@ -128,6 +128,16 @@ static int load_config(struct sbxd_config *cfg, const char *path)
         }
         cfg->no_zygote = !json_is_true(v);
     }
+    if ((v = json_object_get(c, "netns_pool"))) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > SBX_NETPOOL_MAX) {
+            sbxd_log(NULL, "config %s: `netns_pool` must be an integer from 0 to %d", path,
+                     SBX_NETPOOL_MAX);
+            json_decref(c);
+            return -EINVAL;
+        }
+        cfg->netns_pool = (unsigned)json_integer_value(v);
+    }
     json_decref(c);
     return 0;
 }
@@ -203,6 +213,7 @@ int main(int argc, char **argv)
         .default_memory_bytes = 0,
         .default_pids_max = 4096,
         .cgroup_parent = "sandboxd",
+        .netns_pool = 8,
     };
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {

@@ -26,6 +26,7 @@
  * ("Zygote"). */
 #include "monitor.h"
 #include "monitor-proto.h"
+#include "sbx.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -194,11 +195,11 @@ static int receive(int control_fd, json_t **ret_req, int *ret_fd)
  * its monitor: the fork is paid for before the request comes, not after.
  * Returns like zygote_serve() (1 with *ret filled); exits when the daemon
  * is gone. */
-static int spare_serve(int control_fd, int taken_fd, pid_t zygote, struct monitor_args *ret,
-                       json_t **ret_hold)
+static int spare_serve(int control_fd, int taken_fd, pid_t zygote, sbx_netpool *pool,
+                       struct monitor_args *ret, json_t **ret_hold)
 {
     json_t *req = NULL;
-    int fd = -1, r;
+    int fd = -1, netpool_fd, r;
 
     /* While it waits it is part of the zygote, and goes with it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -214,6 +215,7 @@ static int spare_serve(int control_fd, int taken_fd, pid_t zygote, struct monito
      * it but this request. */
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     (void)!write(taken_fd, "t", 1);
+    netpool_fd = pool ? sbx_netpool_detach(pool) : -1;
     close(taken_fd);
     close(control_fd);
     signal(SIGCHLD, SIG_DFL);
@@ -225,6 +227,7 @@ static int spare_serve(int control_fd, int taken_fd, pid_t zygote, struct monito
         .log = member(req, "log"),
         .client_fd = fd,
         .from_zygote = true,
+        .netpool_fd = netpool_fd,
     };
     *ret_hold = req;
     set_title(ret);
@@ -251,9 +254,12 @@ static int wait_for(int fd, int control_fd, int timeout_ms)
     }
 }
 
-int zygote_serve(int control_fd, char **argv, struct monitor_args *ret, json_t **ret_hold)
+int zygote_serve(int control_fd, char **argv, unsigned netpool_size, struct monitor_args *ret,
+                 json_t **ret_hold)
 {
+    sbx_netpool *pool = NULL;
     pid_t self = getpid();
+    int r;
 
     title_init(argv);
     /* Spares and monitors are reaped by the kernel. */
@@ -263,28 +269,37 @@ int zygote_serve(int control_fd, char **argv, struct monitor_args *ret, json_t *
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     if (getppid() == 1)
         return 0;
+    /* Network namespaces made ahead, by a helper of ours (it goes with us:
+     * its parent-death signal, and EOF once every monitor has closed its
+     * copy of the socket).  Without one, monitors make their own. */
+    if (netpool_size > 0) {
+        sbx_error err = {0};
+        if (sbx_netpool_start(netpool_size, &pool, &err) < 0)
+            mlog("zygote: network namespace pool: %s", err.message);
+    }
 
     /* One spare at a time; the zygote itself never reads a request. */
     for (;;) {
-        int taken[2], r;
+        int taken[2];
         char c = 0;
         pid_t pid;
 
         if (pipe2(taken, O_CLOEXEC) < 0) {
+            r = -errno;
             mlog("zygote: pipe: %s", strerror(errno));
-            return -errno;
+            goto out;
         }
         pid = fork();
         if (pid == 0) {
             close(taken[0]);
-            return spare_serve(control_fd, taken[1], self, ret, ret_hold);
+            return spare_serve(control_fd, taken[1], self, pool, ret, ret_hold);
         }
         close(taken[1]);
         if (pid < 0) {
             mlog("zygote: fork a spare: %s", strerror(errno));
             close(taken[0]);
             if (wait_for(-1, control_fd, 1000) < 0)
-                return 0;
+                break;
             continue;
         }
         /* Until the spare becomes a monitor ("t", then EOF) or ends. */
@@ -293,9 +308,13 @@ int zygote_serve(int control_fd, char **argv, struct monitor_args *ret, json_t *
             c = 0;
         close(taken[0]);
         if (r < 0)
-            return 0;
+            break;
         /* A spare that ended untaken: not in a tight loop. */
         if (c != 't' && wait_for(-1, control_fd, 100) < 0)
-            return 0;
+            break;
     }
+    r = 0;
+out:
+    sbx_netpool_stop(pool);
+    return r;
 }

@@ -197,6 +197,7 @@ struct monitor {
     const char *id, *run_dir, *state_dir;
     char records[PATH_MAX], sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int records_fd, procs_fd;
+    int netpool_fd; /* the zygote's namespace pool, until the sandbox exists */
     struct spec spec;
     uint64_t seg_max;
 
@@ -1873,6 +1874,7 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
 {
     struct sbx_rlimit nofile = {.resource = RLIMIT_NOFILE, .soft = 1024, .hard = 1024};
     struct sbx_config cfg = {0};
+    struct sbx_netns ns = {-1, -1, -1};
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     struct proc *ep = NULL;
     sbx_error err = {0};
@@ -1913,7 +1915,22 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
         cfg.stdio[1] = pipes[1][1];
         cfg.stdio[2] = pipes[2][1];
     }
+    /* A network namespace made ahead when the zygote's pool has one ready;
+     * else the sandbox makes its own.  The pool is of no more use to us
+     * after this create: our copy of its socket goes. */
+    if (m->netpool_fd >= 0) {
+        int t = sbx_netpool_take(m->netpool_fd, &ns, &err);
+        if (t == 0)
+            cfg.netns = &ns;
+        else if (t != -EAGAIN)
+            mlog("network namespace pool: %s", err.message);
+    }
     r = sbx_sandbox_create(&cfg, &m->sb, &err);
+    sbx_netns_close(&ns);
+    if (m->netpool_fd >= 0) {
+        close(m->netpool_fd);
+        m->netpool_fd = -1;
+    }
     for (int i = 0; i < 3; i++) {
         closep(&pipes[i][i ? 1 : 0]);
         pipes[i][i ? 1 : 0] = -1;
@@ -2143,7 +2160,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: sandboxd-monitor --id SB --spec FILE --run-dir RUN --state-dir STATE "
                "[--log FILE] [--client-fd FD]\n"
-               "       sandboxd-monitor --zygote FD\n"
+               "       sandboxd-monitor --zygote FD [--netpool N]\n"
                "Creates sandbox SB and owns it; see daemon/monitor-proto.h.\n");
 }
 
@@ -2188,7 +2205,7 @@ static void close_inherited(int keep)
  * by the zygote is detached already and runs here. */
 static int monitor_main(const struct monitor_args *a)
 {
-    struct monitor m = {.records_fd = -1, .procs_fd = -1, .ep = -1};
+    struct monitor m = {.records_fd = -1, .procs_fd = -1, .ep = -1, .netpool_fd = a->netpool_fd};
     char why[1024], path[PATH_MAX];
     int ready[2] = {-1, -1}, client_fd = a->client_fd, r;
     pid_t pid;
@@ -2315,12 +2332,14 @@ int main(int argc, char **argv)
         {"log", required_argument, NULL, 'l'},
         {"client-fd", required_argument, NULL, 'c'},
         {"zygote", required_argument, NULL, 'z'},
+        {"netpool", required_argument, NULL, 'n'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct monitor_args a = {.client_fd = -1};
+    struct monitor_args a = {.client_fd = -1, .netpool_fd = -1};
     _cleanup_json_ json_t *hold = NULL;
     int c, zygote_fd = -1, r;
+    unsigned netpool_size = 0;
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -2354,6 +2373,17 @@ int main(int argc, char **argv)
                 zygote_fd = (int)fd;
             break;
         }
+        case 'n': {
+            char *end;
+            unsigned long n = strtoul(optarg, &end, 10);
+            if (end == optarg || *end || n > SBX_NETPOOL_MAX) {
+                usage(stderr);
+                close_inherited(-1);
+                return print_status(&a, "invalid_argument", "--netpool must be 0..1024", 0);
+            }
+            netpool_size = (unsigned)n;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -2369,7 +2399,7 @@ int main(int argc, char **argv)
             return 2;
         }
         close_inherited(zygote_fd);
-        r = zygote_serve(zygote_fd, argv, &a, &hold);
+        r = zygote_serve(zygote_fd, argv, netpool_size, &a, &hold);
         if (r <= 0)
             return r < 0 ? 1 : 0;
         /* A fresh child with its request: on to the monitor. */

@@ -15,6 +15,10 @@ struct monitor_args {
     int client_fd;
     /* Forked by the zygote: already detached from the daemon, no fork. */
     bool from_zygote;
+    /* The zygote's pool of pre-made network namespaces (its consumer
+     * socket, sbx_netpool_take()), closed once the sandbox exists.  -1:
+     * none, the sandbox makes its own. */
+    int netpool_fd;
 };
 
 /* The zygote's loop on its control socket (monitor-proto.h, "Zygote");
@@ -22,8 +26,11 @@ struct monitor_args {
  * daemon has closed the socket (the zygote is done), -errno when the socket
  * failed, and 1 in a freshly forked child, with *ret filled from the
  * request; the child then runs the monitor and owns *ret_hold, which the
- * strings of *ret point into. */
-int zygote_serve(int control_fd, char **argv, struct monitor_args *ret, json_t **ret_hold);
+ * strings of *ret point into.  With netpool_size > 0 the zygote keeps that
+ * many network namespaces made ahead (sbx_netpool_start()) for its
+ * monitors to take. */
+int zygote_serve(int control_fd, char **argv, unsigned netpool_size, struct monitor_args *ret,
+                 json_t **ret_hold);
 
 /* The monitor's log line (stderr: the --log file once started). */
 void mlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -27,6 +27,7 @@ struct sbxd_config {
     char **tokens;            /* for TCP */
     const char *monitor_path; /* the sandboxd-monitor binary */
     bool no_zygote;           /* start every monitor as a new program */
+    unsigned netns_pool;      /* network namespaces the zygote keeps made ahead */
     /* limits */
     size_t max_body;
     unsigned max_connections;

@@ -295,6 +295,15 @@ int sbx_netpool_start(unsigned size, sbx_netpool **ret, sbx_error *err)
     return 0;
 }
 
+int sbx_netpool_detach(sbx_netpool *p)
+{
+    int sock = p->sock;
+
+    close(p->pidfd);
+    free(p);
+    return sock;
+}
+
 int sbx_netpool_fd(const sbx_netpool *p)
 {
     return p->sock;
@@ -307,8 +316,9 @@ void sbx_netpool_stop(sbx_netpool *p)
     if (!p)
         return;
     close(p->sock);
-    /* EOF ends the helper after the namespace in hand; SIGKILL would do
-     * as well, but it would leave a half-made one for the kernel. */
+    /* Not EOF: forked consumers may hold copies of the socket.  The kernel
+     * frees a namespace half made or in flight like any other. */
+    (void)syscall(SYS_pidfd_send_signal, p->pidfd, SIGKILL, NULL, 0);
     while (waitid(P_PIDFD, (id_t)p->pidfd, &si, WEXITED) < 0 && errno == EINTR)
         ;
     close(p->pidfd);

@@ -202,6 +202,11 @@ SBX_PUBLIC int sbx_netpool_start(unsigned size, sbx_netpool **ret, sbx_error *er
 SBX_PUBLIC int sbx_netpool_fd(const sbx_netpool *p);
 /* Stops the helper and frees p; the namespaces not taken are freed. */
 SBX_PUBLIC void sbx_netpool_stop(sbx_netpool *p);
+/* In a process forked after sbx_netpool_start(): lets go of p without
+ * stopping the helper (the parent's) and returns the consumer socket, now
+ * the caller's to take from and close.  The helper stops once every copy
+ * of the socket is closed. */
+SBX_PUBLIC int sbx_netpool_detach(sbx_netpool *p);
 /* Takes a ready namespace, without blocking: 0, or -EAGAIN when none is
  * ready (make one: pass cfg->netns NULL), or another -errno when the pool
  * has stopped.  The caller owns the fds: sbx_netns_close() them once the

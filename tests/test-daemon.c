@@ -622,6 +622,43 @@ START_TEST(test_no_zygote)
 }
 END_TEST
 
+/* Sandboxes get network namespaces the zygote's pool made ahead: each its
+ * own (never one twice), with the pool's sysctls, and /sys of that
+ * namespace; with the pool off (netns_pool 0) they make their own. */
+START_TEST(test_netns_pool)
+{
+    char config[128], *id[2], *out[2];
+    FILE *f;
+
+    for (int i = 0; i < 2; i++) {
+        id[i] = dl_create("{\"image\":\"busybox\"}");
+        out[i] = dl_exec_out(id[i], "cat /proc/sys/net/ipv4/ip_unprivileged_port_start; "
+                                    "readlink /proc/self/ns/net; ls /sys/class/net");
+    }
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(!strncmp(out[i], "0\nnet:[", 7) && strstr(out[i], "]\nlo\n"),
+                      "sandbox %d: %s", i, out[i]);
+    ck_assert_str_ne(out[0], out[1]);
+    for (int i = 0; i < 2; i++) {
+        free(out[i]);
+        free(id[i]);
+    }
+
+    snprintf(config, sizeof(config), "%s/sandboxd.json", dl_dir);
+    f = fopen(config, "we");
+    ck_assert_ptr_nonnull(f);
+    fputs("{\"netns_pool\": 0}\n", f);
+    fclose(f);
+    dl_stop_daemon(SIGTERM);
+    dl_start_daemon(config);
+    id[0] = dl_create("{\"image\":\"busybox\"}");
+    out[0] = dl_exec_out(id[0], "cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
+    ck_assert_str_eq(out[0], "1024\n");
+    free(out[0]);
+    free(id[0]);
+}
+END_TEST
+
 /* A stdin body far above the monitor protocol's line limit arrives whole,
  * in order, and costs the sandbox nothing. */
 START_TEST(test_big_stdin)
@@ -693,6 +730,7 @@ int main(void)
     tcase_add_test(tc, test_zygote_monitor_survives_daemon_kill);
     tcase_add_test(tc, test_zygote_loses_request);
     tcase_add_test(tc, test_no_zygote);
+    tcase_add_test(tc, test_netns_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
