@@ -351,6 +351,9 @@ void sbx__close_fds_except(const int *keep, size_t n_keep);
 
 /* ---- pre-made network namespaces (netpool.c) ---- */
 
+/* Brings lo of the caller's network namespace up (sandbox.c). */
+int sbx__loopback_up(sbx_error *err);
+
 /* Makes a network namespace ready for a sandbox (loopback up, sysctls,
  * sysfs mount) and leaves the calling thread in it. */
 int sbx__netns_make(struct sbx_netns *ret, sbx_error *err);

@@ -29,13 +29,11 @@
 #include "internal.h"
 
 #include <fcntl.h>
-#include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -55,22 +53,6 @@ struct sbx_netpool {
     int pidfd;
     int sock;
 };
-
-static int lo_up(sbx_error *err)
-{
-    struct ifreq ifr = {0};
-    _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return sbx__error(err, errno, "socket for lo");
-    strcpy(ifr.ifr_name, "lo");
-    if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-        return sbx__error(err, errno, "get flags of lo");
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-        return sbx__error(err, errno, "bring lo up");
-    return 0;
-}
 
 /* A read-only sysfs of the calling thread's network namespace, detached. */
 static int sysfs_mount(sbx_error *err)
@@ -105,7 +87,7 @@ int sbx__netns_make(struct sbx_netns *ret, sbx_error *err)
 
     if (unshare(CLONE_NEWNET) < 0)
         return sbx__error(err, errno, "unshare a network namespace");
-    if ((r = lo_up(err)) < 0)
+    if ((r = sbx__loopback_up(err)) < 0)
         return r;
     for (size_t i = 0; i < SBX_ARRAY_SIZE(sysctls); i++)
         if ((r = sbx__write_file(sysctls[i].path, sysctls[i].value, err)) < 0)

@@ -166,7 +166,7 @@ static int recv_go(int sock, int *fds, size_t n_layers, size_t *ret_n_cgroup, sb
     return 0;
 }
 
-static int loopback_up(sbx_error *err)
+int sbx__loopback_up(sbx_error *err)
 {
     struct ifreq ifr = {0};
     _cleanup_close_ int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -289,7 +289,7 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
     }
     /* A pre-made namespace comes with its loopback up (and belongs to the
      * host: the sandbox could not bring it up). */
-    if (a->sysfs_fd < 0 && loopback_up(&e) < 0)
+    if (a->sysfs_fd < 0 && sbx__loopback_up(&e) < 0)
         goto fail;
     /* The sandbox's privileges drop here, once, before init starts anything:
      * init and everything it forks inherit the reduced bounding set,
