@@ -175,9 +175,8 @@ static int run_execs(const struct bench_options *o, const struct sbx_image *img,
         .stdio = {-1, -1, -1},
         .cgroup_parent = o->cgroup_parent,
     };
-    struct sbx_exec_config ec = {.argv = true_argv,
-                                 .env = (const char *const *)img->env,
-                                 .stdio = {-1, -1, -1}};
+    struct sbx_exec_config ec = {
+        .argv = true_argv, .env = (const char *const *)img->env, .stdio = {-1, -1, -1}};
     sbx_sandbox *sb = NULL;
     sbx_error err = {0};
     char id[64];

@@ -15,8 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define STREAM_CHUNK (256 * 1024)
-
 /* ---- small helpers ---- */
 
 static void reply_sandbox_error(sbxd_req *req, json_t *reply)
@@ -113,6 +111,7 @@ static void waiter_free(struct sbxd_waiter *w)
         sbxd_req_on_abort(w->req, NULL, NULL);
     w->req = NULL;
     w->stream = NULL;
+    sbxd_output_cursor_close(&w->cursor);
     uv_timer_stop(&w->timer);
     w->timer.data = w;
     uv_close((uv_handle_t *)&w->timer, timer_closed);
@@ -138,6 +137,7 @@ static struct sbxd_waiter *waiter_new(struct sbxd *d, struct sbxd_sandbox *sb, s
     w->req = req;
     w->sb = sb;
     w->kind = kind;
+    w->cursor.fd = -1;
     uv_timer_init(d->loop, &w->timer);
     w->timer.data = w;
     w->next = sb->waiters.next;
@@ -191,8 +191,6 @@ void sbxd_wake_proc(struct sbxd *d, struct sbxd_sandbox *sb, struct sbxd_proc *p
     }
 }
 
-static void stream_pump(struct sbxd *d, struct sbxd_waiter *w);
-
 void sbxd_waiters_drop(struct sbxd_sandbox *sb)
 {
     while (sb->waiters.next != &sb->waiters) {
@@ -205,48 +203,57 @@ void sbxd_waiters_drop(struct sbxd_sandbox *sb)
     }
 }
 
-static void stream_drained(sbxd_stream *s, void *data)
+/* An output stream's source: the monitor's segment files, read straight
+ * into the HTTP layer's send buffer. */
+static size_t stream_pull(void *buf, size_t max, void *data)
+{
+    struct sbxd_waiter *w = data;
+    ssize_t n = sbxd_output_pull(sbxd_global, w->sb->id, w->proc->id, w->stream_index, &w->cursor,
+                                 &w->offset, buf, max);
+
+    w->dry = n <= 0;
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* Is the stream complete?  Only once a pull found nothing more: then,
+ * without follow, at the current end; with follow, at EOF (the monitor
+ * announces a stream's final size before its EOF), or at the end of a
+ * finished sandbox's entrypoint (its streams may never see EOF). */
+static bool stream_done(struct sbxd_waiter *w)
+{
+    struct sbxd_proc *p = w->proc;
+    int i = w->stream_index;
+
+    return w->dry && (!w->follow || (p->eof[i] && w->offset >= p->size[i]) ||
+                      (p->has_returncode && w->offset >= p->size[i] &&
+                       !strcmp(p->id, SBXD_ENTRYPOINT_ID) && !strcmp(w->sb->state, "finished")));
+}
+
+static void stream_finish(struct sbxd_waiter *w)
+{
+    sbxd_stream_end(w->stream);
+    waiter_free(w);
+}
+
+/* The stream's pull found nothing: done, or it waits for the monitor's
+ * next output event. */
+static void stream_dry(sbxd_stream *s, void *data)
 {
     struct sbxd_waiter *w = data;
 
     (void)s;
-    w->paused = false;
-    stream_pump(sbxd_global, w);
+    if (stream_done(w))
+        stream_finish(w);
 }
 
-/* Sends what the files hold beyond the waiter's offset, pausing when the
- * client is slow; ends the stream at EOF (or at the current end without
- * follow). */
+/* Output came, or EOF: pull again (or end). */
 static void stream_pump(struct sbxd *d, struct sbxd_waiter *w)
 {
-    static char buf[STREAM_CHUNK];
-    struct sbxd_proc *p = w->proc;
-
-    while (w->stream && !w->paused) {
-        uint64_t dropped = 0;
-        ssize_t n = sbxd_output_read(d, w->sb->id, p->id, w->stream_index, w->offset, buf,
-                                     sizeof(buf), &dropped);
-        if (n > 0) {
-            if (w->offset < dropped)
-                w->offset = dropped;
-            w->offset += (uint64_t)n;
-            if (sbxd_stream_write(w->stream, buf, (size_t)n) > 4 * STREAM_CHUNK) {
-                w->paused = true;
-                sbxd_stream_on_drain(w->stream, stream_drained, w);
-            }
-            continue;
-        }
-        /* At the end of what is on disk. */
-        if (!w->follow || p->eof[w->stream_index] ||
-            (p->has_returncode && w->offset >= p->size[w->stream_index] &&
-             !strcmp(p->id, SBXD_ENTRYPOINT_ID) && !strcmp(w->sb->state, "finished"))) {
-            /* After EOF the files are complete; one more read above found
-             * nothing, so the stream is done. */
-            sbxd_stream_end(w->stream);
-            waiter_free(w);
-        }
-        return;
-    }
+    (void)d;
+    if (stream_done(w))
+        stream_finish(w);
+    else
+        sbxd_stream_kick(w->stream);
 }
 
 void sbxd_wake_streams(struct sbxd *d, struct sbxd_sandbox *sb, struct sbxd_proc *p)
@@ -1091,7 +1098,7 @@ static void stream_output(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb
     const char *off = sbxd_req_query(req, "offset");
     struct sbxd_waiter *w;
     uint64_t offset = 0, dropped = 0;
-    char tmp[1], hdr[32];
+    char hdr[32];
 
     if (off) {
         char *end;
@@ -1102,7 +1109,7 @@ static void stream_output(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb
             return;
         }
     }
-    (void)sbxd_output_read(d, sb->id, p->id, stream, offset, tmp, 0, &dropped);
+    dropped = sbxd_output_oldest(d, sb->id, p->id, stream);
     if (offset < dropped) {
         snprintf(hdr, sizeof(hdr), "%llu", (unsigned long long)(dropped - offset));
         sbxd_reply_header(req, "X-Sandboxd-Dropped", hdr);
@@ -1118,7 +1125,7 @@ static void stream_output(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb
     w->offset = offset;
     w->follow = query_flag(req, "follow");
     w->stream = sbxd_reply_stream(req, 200, "application/octet-stream");
-    stream_pump(d, w);
+    sbxd_stream_pull(w->stream, stream_pull, stream_dry, w);
 }
 
 /* A monitor reply to an action: 204, or the monitor's error. */

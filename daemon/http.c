@@ -135,6 +135,10 @@ struct sbxd_stream {
     void (*on_drain)(sbxd_stream *s, void *data);
     void *drain_data;
     size_t drain_mark; /* on_drain runs once the queue is at most this */
+    /* Pull mode (sbxd_stream_pull()): once the queue is empty. */
+    size_t (*pull)(void *buf, size_t max, void *data);
+    void (*on_dry)(sbxd_stream *s, void *data);
+    void *pull_data;
 };
 
 struct sbxd_req {
@@ -638,6 +642,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     (void)pos;
     if (req->aborted || s->failed)
         return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (n == 0 && s->pull && !s->ended) {
+        /* Straight into MHD's buffer: no copy of ours. */
+        n = s->pull(buf, max, s->pull_data);
+        if (n > 0)
+            return (ssize_t)(n < max ? n : max);
+        /* Dry: the owner hears of it from the loop, not from in here. */
+        s->on_drain = s->on_dry;
+        s->drain_data = s->pull_data;
+        stream_queue_drain(req);
+    }
     if (n == 0) {
         if (s->ended)
             return MHD_CONTENT_READER_END_OF_STREAM;
@@ -746,6 +760,30 @@ void sbxd_stream_on_drain(sbxd_stream *s, void (*cb)(sbxd_stream *s, void *data)
         stream_queue_drain(req);
 }
 
+void sbxd_stream_pull(sbxd_stream *s, size_t (*pull)(void *buf, size_t max, void *data),
+                      void (*on_dry)(sbxd_stream *s, void *data), void *data)
+{
+    if (!s)
+        return;
+    if (!pull && s->on_dry && s->on_drain == s->on_dry)
+        s->on_drain = NULL; /* a dry notice still due */
+    s->pull = pull;
+    s->on_dry = on_dry;
+    s->pull_data = data;
+    sbxd_stream_kick(s);
+}
+
+void sbxd_stream_kick(sbxd_stream *s)
+{
+    struct sbxd_req *req;
+
+    if (!s)
+        return;
+    req = stream_req(s);
+    if (stream_open(req) && req->suspended)
+        req_wake(req);
+}
+
 void sbxd_stream_end(sbxd_stream *s)
 {
     struct sbxd_req *req;
@@ -757,6 +795,8 @@ void sbxd_stream_end(sbxd_stream *s)
         return;
     s->ended = true;
     s->on_drain = NULL;
+    s->pull = NULL;
+    s->on_dry = NULL;
     if (!req->owner_done) {
         req->owner_done = true;
         if (req->completed) {

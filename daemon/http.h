@@ -81,6 +81,17 @@ sbxd_stream *sbxd_reply_stream(sbxd_req *req, int status, const char *content_ty
  * producer may pause above cfg.max_pending_bytes and wait for on_drain). */
 size_t sbxd_stream_write(sbxd_stream *s, const void *data, size_t len);
 void sbxd_stream_on_drain(sbxd_stream *s, void (*cb)(sbxd_stream *s, void *data), void *data);
+/* Pull mode, for a producer whose bytes are already somewhere (a file):
+ * once the queue is empty, `pull` is called whenever the socket can take
+ * more, with room for `max` bytes, and returns how many it put in buf (the
+ * bytes go straight into the HTTP layer's send buffer), or 0 when it has
+ * nothing now.  After a 0 the stream waits and `on_dry` runs (from the
+ * loop, never from inside `pull`): the owner ends the stream there, or calls
+ * sbxd_stream_kick() once there may be more.  `pull` must not call back into
+ * this API.  A NULL pull leaves pull mode. */
+void sbxd_stream_pull(sbxd_stream *s, size_t (*pull)(void *buf, size_t max, void *data),
+                      void (*on_dry)(sbxd_stream *s, void *data), void *data);
+void sbxd_stream_kick(sbxd_stream *s);
 /* Ends the stream once what is queued is sent. */
 void sbxd_stream_end(sbxd_stream *s);
 

@@ -39,12 +39,18 @@
 #include <unistd.h>
 
 /* Everything a client can make the monitor hold is capped. */
-#define MAX_RUNNING_PROCS    1024               /* exec'd processes not yet reaped */
-#define MAX_PROCS            8192               /* all processes ever: "status" stays < 1 MiB */
-#define MAX_STDIN_QUEUE      (16 * 1024 * 1024) /* bytes queued for one process's stdin */
-#define MAX_CLIENT_OUT       (16 * 1024 * 1024) /* replies and events the daemon has not read */
-#define MAX_ID_LEN           64
-#define READ_CHUNK           65536
+#define MAX_RUNNING_PROCS 1024               /* exec'd processes not yet reaped */
+#define MAX_PROCS         8192               /* all processes ever: "status" stays < 1 MiB */
+#define MAX_STDIN_QUEUE   (16 * 1024 * 1024) /* bytes queued for one process's stdin */
+#define MAX_CLIENT_OUT    (16 * 1024 * 1024) /* replies and events the daemon has not read */
+#define MAX_ID_LEN        64
+#define READ_CHUNK        65536
+#define PIPE_DEFAULT_SIZE 65536
+#define BUSY_PIPE_SIZE    (1024 * 1024) /* a stream that fills its pipe gets this much */
+/* One read of a stream: big reads hold the pipe's lock, which the writer
+ * waits for, for a memcpy only (splice() into the segment measured slower:
+ * it holds the lock across the file system's write). */
+#define OUTPUT_CHUNK         (256 * 1024)
 #define EXIT_GRACE_MS        1000  /* after an exec exits, how long to wait for its pipes' EOF */
 #define FINISH_GRACE_MS      10000 /* after the sandbox finished, how long to wait for everything */
 #define ANNOUNCE_MS          1     /* at most one output event per stream per this */
@@ -145,6 +151,7 @@ struct stream {
     uint64_t announced; /* the size last sent to the daemon */
     int64_t announced_at;
     bool write_failed;
+    bool grown; /* the pipe was made BUSY_PIPE_SIZE */
 };
 
 struct buffer {
@@ -489,7 +496,8 @@ static int segment_open(struct proc *p, struct stream *s)
     char name[64];
 
     snprintf(name, sizeof(name), "%s.%llu", s->name, (unsigned long long)s->seg_start);
-    s->seg_fd = openat(p->dir_fd, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    /* Written with pwrite() at the stream's own count of its bytes. */
+    s->seg_fd = openat(p->dir_fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     return s->seg_fd < 0 ? -errno : 0;
 }
 
@@ -501,54 +509,69 @@ static void announce(struct monitor *m, struct stream *s, int64_t now)
                              s->name, "size", (json_int_t)s->size));
 }
 
-/* Appends to the stream's segments, rotating at seg_max and deleting the
+/* Counts n bytes just written to the current segment, and deletes the
  * oldest segments while more than output_limit bytes are kept.  Every
  * segment but the current one holds exactly seg_max bytes, so the oldest
- * segment's successor starts seg_max bytes later.  A segment is made when
- * its first byte comes: a stream that stays empty costs no file (a file
- * create is some 40 us on the critical path of every exec). */
-static void stream_write(struct monitor *m, struct stream *s, const char *data, size_t n)
+ * segment's successor starts seg_max bytes later. */
+static void stream_advance(struct monitor *m, struct stream *s, size_t n)
 {
     struct proc *p = s->proc;
 
+    s->size += n;
+    while (s->size - s->oldest > m->spec.output_limit && s->oldest < s->seg_start) {
+        char name[64];
+        snprintf(name, sizeof(name), "%s.%llu", s->name, (unsigned long long)s->oldest);
+        if (unlinkat(p->dir_fd, name, 0) < 0 && errno != ENOENT)
+            mlog("process %s: remove %s: %s", p->id, name, strerror(errno));
+        s->oldest += m->seg_max;
+    }
+}
+
+/* The current segment's room, rotating to a new segment when it is full.
+ * A segment is made when its first byte comes: a stream that stays empty
+ * costs no file (a file create is some 40 us on the critical path of every
+ * exec).  Returns 0, or -1 with errno when no segment could be opened. */
+static int segment_room(struct monitor *m, struct stream *s, size_t *ret_room)
+{
+    if (s->seg_fd >= 0 && s->size - s->seg_start >= m->seg_max) {
+        close(s->seg_fd);
+        s->seg_fd = -1;
+    }
+    if (s->seg_fd < 0) {
+        s->seg_start = s->size;
+        if (segment_open(s->proc, s) < 0)
+            return -1;
+    }
+    *ret_room = m->seg_max - (size_t)(s->size - s->seg_start);
+    return 0;
+}
+
+/* Appends to the stream's segments. */
+static void stream_write(struct monitor *m, struct stream *s, const char *data, size_t n)
+{
     while (n > 0) {
         size_t chunk;
         ssize_t w;
 
-        if (s->seg_fd >= 0 && s->size - s->seg_start >= m->seg_max) {
-            close(s->seg_fd);
-            s->seg_fd = -1;
-        }
-        if (s->seg_fd < 0) {
-            s->seg_start = s->size;
-            if (segment_open(p, s) < 0)
-                goto lost;
-        }
-        chunk = m->seg_max - (size_t)(s->size - s->seg_start);
+        if (segment_room(m, s, &chunk) < 0)
+            goto lost;
         if (chunk > n)
             chunk = n;
         do
-            w = write(s->seg_fd, data, chunk);
+            w = pwrite(s->seg_fd, data, chunk, (off_t)(s->size - s->seg_start));
         while (w < 0 && errno == EINTR);
         if (w <= 0)
             goto lost;
-        s->size += (uint64_t)w;
+        stream_advance(m, s, (size_t)w);
         data += w;
         n -= (size_t)w;
-        while (s->size - s->oldest > m->spec.output_limit && s->oldest < s->seg_start) {
-            char name[64];
-            snprintf(name, sizeof(name), "%s.%llu", s->name, (unsigned long long)s->oldest);
-            if (unlinkat(p->dir_fd, name, 0) < 0 && errno != ENOENT)
-                mlog("process %s: remove %s: %s", p->id, name, strerror(errno));
-            s->oldest += m->seg_max;
-        }
     }
     return;
 lost:
     /* The bytes are not counted: the stream's offsets stay those of the
      * files.  Said once per stream. */
     if (!s->write_failed)
-        mlog("process %s: %s: output lost: %s", p->id, s->name, strerror(errno));
+        mlog("process %s: %s: output lost: %s", s->proc->id, s->name, strerror(errno));
     s->write_failed = true;
 }
 
@@ -582,7 +605,7 @@ static void stream_end(struct monitor *m, struct stream *s)
 /* Reads once (or, draining, until the pipe is empty); returns true at EOF. */
 static bool stream_read(struct monitor *m, struct stream *s, bool drain)
 {
-    static char buf[READ_CHUNK];
+    static char buf[OUTPUT_CHUNK];
     int rounds = drain ? 64 : 1;
 
     while (s->w.fd >= 0 && rounds-- > 0) {
@@ -601,6 +624,13 @@ static bool stream_read(struct monitor *m, struct stream *s, bool drain)
             return true;
         }
         stream_write(m, s, buf, (size_t)n);
+        /* A pipe that was full: its writer outpaces us.  A bigger pipe lets
+         * it run on while we write to the file, and each of our reads take
+         * more (fewer wake-ups for both).  Its pages are the writer's. */
+        if (n >= PIPE_DEFAULT_SIZE && !s->grown && !s->proc->pty) {
+            s->grown = true;
+            (void)fcntl(s->w.fd, F_SETPIPE_SZ, BUSY_PIPE_SIZE);
+        }
         if (m->client) {
             int64_t now = now_ms();
             if (now - s->announced_at >= ANNOUNCE_MS)
@@ -2325,16 +2355,11 @@ static int monitor_main(const struct monitor_args *a)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"id", required_argument, NULL, 'i'},
-        {"spec", required_argument, NULL, 's'},
-        {"run-dir", required_argument, NULL, 'r'},
-        {"state-dir", required_argument, NULL, 'S'},
-        {"log", required_argument, NULL, 'l'},
-        {"client-fd", required_argument, NULL, 'c'},
-        {"zygote", required_argument, NULL, 'z'},
-        {"netpool", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"id", required_argument, NULL, 'i'},      {"spec", required_argument, NULL, 's'},
+        {"run-dir", required_argument, NULL, 'r'}, {"state-dir", required_argument, NULL, 'S'},
+        {"log", required_argument, NULL, 'l'},     {"client-fd", required_argument, NULL, 'c'},
+        {"zygote", required_argument, NULL, 'z'},  {"netpool", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     struct monitor_args a = {.client_fd = -1, .netpool_fd = -1};
     _cleanup_json_ json_t *hold = NULL;

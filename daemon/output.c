@@ -52,49 +52,83 @@ static int find_segment(const char *dir, const char *stream, uint64_t offset, ui
     return 0;
 }
 
-ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream,
-                         uint64_t offset, void *buf, size_t len, uint64_t *ret_dropped)
+static void stream_dir(struct sbxd *d, const char *sandbox_id, const char *proc_id, char *dir,
+                       size_t len)
+{
+    snprintf(dir, len, "%s/records/%s/procs/%s", d->cfg.state_dir, sandbox_id, proc_id);
+}
+
+uint64_t sbxd_output_oldest(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream)
+{
+    char dir[PATH_MAX];
+    uint64_t start = 0, lowest = 0;
+
+    stream_dir(d, sandbox_id, proc_id, dir, sizeof(dir));
+    (void)find_segment(dir, stream ? "stderr" : "stdout", 0, &start, &lowest);
+    return lowest;
+}
+
+void sbxd_output_cursor_close(struct sbxd_output_cursor *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* The cursor keeps the segment it reads open: the next read is one pread(),
+ * and the directory is listed only at a segment's end.  A segment the
+ * monitor deletes meanwhile (the output limit) stays readable through it. */
+ssize_t sbxd_output_pull(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream,
+                         struct sbxd_output_cursor *c, uint64_t *offset, void *buf, size_t len)
 {
     const char *name = stream ? "stderr" : "stdout";
     char dir[PATH_MAX], path[PATH_MAX + 64];
-    uint64_t start = 0, lowest = 0;
-    ssize_t total = 0;
 
-    snprintf(dir, sizeof(dir), "%s/records/%s/procs/%s", d->cfg.state_dir, sandbox_id, proc_id);
-    if (len == 0) {
-        /* Only asked what has been dropped. */
-        (void)find_segment(dir, name, offset, &start, &lowest);
-        if (ret_dropped)
-            *ret_dropped = lowest;
+    if (len == 0)
         return 0;
-    }
-    /* A read may span the end of one segment and the start of the next. */
-    while ((size_t)total < len) {
-        int fd, r;
-        ssize_t n;
+    dir[0] = '\0';
+    /* At most: the open segment's end, the next segment, one skip past
+     * dropped bytes. */
+    for (int tries = 0; tries < 4; tries++) {
+        uint64_t start = 0, lowest = 0;
+        int r;
 
-        r = find_segment(dir, name, offset, &start, &lowest);
-        if (r == -ENOENT && total == 0 && offset < lowest) {
-            /* Asked for dropped bytes: resume at the oldest kept. */
-            offset = lowest;
+        if (c->fd >= 0) {
+            ssize_t n = pread(c->fd, buf, len, (off_t)(*offset - c->start));
+            if (n < 0 && errno == EINTR) {
+                tries--;
+                continue;
+            }
+            if (n > 0) {
+                *offset += (uint64_t)n;
+                return n;
+            }
+        }
+        /* At the end of the open segment, or none open: which one holds
+         * *offset now? */
+        if (!dir[0])
+            stream_dir(d, sandbox_id, proc_id, dir, sizeof(dir));
+        r = find_segment(dir, name, *offset, &start, &lowest);
+        if (r == -ENOENT && *offset < lowest) {
+            /* Dropped while the reader was behind: go on at the oldest kept. */
+            *offset = lowest;
+            sbxd_output_cursor_close(c);
             continue;
         }
-        if (r < 0)
-            break;
+        if (r < 0 || (c->fd >= 0 && start == c->start))
+            return 0; /* nothing beyond *offset yet */
+        sbxd_output_cursor_close(c);
         snprintf(path, sizeof(path), "%s/%s.%llu", dir, name, (unsigned long long)start);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            break; /* rotated away meanwhile: the next call finds the next one */
-        n = pread(fd, (char *)buf + total, len - (size_t)total, (off_t)(offset - start));
-        close(fd);
-        if (n <= 0)
-            break;
-        total += n;
-        offset += (uint64_t)n;
+        c->fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (c->fd < 0) {
+            c->fd = -1;
+            if (errno != ENOENT)
+                return -errno;
+            continue; /* rotated away meanwhile: look again */
+        }
+        c->start = start;
     }
-    if (ret_dropped)
-        *ret_dropped = lowest;
-    return total;
+    return 0;
 }
 
 uint64_t sbxd_output_size(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream)
@@ -104,7 +138,7 @@ uint64_t sbxd_output_size(struct sbxd *d, const char *sandbox_id, const char *pr
     uint64_t start, lowest;
     struct stat st;
 
-    snprintf(dir, sizeof(dir), "%s/records/%s/procs/%s", d->cfg.state_dir, sandbox_id, proc_id);
+    stream_dir(d, sandbox_id, proc_id, dir, sizeof(dir));
     if (find_segment(dir, name, UINT64_MAX, &start, &lowest) < 0)
         return 0;
     snprintf(path, sizeof(path), "%s/%s.%llu", dir, name, (unsigned long long)start);

@@ -43,6 +43,12 @@ struct sbxd_proc;
 struct sbxd_sandbox;
 
 /* A client waiting for something: a long poll or a following stream. */
+/* A reader's place in a stream: the segment it has open (fd -1: none). */
+struct sbxd_output_cursor {
+    int fd;
+    uint64_t start;
+};
+
 struct sbxd_waiter {
     struct sbxd_waiter *next, *prev;
     sbxd_req *req;
@@ -53,7 +59,8 @@ struct sbxd_waiter {
     int stream_index; /* 0 stdout, 1 stderr */
     uint64_t offset;  /* next byte to send (streams) */
     bool follow;
-    bool paused;      /* waiting for the HTTP stream to drain */
+    bool dry; /* the last pull found nothing beyond offset (output) */
+    struct sbxd_output_cursor cursor;
     uv_timer_t timer; /* long-poll timeout */
     bool timer_active;
 };
@@ -168,14 +175,18 @@ int sbxd_zygote_request(struct sbxd *d, struct sbxd_sandbox *sb, const char *spe
                         int client_fd);
 
 /* ---- output.c: streams read from the monitor's segment files ---- */
-/* Reads up to len bytes of a stream at offset; *ret_dropped is the lowest
- * offset still kept.  Returns bytes read (0 at the current end) or -errno. */
-ssize_t sbxd_output_read(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream,
-                         uint64_t offset, void *buf, size_t len, uint64_t *ret_dropped);
+/* Reads up to len bytes of a stream at *offset and advances it; bytes
+ * dropped meanwhile (the output limit) are skipped.  Returns bytes read,
+ * 0 at the current end, or -errno. */
+ssize_t sbxd_output_pull(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream,
+                         struct sbxd_output_cursor *c, uint64_t *offset, void *buf, size_t len);
+void sbxd_output_cursor_close(struct sbxd_output_cursor *c);
+/* The lowest offset still kept (what is below it was dropped). */
+uint64_t sbxd_output_oldest(struct sbxd *d, const char *sandbox_id, const char *proc_id,
+                            int stream);
 
 /* The stream's size so far: the end of its last segment (0 if none). */
-uint64_t sbxd_output_size(struct sbxd *d, const char *sandbox_id, const char *proc_id,
-                          int stream);
+uint64_t sbxd_output_size(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream);
 
 /* ---- waiters (api.c) ---- */
 void sbxd_wake_sandbox(struct sbxd *d, struct sbxd_sandbox *sb);

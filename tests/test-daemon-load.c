@@ -591,6 +591,50 @@ START_TEST(test_output_bound)
 }
 END_TEST
 
+/* A follower of a stream that spans several segment files while it is
+ * written gets every byte once, in order; so does a later read from an
+ * offset in the middle. */
+START_TEST(test_output_segments)
+{
+    char *id, *pid, *want;
+    char path[256], config[128];
+    struct dl_buf b;
+    size_t want_len = 0;
+    FILE *f;
+
+    dl_stop_daemon(SIGTERM);
+    snprintf(config, sizeof(config), "%s/sandboxd.json", dl_dir);
+    f = fopen(config, "we");
+    ck_assert_ptr_nonnull(f);
+    /* Segments of 2 MiB (a quarter of the limit); seq writes ~6.9 MB. */
+    fputs("{\"output_limit_bytes\": 8388608}\n", f);
+    fclose(f);
+    dl_start_daemon(config);
+    f = open_memstream(&want, &want_len);
+    for (int i = 1; i <= 1000000; i++)
+        fprintf(f, "%d\n", i);
+    fclose(f);
+
+    id = dl_create("{\"image\":\"busybox\"}");
+    pid = dl_exec_start(id, "[\"seq\",\"1\",\"1000000\"]", NULL);
+    dl_sbpath(path, sizeof(path), id, "/processes/%s/stdout?follow=1", pid);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
+    ck_assert_uint_eq(b.len, want_len);
+    ck_assert_msg(!memcmp(b.data, want, want_len), "followed output differs");
+    ck_assert_str_eq(b.dropped, "");
+    free(b.data);
+    ck_assert_int_eq(proc_wait(id, pid), 0);
+    dl_sbpath(path, sizeof(path), id, "/processes/%s/stdout?offset=2097000", pid);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
+    ck_assert_uint_eq(b.len, want_len - 2097000);
+    ck_assert_msg(!memcmp(b.data, want + 2097000, b.len), "output read from an offset differs");
+    free(b.data);
+    free(want);
+    free(pid);
+    free(id);
+}
+END_TEST
+
 /* ---- 12. /v1/info counts and /metrics ---- */
 
 static json_int_t running_count(void)
@@ -679,6 +723,7 @@ int main(void)
     tcase_add_test(tc, test_events);
     tcase_add_test(tc, test_stats);
     tcase_add_test(tc, test_output_bound);
+    tcase_add_test(tc, test_output_segments);
     tcase_add_test(tc, test_info_and_metrics);
     tcase_add_test(tc, test_oom);
     suite_add_tcase(s, tc);

@@ -166,8 +166,9 @@ START_TEST(test_followed_output_has_no_delay)
 
         ck_assert_int_eq(atoi(line), i + 1);
         if (i > 0)
-            ck_assert_msg(l.at[i] - made < 100, "line %d reached the client %.0f ms after it was made",
-                          i + 1, l.at[i] - made);
+            ck_assert_msg(l.at[i] - made < 100,
+                          "line %d reached the client %.0f ms after it was made", i + 1,
+                          l.at[i] - made);
     }
     free(id);
 }

@@ -37,6 +37,8 @@ struct server {
     atomic_int aborts;
     atomic_int big_aborts;
     atomic_int handled;
+    atomic_int drys;              /* on_dry calls of pull streams */
+    atomic_int pulled;            /* pull streams that ended whole */
     struct sbxd_http_stats stats; /* read at stop */
 };
 
@@ -67,6 +69,7 @@ struct pending {
     sbxd_stream *stream;
     int step;
     size_t sent, total;
+    size_t released; /* pull streams: what the source has so far */
 };
 
 static void pending_closed(uv_handle_t *h)
@@ -155,6 +158,50 @@ static void big_pump(sbxd_stream *s, void *data)
     pending_free(p);
 }
 
+/* A pull source: serves the pattern up to what has been released, the
+ * way the daemon serves output files that a process is still writing. */
+static size_t pattern_pull(void *buf, size_t max, void *data)
+{
+    struct pending *p = data;
+    size_t n = p->released - p->sent;
+
+    if (n > max)
+        n = max;
+    for (size_t i = 0; i < n; i++)
+        ((char *)buf)[i] = BIG_PATTERN(p->sent + i);
+    p->sent += n;
+    return n;
+}
+
+static void pattern_release(uv_timer_t *t);
+
+/* Dry: everything released was sent.  Ends once all of it was, else
+ * releases the next part 20 ms later (as a process writes its next line). */
+static void pattern_dry(sbxd_stream *s, void *data)
+{
+    struct pending *p = data;
+
+    atomic_fetch_add(&srv.drys, 1);
+    if (p->sent < p->total) {
+        uv_timer_start(&p->timer, pattern_release, 20, 0);
+        return;
+    }
+    sbxd_stream_end(s);
+    sbxd_req_on_abort(p->req, NULL, NULL);
+    pending_free(p);
+    atomic_fetch_add(&srv.pulled, 1);
+}
+
+static void pattern_release(uv_timer_t *t)
+{
+    struct pending *p = t->data;
+
+    p->released += p->total / (size_t)p->step;
+    if (p->released + p->total / (size_t)p->step > p->total)
+        p->released = p->total;
+    sbxd_stream_kick(p->stream);
+}
+
 static void test_handler(sbxd_req *req, void *data)
 {
     const char *path = sbxd_req_path(req);
@@ -205,6 +252,16 @@ static void test_handler(sbxd_req *req, void *data)
         p->total = (size_t)(q ? atoi(q) : 64) << 20;
         p->stream = sbxd_reply_stream(req, 200, "application/octet-stream");
         big_pump(p->stream, p);
+    } else if (!strcmp(path, "/pull")) {
+        /* ?mb=N&parts=K: N MiB through a pull source, released in K parts. */
+        struct pending *p = pending_new(req);
+        q = sbxd_req_query(req, "mb");
+        p->total = (size_t)(q ? atoi(q) : 8) << 20;
+        q = sbxd_req_query(req, "parts");
+        p->step = q && atoi(q) > 0 ? atoi(q) : 4;
+        p->stream = sbxd_reply_stream(req, 200, "application/octet-stream");
+        sbxd_stream_write(p->stream, "<", 1); /* queued bytes go first */
+        sbxd_stream_pull(p->stream, pattern_pull, pattern_dry, p);
     } else if (!strcmp(path, "/flood")) {
         /* A producer that ignores on_drain: the layer must drop the client. */
         static char chunk[256 * 1024];
@@ -256,6 +313,8 @@ static int server_start_cfg(struct sbxd_http_config *cfg)
 
     atomic_store(&srv.aborts, 0);
     atomic_store(&srv.big_aborts, 0);
+    atomic_store(&srv.drys, 0);
+    atomic_store(&srv.pulled, 0);
     atomic_store(&srv.handled, 0);
     ck_assert_int_eq(uv_loop_init(&srv.loop), 0);
     ck_assert_int_eq(uv_async_init(&srv.loop, &srv.stop_async, on_stop), 0);
@@ -782,6 +841,48 @@ START_TEST(big_stream)
 }
 END_TEST
 
+START_TEST(pull_stream)
+{
+    size_t total = 8u << 20;
+    struct buf b = {0};
+    CURL *c;
+
+    /* A pull source (the daemon's output files) released in 4 parts: the
+     * bytes arrive whole and in order after what was queued, the stream
+     * waits while the source is dry, and the owner ends it from on_dry. */
+    server_start();
+    b.data = malloc(total + 2);
+    b.cap = total + 2;
+    c = easy("/pull?mb=8&parts=4", &b);
+    ck_assert_int_eq(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    ck_assert_uint_eq(b.len, total + 1);
+    ck_assert_int_eq(b.data[0], '<');
+    for (size_t i = 0; i < total; i++)
+        if (b.data[i + 1] != BIG_PATTERN(i))
+            ck_abort_msg("byte %zu differs", i);
+    /* Dry once before the first part and once after each. */
+    ck_assert_int_eq(atomic_load(&srv.drys), 5);
+    ck_assert_int_eq(atomic_load(&srv.pulled), 1);
+    free(b.data);
+
+    /* A client that leaves in the middle: aborted once, never pulled or
+     * told "dry" afterwards (ASan and valgrind see a use after free). */
+    memset(&b, 0, sizeof(b));
+    c = easy("/pull?mb=64&parts=64", &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 100L);
+    ck_assert_int_ne(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    free(b.data);
+    wait_for(&srv.aborts, 1, 2000);
+    usleep(100000);
+    check_echo_works();
+    ck_assert_int_eq(atomic_load(&srv.aborts), 1);
+    ck_assert_int_eq(atomic_load(&srv.pulled), 1);
+    server_stop();
+}
+END_TEST
+
 START_TEST(client_abort)
 {
     struct buf b = {0};
@@ -1115,6 +1216,7 @@ static Suite *http_suite(void)
         {"long_poll_does_not_block", long_poll_does_not_block},
         {"stream_is_incremental", stream_is_incremental},
         {"big_stream", big_stream},
+        {"pull_stream", pull_stream},
         {"client_abort", client_abort},
         {"slow_reader_is_dropped", slow_reader_is_dropped},
         {"connection_limit", connection_limit},

@@ -102,8 +102,8 @@ START_TEST(test_cgroup_v2_sandbox)
     ck_assert_msg(strlen(got) >= strlen(want) && !strcmp(got + strlen(got) - strlen(want), want),
                   "init is in `%s`", got);
     snprintf(dir, sizeof(dir), "%s%s", root, got);
-    out = sbx_test_exec(sb, (const char *const[]){"cat", "/proc/self/cgroup", NULL}, NULL, NULL,
-                        &rc);
+    out =
+        sbx_test_exec(sb, (const char *const[]){"cat", "/proc/self/cgroup", NULL}, NULL, NULL, &rc);
     ck_assert_int_eq(rc, 0);
     ck_assert_msg(strstr(out, "0::/\n"), "an exec'd process sees `%s`", out);
     free(out);
