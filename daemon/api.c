@@ -211,8 +211,18 @@ static size_t stream_pull(void *buf, size_t max, void *data)
     ssize_t n = sbxd_output_pull(sbxd_global, w->sb->id, w->proc->id, w->stream_index, &w->cursor,
                                  &w->offset, buf, max);
 
-    w->dry = n <= 0;
-    return n > 0 ? (size_t)n : 0;
+    if (n < 0) {
+        /* Never a silent gap: a follower that fell behind the output limit
+         * is cut off, so that it resumes at its offset and is told
+         * (X-Sandboxd-Dropped) how much it missed. */
+        sbxd_log(w->sb->id, "process %s: %s: %s at byte %llu: closing the stream", w->proc->id,
+                 w->stream_index ? "stderr" : "stdout",
+                 n == -ERANGE ? "the reader fell behind the output limit" : strerror((int)-n),
+                 (unsigned long long)w->offset);
+        return SBXD_PULL_FAILED;
+    }
+    w->dry = n == 0;
+    return (size_t)n;
 }
 
 /* Is the stream complete?  Only once a pull found nothing more: then,

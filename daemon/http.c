@@ -645,6 +645,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (n == 0 && s->pull && !s->ended) {
         /* Straight into MHD's buffer: no copy of ours. */
         n = s->pull(buf, max, s->pull_data);
+        if (n == SBXD_PULL_FAILED) {
+            s->failed = true;
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
         if (n > 0)
             return (ssize_t)(n < max ? n : max);
         /* Dry: the owner hears of it from the loop, not from in here. */

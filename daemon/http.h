@@ -88,7 +88,10 @@ void sbxd_stream_on_drain(sbxd_stream *s, void (*cb)(sbxd_stream *s, void *data)
  * nothing now.  After a 0 the stream waits and `on_dry` runs (from the
  * loop, never from inside `pull`): the owner ends the stream there, or calls
  * sbxd_stream_kick() once there may be more.  `pull` must not call back into
- * this API.  A NULL pull leaves pull mode. */
+ * this API.  A NULL pull leaves pull mode.  Returning SBXD_PULL_FAILED
+ * cuts the stream: the client sees it end without the last chunk (a broken
+ * transfer, which it may resume), and on_abort runs. */
+#define SBXD_PULL_FAILED ((size_t)-1)
 void sbxd_stream_pull(sbxd_stream *s, size_t (*pull)(void *buf, size_t max, void *data),
                       void (*on_dry)(sbxd_stream *s, void *data), void *data);
 void sbxd_stream_kick(sbxd_stream *s);

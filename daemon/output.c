@@ -87,8 +87,8 @@ ssize_t sbxd_output_pull(struct sbxd *d, const char *sandbox_id, const char *pro
     if (len == 0)
         return 0;
     dir[0] = '\0';
-    /* At most: the open segment's end, the next segment, one skip past
-     * dropped bytes. */
+    /* At most: the open segment's end, the next segment, a segment
+     * rotated away between the listing and the open. */
     for (int tries = 0; tries < 4; tries++) {
         uint64_t start = 0, lowest = 0;
         int r;
@@ -109,12 +109,8 @@ ssize_t sbxd_output_pull(struct sbxd *d, const char *sandbox_id, const char *pro
         if (!dir[0])
             stream_dir(d, sandbox_id, proc_id, dir, sizeof(dir));
         r = find_segment(dir, name, *offset, &start, &lowest);
-        if (r == -ENOENT && *offset < lowest) {
-            /* Dropped while the reader was behind: go on at the oldest kept. */
-            *offset = lowest;
-            sbxd_output_cursor_close(c);
-            continue;
-        }
+        if (r == -ENOENT && *offset < lowest)
+            return -ERANGE; /* dropped while the reader was behind */
         if (r < 0 || (c->fd >= 0 && start == c->start))
             return 0; /* nothing beyond *offset yet */
         sbxd_output_cursor_close(c);

@@ -175,9 +175,9 @@ int sbxd_zygote_request(struct sbxd *d, struct sbxd_sandbox *sb, const char *spe
                         int client_fd);
 
 /* ---- output.c: streams read from the monitor's segment files ---- */
-/* Reads up to len bytes of a stream at *offset and advances it; bytes
- * dropped meanwhile (the output limit) are skipped.  Returns bytes read,
- * 0 at the current end, or -errno. */
+/* Reads up to len bytes of a stream at *offset and advances it.  Returns
+ * bytes read, 0 at the current end, -ERANGE when the bytes at *offset were
+ * dropped meanwhile (the output limit: the reader fell behind), or -errno. */
 ssize_t sbxd_output_pull(struct sbxd *d, const char *sandbox_id, const char *proc_id, int stream,
                          struct sbxd_output_cursor *c, uint64_t *offset, void *buf, size_t len);
 void sbxd_output_cursor_close(struct sbxd_output_cursor *c);

@@ -72,6 +72,8 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
     return len;
 }
 
+long dl_recv_bytes_per_s;
+
 long dl_http_t(const char *method, const char *path, const void *body, size_t body_len,
                long timeout_s, struct dl_buf *ret)
 {
@@ -90,6 +92,10 @@ long dl_http_t(const char *method, const char *path, const void *body, size_t bo
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &b);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (dl_recv_bytes_per_s) {
+        curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)dl_recv_bytes_per_s);
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
+    }
     if (body) {
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);

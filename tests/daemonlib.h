@@ -72,6 +72,8 @@ long dl_http_t(const char *method, const char *path, const void *body, size_t bo
                long timeout_s, struct dl_buf *ret);
 long dl_http(const char *method, const char *path, const void *body, size_t body_len,
              struct dl_buf *ret);
+/* When not 0, dl_http*() read responses at most this fast (a slow client). */
+extern long dl_recv_bytes_per_s;
 
 /* A request with a string body (or NULL) that must answer `want`; returns
  * the body parsed (NULL when not JSON), which the caller decrefs. */

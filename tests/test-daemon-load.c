@@ -587,6 +587,49 @@ START_TEST(test_output_bound)
         free(b.data);
     }
     free(pid);
+
+    /* A follower slower than the process, with output past the limit: it
+     * never gets a silent gap.  What it got is contiguous from where it
+     * started; when it was cut off, resuming at its offset says how much
+     * was dropped and continues exactly there. */
+    {
+        char *want = NULL;
+        size_t want_len = 0, got, skipped;
+        struct dl_buf tail;
+        long st;
+
+        f = open_memstream(&want, &want_len);
+        for (int i = 1; i <= 1000000; i++)
+            fprintf(f, "%d\n", i);
+        fclose(f);
+        /* 6.9 MB, written far faster than 1 MB/s, past what the socket's
+         * buffers hold: the follower falls behind the 64 KiB kept. */
+        pid = dl_exec_start(id, "[\"sh\",\"-c\",\"sleep 0.5; seq 1 1000000\"]", NULL);
+        dl_sbpath(path, sizeof(path), id, "/processes/%s/stdout?follow=1", pid);
+        dl_recv_bytes_per_s = 1024 * 1024;
+        st = dl_http_t("GET", path, NULL, 0, 30, &b);
+        dl_recv_bytes_per_s = 0;
+        skipped = (size_t)atoll(b.dropped);
+        ck_assert_uint_le(skipped + b.len, want_len);
+        ck_assert_msg(!memcmp(b.data, want + skipped, b.len),
+                      "a followed stream has a gap (started at %zu, %zu bytes)", skipped, b.len);
+        got = skipped + b.len;
+        free(b.data);
+        ck_assert_msg(st != 200, "a slow follower got all %zu bytes through a 64 KiB limit", got);
+        {
+            ck_assert_int_eq(proc_wait(id, pid), 0);
+            dl_sbpath(path, sizeof(path), id, "/processes/%s/stdout?offset=%zu", pid, got);
+            ck_assert_int_eq(dl_http("GET", path, NULL, 0, &tail), 200);
+            ck_assert_msg(atoll(tail.dropped) > 0, "resumed at %zu: X-Sandboxd-Dropped: %s", got,
+                          tail.dropped);
+            got += (size_t)atoll(tail.dropped);
+            ck_assert_uint_eq(got + tail.len, want_len);
+            ck_assert_msg(!memcmp(tail.data, want + got, tail.len), "the resumed tail differs");
+            free(tail.data);
+        }
+        free(want);
+        free(pid);
+    }
     free(id);
 }
 END_TEST
