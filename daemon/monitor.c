@@ -801,6 +801,18 @@ static int proc_make_dir(struct monitor *m, struct proc *p)
     return r;
 }
 
+/* Undoes proc_make_dir() for a process that never ran (or must not). */
+static void proc_unmake_dir(struct monitor *m, struct proc *p)
+{
+    if (p->dir_fd < 0)
+        return;
+    (void)unlinkat(p->dir_fd, "info.json", 0);
+    close(p->dir_fd);
+    p->dir_fd = -1;
+    if (unlinkat(m->procs_fd, p->id, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        mlog("process %s: remove its records: %s", p->id, strerror(errno));
+}
+
 /* exit.json, then the event: once it exists, all the output is on disk. */
 static void proc_write_exit(struct monitor *m, struct proc *p, int returncode)
 {
@@ -1072,7 +1084,7 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
     sbx_error err = {0};
     struct proc *p;
     bool ok;
-    int r;
+    int r, pending = -1, dir_r = -EIO;
 
     if (m->state != MON_RUNNING || m->terminating)
         return fail(e, "failed_precondition", "the sandbox has finished");
@@ -1146,13 +1158,19 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
         fail(e, "resource_exhausted", "out of memory");
         goto fail_pipes;
     }
-    r = sbx_sandbox_exec(m->sb, &cfg, &p->sp, &err);
+    r = sbx_sandbox_exec_begin(m->sb, &cfg, &pending, &err);
+    if (r >= 0) {
+        /* The process's records are made while init starts it. */
+        dir_r = proc_make_dir(m, p);
+        r = sbx_sandbox_exec_end(m->sb, &cfg, pending, &p->sp, &err);
+    }
     /* The child's ends live in the child now. */
     closep(&in_pipe[0]);
     closep(&out_pipe[1]);
     closep(&err_pipe[1]);
     in_pipe[0] = out_pipe[1] = err_pipe[1] = -1;
     if (r < 0) {
+        proc_unmake_dir(m, p);
         proc_discard_last(m);
         fail(e, errno_code(-r), "%s", err.message);
         goto fail_pipes;
@@ -1163,7 +1181,7 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
     if (timeout_s)
         p->kill_at = now_ms() + (int64_t)timeout_s * 1000;
 
-    r = proc_make_dir(m, p);
+    r = dir_r;
     if (r >= 0)
         r = watch_dup(m, &p->status_w, p->sp.status_pidfd, EPOLLIN);
     if (r >= 0 && cfg.pty) {
@@ -1190,6 +1208,7 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
         (void)sbx_process_wait(&p->sp, -1, &rc, NULL);
         closep(&p->sp.pty_master);
         m->n_running--;
+        proc_unmake_dir(m, p);
         proc_discard_last(m);
         fail(e, errno_code(-r), "record process `%s`: %s", id, strerror(-r));
         goto fail_pipes;

@@ -130,12 +130,13 @@ static pid_t pidfd_pid(int pidfd)
     return p ? (pid_t)strtol(p + 5, NULL, 10) : -1;
 }
 
-int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg, struct sbx_process *ret,
-                     sbx_error *err)
+int sbx_sandbox_exec_begin(sbx_sandbox *sb, const struct sbx_exec_config *cfg, int *ret_pending,
+                           sbx_error *err)
 {
-    _cleanup_close_ int pidfd = -1, pty = -1, memfd = -1;
+    _cleanup_close_ int memfd = -1;
     int sv[2], r;
 
+    *ret_pending = -1;
     if (!cfg->argv || !cfg->argv[0])
         return sbx__error(err, EINVAL, "exec in `%s`: empty argv", sb->id);
     if (cfg->workdir && cfg->workdir[0] != '/')
@@ -156,15 +157,24 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg, struct 
             return sbx__error(err, ESRCH, "exec in `%s`: the sandbox has finished", sb->id);
         return sbx__error(err, -r, "exec in `%s`: send the request to init", sb->id);
     }
+    *ret_pending = sv[0];
+    return 0;
+}
+
+int sbx_sandbox_exec_end(sbx_sandbox *sb, const struct sbx_exec_config *cfg, int pending,
+                         struct sbx_process *ret, sbx_error *err)
+{
+    _cleanup_close_ int pidfd = -1, pty = -1;
+    int r;
 
     /* A pty's master (from the process, before it execs), then the pidfd
      * once it has exec'd, or why it could not; EOF: init is gone. */
     while (pidfd < 0) {
         struct sbx__msg m;
-        int fd, n = sbx__recv_msg(sv[0], &m, &fd);
+        int fd, n = sbx__recv_msg(pending, &m, &fd);
 
         if (n <= 0) {
-            close(sv[0]);
+            close(pending);
             if (n == 0)
                 return sbx__error(err, ESRCH, "exec in `%s`: the sandbox has finished", sb->id);
             return sbx__error(err, -n, "exec in `%s`: read init's answer", sb->id);
@@ -177,7 +187,7 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg, struct 
             if (fd >= 0)
                 close(fd);
             if (m.type == SBX__MSG_ERROR) {
-                close(sv[0]);
+                close(pending);
                 m.message[sizeof(m.message) - 1] = '\0';
                 r = sbx__error(err, m.code > 0 ? m.code : EIO, "exec in `%s`", sb->id);
                 if (err)
@@ -189,15 +199,23 @@ int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg, struct 
     }
     if (cfg->pty && pty < 0) {
         syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        close(sv[0]);
+        close(pending);
         return sbx__error(err, EIO, "exec in `%s`: no pty received", sb->id);
     }
     ret->pid = pidfd_pid(pidfd);
     ret->pidfd = steal_fd(&pidfd);
     ret->pty_master = steal_fd(&pty);
     ret->status_pid = -1;
-    ret->status_pidfd = sv[0];
+    ret->status_pidfd = pending;
     return 0;
+}
+
+int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg, struct sbx_process *ret,
+                     sbx_error *err)
+{
+    int pending, r = sbx_sandbox_exec_begin(sb, cfg, &pending, err);
+
+    return r < 0 ? r : sbx_sandbox_exec_end(sb, cfg, pending, ret, err);
 }
 
 int sbx_process_wait(struct sbx_process *p, int timeout_ms, int *ret_returncode, sbx_error *err)

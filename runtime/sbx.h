@@ -173,6 +173,15 @@ struct sbx_process {
 SBX_PUBLIC int sbx_sandbox_exec(sbx_sandbox *sb, const struct sbx_exec_config *cfg,
                                 struct sbx_process *ret, sbx_error *err);
 
+/* sbx_sandbox_exec() in two halves, so that the caller does its own work
+ * (records, say) while init starts the process.  _begin() sends the request
+ * and returns, in *ret_pending, the fd its answer comes on; _end() (with
+ * the same cfg) takes the fd, whatever happens, and waits for the answer. */
+SBX_PUBLIC int sbx_sandbox_exec_begin(sbx_sandbox *sb, const struct sbx_exec_config *cfg,
+                                      int *ret_pending, sbx_error *err);
+SBX_PUBLIC int sbx_sandbox_exec_end(sbx_sandbox *sb, const struct sbx_exec_config *cfg, int pending,
+                                    struct sbx_process *ret, sbx_error *err);
+
 /* Reaps an exec'd process: 1 and *ret_returncode (128+N for a signal) once it
  * has exited, 0 while it runs (with timeout_ms = 0), or -errno.  timeout_ms -1
  * blocks.  Closes pidfd and status_pidfd once reaped. */
