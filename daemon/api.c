@@ -666,15 +666,24 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     if (json_is_array(json_object_get(spec, "entrypoint")))
         sbxd_proc_add(sb, SBXD_ENTRYPOINT_ID, json_object_get(spec, "entrypoint"));
 
-    dir = sbxd_records_path(d, sb->id, NULL);
-    path = sbxd_records_path(d, sb->id, "spec.json");
-    r = dir && path ? sbxd_mkdir_p(dir, 0700) : -ENOMEM;
-    if (r >= 0)
-        r = sbxd_write_json(path, spec, false);
-    if (r >= 0)
-        r = sbxd_sandbox_save(d, sb);
-    free(dir);
-    free(path);
+    /* From a spare when one is ready (no file made on the way), else made
+     * here: records/ID, spec.json, record.json. */
+    {
+        json_t *rec = sbxd_sandbox_record_file(sb);
+        r = spec && rec ? sbxd_spare_take(d, sb->id, spec, rec) : -ENOMEM;
+        json_decref(rec);
+    }
+    if (r == -EAGAIN) {
+        dir = sbxd_records_path(d, sb->id, NULL);
+        path = sbxd_records_path(d, sb->id, "spec.json");
+        r = dir && path ? sbxd_mkdir_p(dir, 0700) : -ENOMEM;
+        if (r >= 0)
+            r = sbxd_write_json(path, spec, false);
+        if (r >= 0)
+            r = sbxd_sandbox_save(d, sb);
+        free(dir);
+        free(path);
+    }
     json_decref(spec);
     sb->next = d->sandboxes;
     d->sandboxes = sb;
@@ -807,8 +816,6 @@ static void terminate_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox
 /* Forgets a sandbox: its records go, clients still waiting get answers. */
 static void forget_now(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
 {
-    char *dir;
-
     /* A second DELETE whose monitor answer comes while the first one is
      * forgetting the sandbox (its pending requests are answered then). */
     if (sb->deleted) {
@@ -816,13 +823,10 @@ static void forget_now(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
         return;
     }
     sb->deleted = true;
-    dir = sbxd_records_path(d, sb->id, NULL);
     if (strcmp(sb->state, "finished"))
         sbxd_sandbox_finished(d, sb, 137, "terminated");
     sbxd_log(sb->id, "deleted");
-    if (dir)
-        (void)sbxd_rm_rf(dir);
-    free(dir);
+    sbxd_records_remove(d, sb->id);
     sbxd_reply_empty(req, 204);
     sbxd_sandbox_forget(d, sb);
 }

@@ -296,6 +296,7 @@ int main(int argc, char **argv)
         sbxd_log(NULL, "cannot load records from %s: %s", d.cfg.state_dir, strerror(-r));
         return 1;
     }
+    sbxd_spares_start(&d);
     hc.unix_path = d.cfg.socket_path;
     hc.tcp_listen = d.cfg.listen;
     hc.tokens = (const char *const *)d.cfg.tokens;

@@ -95,12 +95,17 @@ json_t *sbxd_sandbox_record(struct sbxd *d, struct sbxd_sandbox *sb)
         "tunnels", "resources", resources ? resources : json_object());
 }
 
+json_t *sbxd_sandbox_record_file(struct sbxd_sandbox *sb)
+{
+    return json_pack("{s:s,s:s,s:s?,s:s,s:O,s:O,s:f}", "sandbox_id", sb->id, "app", sb->app, "name",
+                     sb->name, "image", sb->image, "tags", sb->tags, "request", sb->request,
+                     "created_at", sb->created_at);
+}
+
 int sbxd_sandbox_save(struct sbxd *d, struct sbxd_sandbox *sb)
 {
     char *path = sbxd_records_path(d, sb->id, "record.json");
-    json_t *rec = json_pack("{s:s,s:s,s:s?,s:s,s:O,s:O,s:f}", "sandbox_id", sb->id, "app", sb->app,
-                            "name", sb->name, "image", sb->image, "tags", sb->tags, "request",
-                            sb->request, "created_at", sb->created_at);
+    json_t *rec = sbxd_sandbox_record_file(sb);
     int r;
 
     if (!path || !rec) {

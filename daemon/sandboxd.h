@@ -137,6 +137,8 @@ struct sbxd_proc *sbxd_proc_find(struct sbxd_sandbox *sb, const char *id);
 struct sbxd_proc *sbxd_proc_add(struct sbxd_sandbox *sb, const char *id, json_t *argv);
 json_t *sbxd_sandbox_record(struct sbxd *d, struct sbxd_sandbox *sb);
 int sbxd_sandbox_save(struct sbxd *d, struct sbxd_sandbox *sb);
+/* What record.json holds. */
+json_t *sbxd_sandbox_record_file(struct sbxd_sandbox *sb);
 char *sbxd_records_path(struct sbxd *d, const char *id, const char *rest);
 void sbxd_sandbox_set_state(struct sbxd *d, struct sbxd_sandbox *sb, const char *state);
 void sbxd_sandbox_finished(struct sbxd *d, struct sbxd_sandbox *sb, int returncode,
@@ -148,6 +150,16 @@ bool sbxd_sandbox_sync(struct sbxd *d, struct sbxd_sandbox *sb);
 int sbxd_app_ensure(struct sbxd *d, const char *name, json_t **ret);
 /* Appends an event to the sandbox's events.ndjson and wakes event followers. */
 void sbxd_sandbox_event(struct sbxd *d, struct sbxd_sandbox *sb, const char *event);
+
+/* ---- spare.c: record directories made ahead, removed behind ---- */
+/* Clears what an earlier run left in STATE/records/.spare and .trash, and
+ * starts making spares on the thread pool. */
+void sbxd_spares_start(struct sbxd *d);
+/* Makes records/ID from a spare with spec.json and record.json written:
+ * 0, or -EAGAIN when none is ready (the caller makes the records itself). */
+int sbxd_spare_take(struct sbxd *d, const char *id, json_t *spec, json_t *record);
+/* Removes records/ID: renamed away at once, deleted on the thread pool. */
+void sbxd_records_remove(struct sbxd *d, const char *id);
 
 /* ---- monitor-client.c ---- */
 struct sbxd_monitor;

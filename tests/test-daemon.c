@@ -6,10 +6,12 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -351,6 +353,71 @@ START_TEST(test_list_filters_and_tags)
     json_decref(dl_call("GET", "/v1/sandboxes?state=bogus", NULL, 400));
     free(a);
     free(b);
+}
+END_TEST
+
+static void assert_exec_works(const char *id);
+
+static int count_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *e;
+    int n = 0;
+
+    if (!d)
+        return -1;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* Record directories come made ahead (STATE/records/.spare) and go through
+ * STATE/records/.trash: the record is whole, a delete leaves nothing, and
+ * what a daemon left in either is cleared at the next start. */
+START_TEST(test_records_made_ahead)
+{
+    char spare[PATH_MAX], trash[PATH_MAX], rec[PATH_MAX], *id;
+    json_t *j;
+
+    snprintf(spare, sizeof(spare), "%s/state/records/.spare", dl_dir);
+    snprintf(trash, sizeof(trash), "%s/state/records/.trash", dl_dir);
+    for (int i = 0; i < 200 && count_entries(spare) < 1; i++)
+        usleep(10000);
+    ck_assert_int_ge(count_entries(spare), 1);
+    id = dl_create("{\"image\":\"busybox\",\"tags\":{\"k\":\"v\"}}");
+    snprintf(rec, sizeof(rec), "%s/state/records/%s/record.json", dl_dir, id);
+    j = json_load_file(rec, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(dl_str(j, "sandbox_id"), id);
+    ck_assert_str_eq(dl_str(json_object_get(j, "tags"), "k"), "v");
+    json_decref(j);
+    snprintf(rec, sizeof(rec), "%s/state/records/%s/spec.json", dl_dir, id);
+    j = json_load_file(rec, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert(json_is_array(json_object_get(j, "image_layers")));
+    json_decref(j);
+    assert_exec_works(id);
+
+    json_decref(dl_call("DELETE", dl_sbpath(rec, sizeof(rec), id, ""), NULL, 204));
+    snprintf(rec, sizeof(rec), "%s/state/records/%s", dl_dir, id);
+    ck_assert_int_eq(access(rec, F_OK), -1);
+    for (int i = 0; i < 300 && count_entries(trash) > 0; i++)
+        usleep(10000);
+    ck_assert_int_eq(count_entries(trash), 0);
+
+    /* Junk from an earlier run (a half-made spare, a half-removed record). */
+    dl_stop_daemon(SIGKILL);
+    snprintf(rec, sizeof(rec), "%s/junk", spare);
+    ck_assert_int_eq(mkdir(rec, 0700), 0);
+    snprintf(rec, sizeof(rec), "%s/junk", trash);
+    ck_assert_int_eq(mkdir(rec, 0700), 0);
+    dl_start_daemon(NULL);
+    ck_assert_int_eq(count_entries(trash), 0);
+    snprintf(rec, sizeof(rec), "%s/junk", spare);
+    ck_assert_int_eq(access(rec, F_OK), -1);
+    free(id);
 }
 END_TEST
 
@@ -735,6 +802,7 @@ int main(void)
     tcase_add_test(tc, test_bad_requests);
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_restart_survival);
+    tcase_add_test(tc, test_records_made_ahead);
     tcase_add_test(tc, test_files);
     tcase_add_test(tc, test_list_filters_and_tags);
     tcase_add_test(tc, test_monitor_killed);

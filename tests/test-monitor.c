@@ -761,6 +761,60 @@ START_TEST(exec_output_and_returncode)
 }
 END_TEST
 
+/* The names in a directory, sorted, one per line ("" when it is empty). */
+static char *dir_names(const char *path)
+{
+    struct dirent **list;
+    int n = scandir(path, &list, NULL, alphasort);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+
+    ck_assert_int_ge(n, 0);
+    for (int i = 0; i < n; i++) {
+        if (strcmp(list[i]->d_name, ".") && strcmp(list[i]->d_name, ".."))
+            fprintf(f, "%s\n", list[i]->d_name);
+        free(list[i]);
+    }
+    free(list);
+    fclose(f);
+    return out;
+}
+
+/* An exec's records come from procs/.next, made while the monitor was idle:
+ * they hold exactly what one made from nothing holds, no leftover, and the
+ * next one is made again; a failed exec leaves nothing behind. */
+START_TEST(exec_records_made_ahead)
+{
+    char *names;
+
+    monitor_start_ok(spec_new(NULL));
+    monitor_connect();
+    for (int i = 0; i < 200 && !exists(rpath("procs/.next/.stderr.eof")); i++)
+        usleep(10000);
+    ck_assert(exists(rpath("procs/.next/.stderr.eof")));
+    request_ok(exec_req("pr-1", "echo hello"));
+    ck_assert_int_eq(exec_wait("pr-1", 10000), 0);
+    names = dir_names(rpath("procs/pr-1"));
+    ck_assert_str_eq(names, "exit.json\ninfo.json\nstderr.eof\nstdout.0\nstdout.eof\n");
+    free(names);
+    assert_stream("pr-1", "stdout", "hello\n");
+    for (int i = 0; i < 200 && !exists(rpath("procs/.next/.stderr.eof")); i++)
+        usleep(10000);
+    ck_assert(exists(rpath("procs/.next/.stderr.eof")));
+    assert_error(request(json_pack("{s:s,s:s,s:[s]}", "op", "exec", "id", "pr-nx", "argv",
+                                   "/no/such/program")),
+                 "invalid_argument");
+    ck_assert(!exists(rpath("procs/pr-nx")));
+    names = dir_names(rpath("procs"));
+    ck_assert_msg(!strcmp(names, ".next\npr-1\n") || !strcmp(names, "pr-1\n"), "procs: %s", names);
+    free(names);
+    request_ok(json_pack("{s:s}", "op", "shutdown"));
+    json_decref(wait_event("finished", NULL, 15000));
+    assert_clean_exit();
+}
+END_TEST
+
 START_TEST(exec_stdin_round_trip)
 {
     char *d1 = b64("hello stdin\n", 12), *d2 = b64("more", 4);
@@ -1428,6 +1482,7 @@ static Suite *monitor_suite(void)
     tcase_add_test(tc, entrypoint_files_and_exit);
     tcase_add_test(tc, bad_spec_and_failed_create);
     tcase_add_test(tc, exec_output_and_returncode);
+    tcase_add_test(tc, exec_records_made_ahead);
     tcase_add_test(tc, exec_stdin_round_trip);
     tcase_add_test(tc, binary_output_intact);
     tcase_add_test(tc, output_rotation);
