@@ -190,7 +190,7 @@ struct client {
 struct spec {
     json_t *root;
     const char **layers, **env, **entrypoint;
-    const char *workdir, *hostname, *cgroup_parent;
+    const char *workdir, *hostname, *cgroup_parent, *state_spare;
     uid_t uid;
     gid_t gid;
     bool no_userns;
@@ -801,6 +801,19 @@ static bool next_wanted(const struct monitor *m)
 {
     return m->next_made >= 0 && m->next_made < NEXT_PIECES && m->state == MON_RUNNING &&
            !m->terminating && m->procs_fd >= 0;
+}
+
+/* The daemon's record directories come with procs/.next made (spare.c). */
+static void next_adopt(struct monitor *m)
+{
+    char path[64];
+
+    for (size_t i = 0; i < sizeof(next_files) / sizeof(next_files[0]); i++) {
+        snprintf(path, sizeof(path), ".next/%s", next_files[i]);
+        if (faccessat(m->procs_fd, path, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+            return;
+    }
+    m->next_made = NEXT_PIECES;
 }
 
 /* Makes one more piece of procs/.next. */
@@ -1824,6 +1837,9 @@ static int spec_load(const char *path, struct spec *s, char *why, size_t why_len
         if (!s->workdir || s->workdir[0] != '/')
             BAD("spec: \"workdir\" must be an absolute path");
     }
+    v = json_object_get(s->root, "state_spare");
+    if (v && !json_is_null(v) && !(s->state_spare = json_string_value(v)))
+        BAD("spec: \"state_spare\" must be a string");
     v = json_object_get(s->root, "hostname");
     if (v && !json_is_null(v)) {
         s->hostname = json_string_value(v);
@@ -2003,6 +2019,7 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
     cfg.no_userns = m->spec.no_userns;
     cfg.limits = m->spec.limits;
     cfg.cgroup_parent = m->spec.cgroup_parent;
+    cfg.state_spare = m->spec.state_spare;
     cfg.stdio[0] = cfg.stdio[1] = cfg.stdio[2] = -1;
     /* The monitor raised its own fd limit; the sandbox keeps the usual one. */
     {
@@ -2364,6 +2381,7 @@ static int monitor_main(const struct monitor_args *a)
         monitor_free(&m);
         return print_status(a, "failed_precondition", "the sandbox has finished already", 0);
     }
+    next_adopt(&m);
 
     if (a->from_zygote) {
         r = monitor_run(&m, -1, a->log, client_fd);

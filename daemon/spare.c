@@ -7,15 +7,18 @@
  * is not, against ~10 us for a rename or an append.  A create used to make
  * about ten of them before its sandbox could start (records/ID, procs,
  * spec.json and record.json through temporary files, events.ndjson, the
- * monitor's log and monitor.json).  So the daemon keeps a few record
+ * monitor's log and monitor.json), and the runtime three more (the
+ * writable layer's directories).  So the daemon keeps a few record
  * directories ready in STATE/records/.spare/, each with every file a new
  * sandbox's records start with already made and empty.  A create writes
  * spec.json and record.json into one and renames it to records/ID: the
  * record appears whole and at once (a crash before the rename leaves only
  * a spare, and spares are remade at start), and nothing on the way
  * allocates an inode.  The monitor finds its log, procs and the temporary
- * file of monitor.json there and only writes and renames.  libuv's thread
- * pool makes the next spare meanwhile.
+ * file of monitor.json there and only writes and renames, and passes the
+ * spec's "state_spare" to the runtime, which takes the state directory made
+ * under the same name (sbx_state_spare_make()).  libuv's thread pool makes
+ * the next spare meanwhile.
  *
  * Deleting goes the other way: records/ID is renamed into
  * STATE/records/.trash/ (one cheap step on the loop) and removed there on
@@ -23,6 +26,7 @@
  *
  * Neither name is a sandbox id, so the registry never reads them. */
 #include "sandboxd.h"
+#include "sbx.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,9 +41,19 @@
 
 /* What a new sandbox's records start with (the monitor's writes included:
  * it opens its log with O_CREAT and monitor.json's temporary file with
- * O_CREAT | O_TRUNC, and makes procs if it is missing). */
+ * O_CREAT | O_TRUNC, makes procs if it is missing, and takes procs/.next,
+ * complete, for its first process: monitor.c, "made ahead"). */
+static const char *const skeleton_dirs[] = {"procs", "procs/.next"};
 static const char *const skeleton_files[] = {
-    "spec.json", "record.json", "events.ndjson", "monitor.log", ".monitor.json.tmp",
+    "spec.json",
+    "record.json",
+    "events.ndjson",
+    "monitor.log",
+    ".monitor.json.tmp",
+    "procs/.next/.info.json.tmp",
+    "procs/.next/.exit.json.tmp",
+    "procs/.next/.stdout.eof",
+    "procs/.next/.stderr.eof",
 };
 
 struct spares {
@@ -54,9 +68,10 @@ static struct spares spares;
 
 struct job {
     uv_work_t work;
-    char path[PATH_MAX]; /* the spare, or the trash to remove */
-    char name[32];       /* the spare's name, once made */
-    bool make;           /* make a spare (else remove path) */
+    char path[PATH_MAX];      /* the spare, or the trash to remove */
+    char name[32];            /* the spare's name */
+    char state_dir[PATH_MAX]; /* for the runtime's spare of the same name */
+    bool make;                /* make a spare (else remove path) */
     int result;
 };
 
@@ -78,8 +93,9 @@ static int make_skeleton(const char *path)
     dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         r = -errno;
-    if (r == 0 && mkdirat(dfd, "procs", 0700) < 0)
-        r = -errno;
+    for (size_t i = 0; r == 0 && i < sizeof(skeleton_dirs) / sizeof(skeleton_dirs[0]); i++)
+        if (mkdirat(dfd, skeleton_dirs[i], 0700) < 0)
+            r = -errno;
     for (size_t i = 0; r == 0 && i < sizeof(skeleton_files) / sizeof(skeleton_files[0]); i++) {
         int fd = openat(dfd, skeleton_files[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
@@ -101,7 +117,12 @@ static void do_job(uv_work_t *w)
     struct job *j = w->data;
 
     if (j->make) {
-        j->result = make_skeleton(j->path);
+        sbx_error err;
+        /* The runtime's part (the writable layer's directories) first: a
+         * spare of ours is ready only with it. */
+        j->result = sbx_state_spare_make(j->state_dir, j->name, &err) < 0 ? -err.code : 0;
+        if (j->result == 0)
+            j->result = make_skeleton(j->path);
         return;
     }
     /* A monitor still finishing may write its last records meanwhile (it
@@ -157,6 +178,7 @@ static void fill(struct sbxd *d)
             return;
         j->make = true;
         snprintf(j->name, sizeof(j->name), "s%llu", ++spares.next_name);
+        snprintf(j->state_dir, sizeof(j->state_dir), "%s", d->cfg.state_dir);
         spare_dir(d, ".spare", j->name, j->path, sizeof(j->path));
         if (queue(d, j) < 0)
             return;
@@ -180,6 +202,7 @@ void sbxd_spares_start(struct sbxd *d)
     spare_dir(d, ".trash", NULL, path, sizeof(path));
     (void)sbxd_rm_rf(path);
     (void)mkdir(path, 0700);
+    sbx_state_spares_clear(d->cfg.state_dir);
     fill(d);
 }
 
@@ -214,13 +237,17 @@ static int write_text(int dfd, const char *name, json_t *j)
 int sbxd_spare_take(struct sbxd *d, const char *id, json_t *spec, json_t *record)
 {
     char path[PATH_MAX], dest[PATH_MAX];
+    const char *name;
     int dfd, r;
 
     if (spares.n_ready == 0) {
         fill(d);
         return -EAGAIN;
     }
-    spare_dir(d, ".spare", spares.ready[--spares.n_ready], path, sizeof(path));
+    name = spares.ready[--spares.n_ready];
+    spare_dir(d, ".spare", name, path, sizeof(path));
+    /* The monitor hands the runtime its state dir of the same name. */
+    json_object_set_new(spec, "state_spare", json_string(name));
     fill(d);
     dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (dfd < 0)

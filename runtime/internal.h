@@ -255,6 +255,7 @@ struct sbx_sandbox {
     char *run_dir;               /* <run_root>/sandboxes/<id> */
     char *state_dir;             /* <state_root>/sandboxes/<id> */
     char *upper_dir;
+    char *state_spare; /* cfg.state_spare: a state dir made ahead, to take */
     char *cgroup_parent;
     bool userns;
     uid_t uid_base;

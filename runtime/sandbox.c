@@ -32,6 +32,7 @@
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -93,6 +94,7 @@ static void sandbox_free(sbx_sandbox *sb)
     free(sb->run_dir);
     free(sb->state_dir);
     free(sb->upper_dir);
+    free(sb->state_spare);
     free(sb->cgroup_parent);
     free(sb->rlimits);
     free(sb);
@@ -341,14 +343,88 @@ static int make_dir(const char *path, mode_t mode)
     return chmod(path, mode);
 }
 
+/* STATE/sandboxes/.spare-NAME: a state dir made ahead (sbx_state_spare_make). */
+static bool valid_spare_name(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+              (name[i] >= '0' && name[i] <= '9')))
+            return false;
+    return true;
+}
+
+int sbx_state_spare_make(const char *state_dir, const char *name, sbx_error *err)
+{
+    char path[PATH_MAX], tmp[PATH_MAX], sub[PATH_MAX];
+    int r;
+
+    if (!state_dir || !valid_spare_name(name))
+        return sbx__error(err, EINVAL, "invalid spare name `%s`", name ? name : "(null)");
+    snprintf(path, sizeof(path), "%s/sandboxes/.spare-%s", state_dir, name);
+    snprintf(tmp, sizeof(tmp), "%s/sandboxes/.spare-%s.tmp", state_dir, name);
+    (void)sbx__rm_rf(tmp, NULL);
+    snprintf(sub, sizeof(sub), "%s/sandboxes", state_dir);
+    if ((r = sbx__mkdir_p(sub, 0711, err)) < 0)
+        return r;
+    /* The modes make_dirs() gives them; ownership comes at the create. */
+    if (make_dir(tmp, 0711) < 0)
+        return sbx__error(err, errno, "mkdir `%s`", tmp);
+    snprintf(sub, sizeof(sub), "%s/upper", tmp);
+    r = make_dir(sub, 0755);
+    if (r == 0) {
+        snprintf(sub, sizeof(sub), "%s/work", tmp);
+        r = make_dir(sub, 0700);
+    }
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -1;
+    if (r < 0) {
+        r = sbx__error(err, errno, "make `%s`", path);
+        (void)sbx__rm_rf(tmp, NULL);
+    }
+    return r;
+}
+
+void sbx_state_spares_clear(const char *state_dir)
+{
+    char path[PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+
+    snprintf(path, sizeof(path), "%s/sandboxes", state_dir);
+    d = opendir(path);
+    while (d && (de = readdir(d)))
+        if (!strncmp(de->d_name, ".spare-", 7))
+            (void)sbx__rm_rf_at(dirfd(d), de->d_name, NULL);
+    if (d)
+        closedir(d);
+}
+
+/* The state dir from a spare: 0, or -1 when there is none to take. */
+static int take_spare(sbx_sandbox *sb)
+{
+    char path[PATH_MAX];
+
+    if (!valid_spare_name(sb->state_spare))
+        return -1;
+    snprintf(path, sizeof(path), "%s/sandboxes/.spare-%s", sb->state_root, sb->state_spare);
+    return rename(path, sb->state_dir);
+}
+
 static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
 {
     char path[PATH_MAX];
     uid_t owner = sb->userns ? sb->uid_base : 0;
+    bool spare;
     int r;
 
-    /* The run dir exists already: its creation is the id's reservation. */
-    if ((r = sbx__mkdir_p(sb->state_dir, 0711, err)) < 0)
+    /* The run dir exists already: its creation is the id's reservation.
+     * The state dir is a spare made ahead when there is one. */
+    spare = take_spare(sb) == 0;
+    if (!spare && (r = sbx__mkdir_p(sb->state_dir, 0711, err)) < 0)
         return r;
     snprintf(path, sizeof(path), "%s/rootfs", sb->run_dir);
     if (make_dir(path, 0755) < 0)
@@ -361,10 +437,10 @@ static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
         if (make_dir(path, 0755) < 0)
             return sbx__error(err, errno, "mkdir `%s`", path);
     }
-    if (make_dir(sb->upper_dir, 0755) < 0)
+    if (!spare && make_dir(sb->upper_dir, 0755) < 0)
         return sbx__error(err, errno, "mkdir `%s`", sb->upper_dir);
     snprintf(path, sizeof(path), "%s/work", sb->state_dir);
-    if (make_dir(path, 0700) < 0)
+    if (!spare && make_dir(path, 0700) < 0)
         return sbx__error(err, errno, "mkdir `%s`", path);
     {
         const char *const owned[] = {sb->run_dir, sb->state_dir, sb->upper_dir, path};
@@ -454,6 +530,8 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     sb->run_dir = path_join(run_root, "sandboxes", cfg->id);
     sb->state_dir = path_join(state_root, "sandboxes", cfg->id);
     sb->upper_dir = sb->state_dir ? path_join(sb->state_dir, "upper", NULL) : NULL;
+    sb->state_spare =
+        cfg->state_spare && valid_spare_name(cfg->state_spare) ? strdup(cfg->state_spare) : NULL;
     sb->cgroup_parent = strdup(cfg->cgroup_parent ? cfg->cgroup_parent : "sandboxd");
     if (cfg->n_rlimits > 0) {
         sb->rlimits = calloc(cfg->n_rlimits, sizeof(*sb->rlimits));

@@ -71,6 +71,10 @@ struct sbx_config {
      * fds); NULL: make one.  It belongs to the initial user namespace: the
      * sandbox's root has no capability over it (see sbx_netpool_start()). */
     const struct sbx_netns *netns;
+    /* The name of a state directory made ahead by sbx_state_spare_make(): a
+     * create takes it (renamed to the sandbox's) instead of making its
+     * writable layer's directories.  NULL, or one that is gone: made here. */
+    const char *state_spare;
 };
 
 enum sbx_finish {
@@ -138,6 +142,15 @@ SBX_PUBLIC int sbx_sandbox_stats(sbx_sandbox *sb, struct sbx_stats *ret, sbx_err
 /* The host directory holding the sandbox's writable layer (its overlay upper
  * dir).  Valid until sbx_sandbox_destroy(). */
 SBX_PUBLIC const char *sbx_sandbox_upper_dir(const sbx_sandbox *sb);
+
+/* Makes a sandbox's state directory ahead of time, named `name`
+ * ([A-Za-z0-9]{1,32}), for a later create's cfg.state_spare: making a
+ * directory allocates an inode, which on a busy disk costs a create far
+ * more than a rename.  Safe from any thread. */
+SBX_PUBLIC int sbx_state_spare_make(const char *state_dir, const char *name, sbx_error *err);
+/* Removes every spare made in state_dir (at a caller's start: none of them
+ * is anybody's). */
+SBX_PUBLIC void sbx_state_spares_clear(const char *state_dir);
 
 /* Removes whatever a sandbox of this id left behind (after a crash): cgroups,
  * directories, its uid range.  Kills any process still in its cgroups. */

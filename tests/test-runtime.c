@@ -331,6 +331,56 @@ START_TEST(test_root_is_not_root_outside)
 }
 END_TEST
 
+/* A state dir made ahead (sbx_state_spare_make) is taken by the create that
+ * names it, and ends up exactly like one made on the way: the sandbox's
+ * owner and modes, what the sandbox writes lands in it.  A spare that is
+ * not there is no error; clearing removes the rest. */
+START_TEST(test_state_spare)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx), cfg2 = sbx_test_config(&ctx);
+    char spare[PATH_MAX], path[PATH_MAX];
+    sbx_error err = {0};
+    sbx_sandbox *sb, *sb2;
+    struct stat st, st2;
+    int rc;
+    char *out;
+
+    ck_assert_int_eq(sbx_state_spare_make(ctx.state_dir, "a1", &err), 0);
+    ck_assert_int_eq(sbx_state_spare_make(ctx.state_dir, "b2", &err), 0);
+    ck_assert_int_eq(sbx_state_spare_make(ctx.state_dir, "../x", &err), -EINVAL);
+    snprintf(spare, sizeof(spare), "%s/sandboxes/.spare-a1", ctx.state_dir);
+    ck_assert_int_eq(stat(spare, &st), 0);
+    cfg.state_spare = "a1";
+    sb = start_idle(&cfg);
+    ck_assert_int_eq(stat(spare, &st), -1); /* taken */
+    out = sbx_test_exec(sb, (const char *const[]){"sh", "-c", "echo x > /root/f", NULL}, NULL, NULL,
+                        &rc);
+    ck_assert_int_eq(rc, 0);
+    free(out);
+    snprintf(path, sizeof(path), "%s/root/f", sbx_sandbox_upper_dir(sb));
+    ck_assert_int_eq(stat(path, &st), 0);
+    /* Owned and protected as without a spare. */
+    cfg2.state_spare = "gone";
+    sb2 = start_idle(&cfg2);
+    ck_assert_int_eq(stat(sbx_sandbox_upper_dir(sb), &st), 0);
+    ck_assert_int_eq(stat(sbx_sandbox_upper_dir(sb2), &st2), 0);
+    ck_assert_uint_ne(st.st_uid, 0);
+    ck_assert_uint_eq(st.st_mode & 07777, st2.st_mode & 07777);
+    snprintf(path, sizeof(path), "%s/..", sbx_sandbox_upper_dir(sb));
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0700);
+    snprintf(path, sizeof(path), "%s/../work", sbx_sandbox_upper_dir(sb));
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 07777, 0700);
+    ck_assert_uint_ne(st.st_uid, 0);
+    destroy(sb);
+    destroy(sb2);
+    sbx_state_spares_clear(ctx.state_dir);
+    snprintf(spare, sizeof(spare), "%s/sandboxes/.spare-b2", ctx.state_dir);
+    ck_assert_int_eq(stat(spare, &st), -1);
+}
+END_TEST
+
 START_TEST(test_distinct_uid_ranges)
 {
     struct sbx_config c1 = sbx_test_config(&ctx), c2 = sbx_test_config(&ctx);
@@ -1019,6 +1069,7 @@ static Suite *runtime_suite(void)
     CASE(test_hostname, 30);
     CASE(test_root_is_not_root_outside, 30);
     CASE(test_distinct_uid_ranges, 30);
+    CASE(test_state_spare, 30);
     CASE(test_no_userns_is_real_root, 30);
     CASE(test_mount_propagation, 30);
     CASE(test_memory_oom, 60);
