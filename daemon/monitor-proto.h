@@ -53,8 +53,8 @@
  * child, with a parent-death signal); its monitors live on.
  *
  * Files (all under RECORDS = STATE/records/SB; the daemon writes spec.json,
- * the monitor everything else; every whole-file write is atomic: tmp + fsync
- * + rename):
+ * the monitor everything else; every whole-file write is atomic: tmp +
+ * rename, or written before the directory is renamed into place):
  *   spec.json                 what to run (below)
  *   monitor.json              {"pid":N,"started_at":T}  the monitor's own pid
  *   events.ndjson             lifecycle events appended by the monitor,
@@ -78,13 +78,21 @@
  *                             bytes.
  *   procs/ID/stdout.eof       exists once the stream has ended
  * The entrypoint's process ID is "entrypoint"; its exit.json holds the
- * sandbox's returncode.
+ * sandbox's returncode.  Names that start with a dot are made ahead and
+ * belong to nobody yet (readers skip them): procs/.next is the next
+ * process's directory, with .info.json.tmp, .exit.json.tmp, .stdout.eof and
+ * .stderr.eof in it, renamed to procs/ID by an exec (and remade when the
+ * monitor is idle); RECORDS may come with it, and with the monitor's log
+ * and monitor.json's temporary file, from the daemon's spares
+ * (daemon/spare.c), so that no file is made on a create's or an exec's way.
  *
  * spec.json: {"image_layers":[...], "env":["K=V"...], "workdir":"/",
  *   "entrypoint":[...]|null, "hostname":S, "uid":0, "gid":0, "no_userns":false,
  *   "memory_bytes":N, "pids_max":N, "cpu_weight":N, "cpu_quota_us":N,
  *   "cpu_period_us":N, "timeout_s":N, "idle_timeout_s":N|null,
- *   "output_limit":N, "cgroup_parent":"sandboxd"}
+ *   "output_limit":N, "cgroup_parent":"sandboxd", "state_spare":S}
+ * (state_spare, optional: the name of a state dir made ahead for the
+ * runtime, sbx_state_spare_make(); cfg.state_spare)
  *
  * Socket: RUN/monitors/SB.sock, a unix stream socket, mode 0600; one client
  * (the daemon) at a time (a new connection replaces the old).  Messages are
