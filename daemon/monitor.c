@@ -204,8 +204,9 @@ struct monitor {
     const char *id, *run_dir, *state_dir;
     char records[PATH_MAX], sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int records_fd, procs_fd;
-    int next_made;  /* pieces of procs/.next made (NEXT_PIECES: ready), -1: broken */
-    int netpool_fd; /* the zygote's namespace pool, until the sandbox exists */
+    int next_made;     /* pieces of procs/.next made (NEXT_PIECES: ready), -1: broken */
+    int64_t last_busy; /* when the loop last had something to do (ms) */
+    int netpool_fd;    /* the zygote's namespace pool, until the sandbox exists */
     struct spec spec;
     uint64_t seg_max;
 
@@ -792,10 +793,13 @@ static void proc_discard_last(struct monitor *m)
  * directory with the temporary files of info.json and exit.json and its
  * two EOF markers to be (.stdout.eof, .stderr.eof); the exec renames it to
  * procs/ID and then only writes and renames.  It is made one file at a
- * time, when the loop has nothing else to do. */
+ * time once the loop has had nothing to do for NEXT_QUIET_MS: on a disk
+ * whose journal is the bottleneck any file operation takes ~1 ms, and
+ * made between a busy client's requests each would delay the next. */
 static const char *const next_files[] = {".info.json.tmp", ".exit.json.tmp", ".stdout.eof",
                                          ".stderr.eof"};
-#define NEXT_PIECES (1 + (int)(sizeof(next_files) / sizeof(next_files[0])))
+#define NEXT_PIECES   (1 + (int)(sizeof(next_files) / sizeof(next_files[0])))
+#define NEXT_QUIET_MS 20 /* how long the loop must have had nothing to do */
 
 static bool next_wanted(const struct monitor *m)
 {
@@ -1754,17 +1758,27 @@ static void loop(struct monitor *m)
 
     while (m->state != MON_DONE) {
         bool idle_work;
-        int n;
+        int n, timeout = -1;
 
         arm_timer(m, run_deadlines(m));
         if (m->state == MON_DONE)
             break;
+        /* procs/.next is made once the sandbox has been quiet a while (an
+         * agent thinking between commands): never between the steps of a
+         * busy client's requests, where each file would delay the next. */
         idle_work = next_wanted(m);
-        n = epoll_wait(m->ep, evs, 64, idle_work ? 0 : -1);
+        if (idle_work) {
+            int64_t quiet = now_ms() - m->last_busy;
+            timeout = quiet >= NEXT_QUIET_MS ? 0 : (int)(NEXT_QUIET_MS - quiet);
+        }
+        n = epoll_wait(m->ep, evs, 64, idle_work ? timeout : -1);
         if (n == 0 && idle_work) {
-            next_step(m);
+            if (now_ms() - m->last_busy >= NEXT_QUIET_MS)
+                next_step(m);
             continue;
         }
+        if (n > 0)
+            m->last_busy = now_ms();
         if (n < 0) {
             if (errno == EINTR)
                 continue;

@@ -28,13 +28,16 @@
 #include "sandboxd.h"
 #include "sbx.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SPARES_WANTED 4
@@ -62,16 +65,18 @@ struct spares {
     unsigned n_ready;
     unsigned in_flight; /* spares being made on the pool */
     bool broken;        /* making one failed: stop trying until a restart */
+    bool sweeping;      /* a sweep of the trash is queued or runs */
+    bool sweep_again;   /* something was trashed since it started */
 };
 
 static struct spares spares;
 
 struct job {
     uv_work_t work;
-    char path[PATH_MAX];      /* the spare, or the trash to remove */
+    char path[PATH_MAX];      /* the spare to make, or the trash to empty */
     char name[32];            /* the spare's name */
     char state_dir[PATH_MAX]; /* for the runtime's spare of the same name */
-    bool make;                /* make a spare (else remove path) */
+    bool make;                /* make a spare (else empty the trash) */
     int result;
 };
 
@@ -112,6 +117,54 @@ static int make_skeleton(const char *path)
     return r;
 }
 
+/* On the pool: removes everything in the trash directory, one entry at a
+ * time and at the lowest CPU priority, so that a burst of deletes weighs
+ * on nothing else (one sweep runs at a time).  A monitor still finishing
+ * may write its last records into a directory meanwhile (it holds it
+ * open): such an entry is looked at again a little later. */
+static int sweep(const char *trash)
+{
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    int nice_was, r = 0;
+
+    errno = 0;
+    nice_was = getpriority(PRIO_PROCESS, (id_t)tid);
+    if (errno)
+        nice_was = 0;
+    (void)setpriority(PRIO_PROCESS, (id_t)tid, 19);
+    for (int pass = 0; pass < 3; pass++) {
+        DIR *dh = opendir(trash);
+        struct dirent *de;
+        bool left = false;
+
+        if (!dh) {
+            r = -errno;
+            break;
+        }
+        r = 0;
+        while ((de = readdir(dh))) {
+            char path[PATH_MAX];
+            int e;
+
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", trash, de->d_name);
+            e = sbxd_rm_rf(path);
+            if (e == -ENOTEMPTY)
+                left = true;
+            else if (e < 0 && r == 0)
+                r = e;
+        }
+        closedir(dh);
+        if (!left)
+            break;
+        r = -ENOTEMPTY;
+        usleep(50000);
+    }
+    (void)setpriority(PRIO_PROCESS, (id_t)tid, nice_was);
+    return r;
+}
+
 static void do_job(uv_work_t *w)
 {
     struct job *j = w->data;
@@ -125,17 +178,12 @@ static void do_job(uv_work_t *w)
             j->result = make_skeleton(j->path);
         return;
     }
-    /* A monitor still finishing may write its last records meanwhile (it
-     * holds the directory open): look again a little later. */
-    for (int i = 0; i < 3; i++) {
-        j->result = sbxd_rm_rf(j->path);
-        if (j->result != -ENOTEMPTY)
-            return;
-        usleep(50000);
-    }
+    j->result = sweep(j->path);
 }
 
 static void fill(struct sbxd *d);
+static void sweep_start(struct sbxd *d);
+static void trash(struct sbxd *d, const char *path);
 
 static void job_done(uv_work_t *w, int status)
 {
@@ -153,8 +201,12 @@ static void job_done(uv_work_t *w, int status)
         }
         if (d && status == 0)
             fill(d);
-    } else if (status == 0 && j->result < 0) {
-        sbxd_log(NULL, "remove %s: %s", j->path, strerror(-j->result));
+    } else {
+        if (status == 0 && j->result < 0)
+            sbxd_log(NULL, "empty %s: %s", j->path, strerror(-j->result));
+        spares.sweeping = false;
+        if (d && status == 0 && spares.sweep_again)
+            sweep_start(d);
     }
     free(j);
 }
@@ -261,33 +313,47 @@ int sbxd_spare_take(struct sbxd *d, const char *id, json_t *spec, json_t *record
         r = -errno;
     if (r < 0) {
         /* A half-written spare is nobody's: throw it away. */
-        struct job *j = calloc(1, sizeof(*j));
-        if (j) {
-            snprintf(j->path, sizeof(j->path), "%s", path);
-            if (queue(d, j) < 0)
-                (void)sbxd_rm_rf(path);
-        }
+        trash(d, path);
         return r == -ENOMEM ? r : -EAGAIN;
     }
     return 0;
 }
 
-void sbxd_records_remove(struct sbxd *d, const char *id)
+static void sweep_start(struct sbxd *d)
 {
-    char path[PATH_MAX], trash[PATH_MAX], name[32];
     struct job *j;
 
-    spare_dir(d, id, NULL, path, sizeof(path));
-    snprintf(name, sizeof(name), "t%llu", ++spares.next_name);
-    spare_dir(d, ".trash", name, trash, sizeof(trash));
+    spares.sweep_again = false;
     j = calloc(1, sizeof(*j));
-    if (j && rename(path, trash) == 0) {
-        snprintf(j->path, sizeof(j->path), "%s", trash);
-        if (queue(d, j) == 0)
-            return;
-        (void)sbxd_rm_rf(trash);
+    if (!j)
+        return;
+    spare_dir(d, ".trash", NULL, j->path, sizeof(j->path));
+    if (queue(d, j) == 0)
+        spares.sweeping = true;
+}
+
+/* Moves path into the trash (one rename) for the sweep to remove; removes
+ * it here when it cannot. */
+static void trash(struct sbxd *d, const char *path)
+{
+    char dest[PATH_MAX], name[32];
+
+    snprintf(name, sizeof(name), "t%llu", ++spares.next_name);
+    spare_dir(d, ".trash", name, dest, sizeof(dest));
+    if (rename(path, dest) < 0) {
+        (void)sbxd_rm_rf(path);
         return;
     }
-    free(j);
-    (void)sbxd_rm_rf(path);
+    if (spares.sweeping)
+        spares.sweep_again = true;
+    else
+        sweep_start(d);
+}
+
+void sbxd_records_remove(struct sbxd *d, const char *id)
+{
+    char path[PATH_MAX];
+
+    spare_dir(d, id, NULL, path, sizeof(path));
+    trash(d, path);
 }
