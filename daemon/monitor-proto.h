@@ -63,9 +63,11 @@
  *                             once the sandbox has finished; returncode is
  *                             null with finish_reason "error" (never created)
  *   procs/ID/info.json        {"process_id","argv","started_at","pty":bool}
- *   procs/ID/exit.json        {"returncode":N,"finished_at":T}, written once
- *                             the process's output is on disk (or 1 s after
- *                             it exited, if something it left holds its pipes)
+ *   procs/ID/exit.json        {"returncode":N,"finished_at":T,"eof":[..]},
+ *                             written once the process's output is on disk
+ *                             (or 1 s after it exited, if something it left
+ *                             holds its pipes); "eof" names the streams that
+ *                             had ended by then
  *   procs/ID/stdout.OFFSET    output segments; OFFSET (decimal) is the byte
  *   procs/ID/stderr.OFFSET    offset of the segment's first byte in the stream.
  *                             The stream is the concatenation of its segments
@@ -76,14 +78,14 @@
  *                             remaining OFFSET is the number of dropped
  *                             bytes).  A segment is at most output_limit/4
  *                             bytes.
- *   procs/ID/stdout.eof       exists once the stream has ended
+ *   procs/ID/stdout.eof       exists once a stream that exit.json does not
+ *                             list as ended has ended
  * The entrypoint's process ID is "entrypoint"; its exit.json holds the
  * sandbox's returncode.  Names that start with a dot are made ahead and
  * belong to nobody yet (readers skip them): procs/.next is the next
- * process's directory, with .info.json.tmp, .exit.json.tmp, .stdout.eof and
- * .stderr.eof in it, renamed to procs/ID by an exec (and remade when the
- * monitor is idle); RECORDS may come with it, and with the monitor's log
- * and monitor.json's temporary file, from the daemon's spares
+ * process's directory, with .info.json.tmp and .exit.json.tmp in it,
+ * renamed to procs/ID by an exec (and remade when the monitor is idle); RECORDS may come with it,
+ * and with the monitor's log and monitor.json's temporary file, from the daemon's spares
  * (daemon/spare.c), so that no file is made on a create's or an exec's way.
  *
  * spec.json: {"image_layers":[...], "env":["K=V"...], "workdir":"/",

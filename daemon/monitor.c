@@ -151,7 +151,8 @@ struct stream {
     uint64_t announced; /* the size last sent to the daemon */
     int64_t announced_at;
     bool write_failed;
-    bool grown; /* the pipe was made BUSY_PIPE_SIZE */
+    bool grown;    /* the pipe was made BUSY_PIPE_SIZE */
+    bool recorded; /* its end is on disk: NAME.eof, or in exit.json's "eof" */
 };
 
 struct buffer {
@@ -580,11 +581,27 @@ lost:
 static void proc_maybe_done(struct monitor *m, struct proc *p);
 
 /* The stream has ended (EOF, or the monitor is leaving): NAME.eof. */
-static void stream_end(struct monitor *m, struct stream *s)
+/* NAME.eof: the stream has ended.  Only for a stream that ends after its
+ * process's exit.json was written; before, exit.json records it ("eof"),
+ * one file fewer on an exec's way. */
+static void stream_mark(struct stream *s)
 {
-    char name[32], spare[32];
+    char name[32];
     int fd;
 
+    if (s->recorded)
+        return;
+    s->recorded = true;
+    snprintf(name, sizeof(name), "%s.eof", s->name);
+    fd = openat(s->proc->dir_fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        mlog("process %s: create %s: %s", s->proc->id, name, strerror(errno));
+    else
+        close(fd);
+}
+
+static void stream_end(struct monitor *m, struct stream *s)
+{
     if (s->ended)
         return;
     watch_close(m, &s->w);
@@ -593,16 +610,8 @@ static void stream_end(struct monitor *m, struct stream *s)
         s->seg_fd = -1;
     }
     s->ended = true;
-    snprintf(name, sizeof(name), "%s.eof", s->name);
-    /* The marker made ahead (procs/.next), or a new one. */
-    snprintf(spare, sizeof(spare), ".%s.eof", s->name);
-    if (renameat(s->proc->dir_fd, spare, s->proc->dir_fd, name) < 0) {
-        fd = openat(s->proc->dir_fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0)
-            mlog("process %s: create %s: %s", s->proc->id, name, strerror(errno));
-        else
-            close(fd);
-    }
+    if (s->proc->exited)
+        stream_mark(s);
     if (s->size != s->announced)
         announce(m, s, now_ms());
     client_send(m, json_pack("{s:s,s:s,s:s}", "ev", "eof", "id", s->proc->id, "stream", s->name));
@@ -790,14 +799,13 @@ static void proc_discard_last(struct monitor *m)
  * Making a file allocates an inode, and on a busy disk that is the slowest
  * step of an exec's records (~40 us on a quiet ext4, ~250 us on a busy
  * one).  So procs/.next holds what the next exec needs made already: its
- * directory with the temporary files of info.json and exit.json and its
- * two EOF markers to be (.stdout.eof, .stderr.eof); the exec renames it to
- * procs/ID and then only writes and renames.  It is made one file at a
+ * directory with the temporary files of info.json and exit.json (its EOF
+ * markers are in exit.json, stream_mark()); the exec renames it to procs/ID
+ * and then only writes and renames.  It is made one file at a
  * time once the loop has had nothing to do for NEXT_QUIET_MS: on a disk
  * whose journal is the bottleneck any file operation takes ~1 ms, and
  * made between a busy client's requests each would delay the next. */
-static const char *const next_files[] = {".info.json.tmp", ".exit.json.tmp", ".stdout.eof",
-                                         ".stderr.eof"};
+static const char *const next_files[] = {".info.json.tmp", ".exit.json.tmp"};
 #define NEXT_PIECES   (1 + (int)(sizeof(next_files) / sizeof(next_files[0])))
 #define NEXT_QUIET_MS 20 /* how long the loop must have had nothing to do */
 
@@ -888,16 +896,27 @@ static void proc_unmake_dir(struct monitor *m, struct proc *p)
 static void proc_write_exit(struct monitor *m, struct proc *p, int returncode)
 {
     _cleanup_json_ json_t *ex = NULL;
-    int r;
+    int r = 0;
 
     if (p->exited)
         return;
     p->exited = true;
     p->returncode = returncode;
     p->grace_until = 0;
-    ex = json_pack("{s:i,s:f}", "returncode", returncode, "finished_at", now_real());
+    /* The streams that have ended are recorded here, not as NAME.eof. */
+    ex = json_pack("{s:i,s:f,s:[]}", "returncode", returncode, "finished_at", now_real(), "eof");
+    for (int i = 0; ex && i < 2; i++)
+        if (p->out[i].ended && !p->out[i].recorded)
+            json_array_append_new(json_object_get(ex, "eof"), json_string(p->out[i].name));
     if (!ex || (r = write_json_at(p->dir_fd, "exit.json", ex, true)) < 0)
         mlog("process %s: write exit.json: %s", p->id, ex ? strerror(-r) : "out of memory");
+    for (int i = 0; i < 2; i++)
+        if (p->out[i].ended && !p->out[i].recorded) {
+            if (ex && r >= 0)
+                p->out[i].recorded = true;
+            else
+                stream_mark(&p->out[i]); /* exit.json is not there: a file then */
+        }
     client_send(m, json_pack("{s:s,s:s,s:i}", "ev", "exit", "id", p->id, "returncode", returncode));
 }
 

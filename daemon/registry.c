@@ -281,12 +281,23 @@ static void load_procs(struct sbxd *d, struct sbxd_sandbox *sb)
             p->returncode = (int)json_integer_value(json_object_get(ex, "returncode"));
             sbxd_wake_proc(d, sb, p);
         }
-        json_decref(ex);
+        /* A stream has ended when exit.json says so ("eof": the streams that
+         * had ended when it was written) or NAME.eof exists (one that ended
+         * later). */
         for (int s = 0; s < 2; s++) {
-            snprintf(path, sizeof(path), "%s/%s/%s.eof", dir, de->d_name, s ? "stderr" : "stdout");
+            const char *name = s ? "stderr" : "stdout";
+            json_t *v;
+            size_t i;
+            json_array_foreach(json_object_get(ex, "eof"), i, v)
+            {
+                if (json_is_string(v) && !strcmp(json_string_value(v), name))
+                    p->eof[s] = true;
+            }
+            snprintf(path, sizeof(path), "%s/%s/%s.eof", dir, de->d_name, name);
             p->eof[s] = p->eof[s] || access(path, F_OK) == 0;
             p->size[s] = sbxd_output_size(d, sb->id, p->id, s);
         }
+        json_decref(ex);
         sbxd_wake_streams(d, sb, p);
     }
     if (dh)

@@ -55,8 +55,6 @@ static const char *const skeleton_files[] = {
     ".monitor.json.tmp",
     "procs/.next/.info.json.tmp",
     "procs/.next/.exit.json.tmp",
-    "procs/.next/.stdout.eof",
-    "procs/.next/.stderr.eof",
 };
 
 struct spares {

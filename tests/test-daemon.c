@@ -430,10 +430,23 @@ START_TEST(test_restart_survival)
     json_t *r;
     struct dl_buf b;
 
+    char *pid;
+    double t0;
+
+    pid = dl_exec_start(id, "[\"sh\",\"-c\",\"sleep 0.5; echo done\"]", NULL);
     usleep(300000);
     dl_stop_daemon(SIGKILL);
     usleep(1000000); /* output and the exit happen while nobody listens */
     dl_start_daemon(NULL);
+    /* A process that ended while the daemon was down: its output is whole,
+     * and a follower is done at once (its streams' end is on disk). */
+    snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/stdout?follow=1", id, pid);
+    t0 = dl_now_ms();
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
+    ck_assert_str_eq(b.data, "done\n");
+    ck_assert_msg(dl_now_ms() - t0 < 1000, "the follow took %.0f ms", dl_now_ms() - t0);
+    free(b.data);
+    free(pid);
     r = dl_wait_finished(id);
     ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 4);
     json_decref(r);

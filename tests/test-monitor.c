@@ -515,6 +515,26 @@ static int file_returncode(const char *path)
     return rc;
 }
 
+/* Whether a process's stream is recorded as ended on disk: listed in its
+ * exit.json's "eof" (it ended before the exit was written) or NAME.eof. */
+static bool ended_on_disk(const char *proc, const char *stream)
+{
+    json_t *ex, *v;
+    size_t i;
+    bool found = false;
+
+    if (exists(rpath("procs/%s/%s.eof", proc, stream)))
+        return true;
+    ex = read_json(rpath("procs/%s/exit.json", proc));
+    json_array_foreach(json_object_get(ex, "eof"), i, v)
+    {
+        if (json_is_string(v) && !strcmp(json_string_value(v), stream))
+            found = true;
+    }
+    json_decref(ex);
+    return found;
+}
+
 static void assert_sandbox_exit(int returncode, const char *reason)
 {
     json_t *j = read_json(rpath("exit.json"));
@@ -630,8 +650,8 @@ START_TEST(entrypoint_files_and_exit)
     assert_clean_exit();
     assert_stream("entrypoint", "stdout", "out\n");
     assert_stream("entrypoint", "stderr", "err\n");
-    ck_assert(exists(rpath("procs/entrypoint/stdout.eof")));
-    ck_assert(exists(rpath("procs/entrypoint/stderr.eof")));
+    ck_assert(ended_on_disk("entrypoint", "stdout"));
+    ck_assert(ended_on_disk("entrypoint", "stderr"));
     ck_assert_int_eq(file_returncode(rpath("procs/entrypoint/exit.json")), 3);
     assert_sandbox_exit(3, "exited");
     ck_assert(events_have("scheduled"));
@@ -692,7 +712,10 @@ START_TEST(exec_output_and_returncode)
     ck_assert_int_eq(file_returncode(rpath("procs/pr-1/exit.json")), 7);
     assert_stream("pr-1", "stdout", "hello\n");
     assert_stream("pr-1", "stderr", "oops\n");
-    ck_assert(exists(rpath("procs/pr-1/stdout.eof")));
+    ck_assert(ended_on_disk("pr-1", "stdout"));
+    ck_assert(ended_on_disk("pr-1", "stderr"));
+    /* Both ended before the exit: exit.json says so, no marker file. */
+    ck_assert(!exists(rpath("procs/pr-1/stdout.eof")));
     info = read_json(rpath("procs/pr-1/info.json"));
     ck_assert_str_eq(json_string_value(json_object_get(info, "process_id")), "pr-1");
     ck_assert(json_is_false(json_object_get(info, "pty")));
@@ -704,7 +727,7 @@ START_TEST(exec_output_and_returncode)
     request_ok(r);
     ck_assert_int_eq(exec_wait("pr-2", 10000), 0);
     assert_stream("pr-2", "stdout", "a\nb\n");
-    ck_assert(exists(rpath("procs/pr-2/stderr.eof")));
+    ck_assert(ended_on_disk("pr-2", "stderr"));
     r = json_pack("{s:s,s:s,s:[s,s,s],s:s}", "op", "exec", "id", "pr-3", "argv", "sh", "-c",
                   "echo gone; echo kept >&2", "stdout", "devnull");
     request_ok(r);
@@ -790,24 +813,34 @@ START_TEST(exec_records_made_ahead)
 
     monitor_start_ok(spec_new(NULL));
     monitor_connect();
-    for (int i = 0; i < 200 && !exists(rpath("procs/.next/.stderr.eof")); i++)
+    for (int i = 0; i < 200 && !exists(rpath("procs/.next/.exit.json.tmp")); i++)
         usleep(10000);
-    ck_assert(exists(rpath("procs/.next/.stderr.eof")));
+    ck_assert(exists(rpath("procs/.next/.exit.json.tmp")));
     request_ok(exec_req("pr-1", "echo hello"));
     ck_assert_int_eq(exec_wait("pr-1", 10000), 0);
     names = dir_names(rpath("procs/pr-1"));
-    ck_assert_str_eq(names, "exit.json\ninfo.json\nstderr.eof\nstdout.0\nstdout.eof\n");
+    ck_assert_str_eq(names, "exit.json\ninfo.json\nstdout.0\n");
     free(names);
     assert_stream("pr-1", "stdout", "hello\n");
-    for (int i = 0; i < 200 && !exists(rpath("procs/.next/.stderr.eof")); i++)
+    ck_assert(ended_on_disk("pr-1", "stdout") && ended_on_disk("pr-1", "stderr"));
+    /* A stream that outlives its process's exit (a background child holds
+     * it past the grace period) gets its marker when it ends. */
+    request_ok(exec_req("pr-bg", "(sleep 1.5; echo late) & echo early"));
+    ck_assert_int_eq(exec_wait("pr-bg", 10000), 0);
+    for (int i = 0; i < 400 && !exists(rpath("procs/pr-bg/stdout.eof")); i++)
         usleep(10000);
-    ck_assert(exists(rpath("procs/.next/.stderr.eof")));
+    ck_assert(exists(rpath("procs/pr-bg/stdout.eof")));
+    assert_stream("pr-bg", "stdout", "early\nlate\n");
+    for (int i = 0; i < 200 && !exists(rpath("procs/.next/.exit.json.tmp")); i++)
+        usleep(10000);
+    ck_assert(exists(rpath("procs/.next/.exit.json.tmp")));
     assert_error(request(json_pack("{s:s,s:s,s:[s]}", "op", "exec", "id", "pr-nx", "argv",
                                    "/no/such/program")),
                  "invalid_argument");
     ck_assert(!exists(rpath("procs/pr-nx")));
     names = dir_names(rpath("procs"));
-    ck_assert_msg(!strcmp(names, ".next\npr-1\n") || !strcmp(names, "pr-1\n"), "procs: %s", names);
+    ck_assert_msg(!strcmp(names, ".next\npr-1\npr-bg\n") || !strcmp(names, "pr-1\npr-bg\n"),
+                  "procs: %s", names);
     free(names);
     request_ok(json_pack("{s:s}", "op", "shutdown"));
     json_decref(wait_event("finished", NULL, 15000));
@@ -1004,7 +1037,7 @@ START_TEST(terminate_op)
     assert_clean_exit();
     assert_sandbox_exit(137, "terminated");
     ck_assert_int_eq(file_returncode(rpath("procs/entrypoint/exit.json")), 137);
-    ck_assert(exists(rpath("procs/entrypoint/stdout.eof")));
+    ck_assert(ended_on_disk("entrypoint", "stdout"));
 }
 END_TEST
 
@@ -1315,7 +1348,7 @@ START_TEST(client_disconnects)
     out = read_stream("bg", "stdout", NULL, NULL, NULL);
     ck_assert_str_eq(out, want);
     free(out);
-    ck_assert(exists(rpath("procs/bg/stdout.eof")));
+    ck_assert(ended_on_disk("bg", "stdout"));
     /* A new client learns what happened and goes on. */
     monitor_connect();
     {
