@@ -116,20 +116,34 @@ static int make_skeleton(const char *path)
 }
 
 /* On the pool: removes everything in the trash directory, one entry at a
- * time and at the lowest CPU priority, so that a burst of deletes weighs
- * on nothing else (one sweep runs at a time).  A monitor still finishing
+ * time, in the background (one sweep runs at a time).  A monitor still finishing
  * may write its last records into a directory meanwhile (it holds it
  * open): such an entry is looked at again a little later. */
-static int sweep(const char *trash)
+/* Background work runs at the lowest CPU priority: it must never take a
+ * core from a create (which keeps both of a small machine's busy).
+ * Returns the nice value to restore. */
+static int background_begin(void)
 {
     pid_t tid = (pid_t)syscall(SYS_gettid);
-    int nice_was, r = 0;
+    int was;
 
     errno = 0;
-    nice_was = getpriority(PRIO_PROCESS, (id_t)tid);
+    was = getpriority(PRIO_PROCESS, (id_t)tid);
     if (errno)
-        nice_was = 0;
+        was = 0;
     (void)setpriority(PRIO_PROCESS, (id_t)tid, 19);
+    return was;
+}
+
+static void background_end(int was)
+{
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), was);
+}
+
+static int sweep(const char *trash)
+{
+    int nice_was = background_begin(), r = 0;
+
     for (int pass = 0; pass < 3; pass++) {
         DIR *dh = opendir(trash);
         struct dirent *de;
@@ -159,7 +173,7 @@ static int sweep(const char *trash)
         r = -ENOTEMPTY;
         usleep(50000);
     }
-    (void)setpriority(PRIO_PROCESS, (id_t)tid, nice_was);
+    background_end(nice_was);
     return r;
 }
 
@@ -169,11 +183,13 @@ static void do_job(uv_work_t *w)
 
     if (j->make) {
         sbx_error err;
+        int nice_was = background_begin();
         /* The runtime's part (the writable layer's directories) first: a
          * spare of ours is ready only with it. */
         j->result = sbx_state_spare_make(j->state_dir, j->name, &err) < 0 ? -err.code : 0;
         if (j->result == 0)
             j->result = make_skeleton(j->path);
+        background_end(nice_was);
         return;
     }
     j->result = sweep(j->path);
