@@ -88,6 +88,9 @@
  * and with the monitor's log and monitor.json's temporary file, from the daemon's spares
  * (daemon/spare.c), so that no file is made on a create's or an exec's way.
  *
+ * The files procs/.next holds (the daemon's spares make them too). */
+#define SBXD_NEXT_FILES ".info.json.tmp", ".exit.json.tmp"
+/*
  * spec.json: {"image_layers":[...], "env":["K=V"...], "workdir":"/",
  *   "entrypoint":[...]|null, "hostname":S, "uid":0, "gid":0, "no_userns":false,
  *   "memory_bytes":N, "pids_max":N, "cpu_weight":N, "cpu_quota_us":N,

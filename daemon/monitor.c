@@ -805,7 +805,7 @@ static void proc_discard_last(struct monitor *m)
  * time once the loop has had nothing to do for NEXT_QUIET_MS: on a disk
  * whose journal is the bottleneck any file operation takes ~1 ms, and
  * made between a busy client's requests each would delay the next. */
-static const char *const next_files[] = {".info.json.tmp", ".exit.json.tmp"};
+static const char *const next_files[] = {SBXD_NEXT_FILES};
 #define NEXT_PIECES   (1 + (int)(sizeof(next_files) / sizeof(next_files[0])))
 #define NEXT_QUIET_MS 20 /* how long the loop must have had nothing to do */
 

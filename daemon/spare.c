@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #define SPARES_WANTED 4
+#define SBX_N(a)      (sizeof(a) / sizeof((a)[0]))
 
 /* What a new sandbox's records start with (the monitor's writes included:
  * it opens its log with O_CREAT and monitor.json's temporary file with
@@ -48,14 +49,9 @@
  * complete, for its first process: monitor.c, "made ahead"). */
 static const char *const skeleton_dirs[] = {"procs", "procs/.next"};
 static const char *const skeleton_files[] = {
-    "spec.json",
-    "record.json",
-    "events.ndjson",
-    "monitor.log",
-    ".monitor.json.tmp",
-    "procs/.next/.info.json.tmp",
-    "procs/.next/.exit.json.tmp",
+    "spec.json", "record.json", "events.ndjson", "monitor.log", ".monitor.json.tmp",
 };
+static const char *const next_files[] = {SBXD_NEXT_FILES};
 
 struct spares {
     unsigned long long next_name; /* names are s1, s2, ... (t1, t2, ... for trash) */
@@ -96,11 +92,18 @@ static int make_skeleton(const char *path)
     dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         r = -errno;
-    for (size_t i = 0; r == 0 && i < sizeof(skeleton_dirs) / sizeof(skeleton_dirs[0]); i++)
+    for (size_t i = 0; r == 0 && i < SBX_N(skeleton_dirs); i++)
         if (mkdirat(dfd, skeleton_dirs[i], 0700) < 0)
             r = -errno;
-    for (size_t i = 0; r == 0 && i < sizeof(skeleton_files) / sizeof(skeleton_files[0]); i++) {
-        int fd = openat(dfd, skeleton_files[i], O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    for (size_t i = 0; r == 0 && i < SBX_N(skeleton_files) + SBX_N(next_files); i++) {
+        char name[64];
+        int fd;
+
+        if (i < SBX_N(skeleton_files))
+            snprintf(name, sizeof(name), "%s", skeleton_files[i]);
+        else
+            snprintf(name, sizeof(name), "procs/.next/%s", next_files[i - SBX_N(skeleton_files)]);
+        fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0)
             r = -errno;
         else
