@@ -40,8 +40,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define SPARES_WANTED 4
-#define SBX_N(a)      (sizeof(a) / sizeof((a)[0]))
+#define SPARES_WANTED  4
+#define SPARES_RETRY_S 10 /* after a spare could not be made */
+#define SBX_N(a)       (sizeof(a) / sizeof((a)[0]))
 
 /* What a new sandbox's records start with (the monitor's writes included:
  * it opens its log with O_CREAT and monitor.json's temporary file with
@@ -58,7 +59,7 @@ struct spares {
     char ready[SPARES_WANTED][32];
     unsigned n_ready;
     unsigned in_flight; /* spares being made on the pool */
-    bool broken;        /* making one failed: stop trying until a restart */
+    double retry_at;    /* making one failed: not again before this (sbxd_now()) */
     bool sweeping;      /* a sweep of the trash is queued or runs */
     bool sweep_again;   /* something was trashed since it started */
 };
@@ -212,9 +213,11 @@ static void job_done(uv_work_t *w, int status)
         if (status == 0 && j->result == 0 && spares.n_ready < SPARES_WANTED) {
             snprintf(spares.ready[spares.n_ready++], sizeof(spares.ready[0]), "%s", j->name);
         } else if (status == 0 && j->result < 0) {
-            sbxd_log(NULL, "cannot make a spare record directory %s: %s (creates make their own)",
-                     j->path, strerror(-j->result));
-            spares.broken = true;
+            sbxd_log(NULL,
+                     "cannot make a spare record directory %s: %s (creates make their own; "
+                     "trying again in %d s)",
+                     j->path, strerror(-j->result), SPARES_RETRY_S);
+            spares.retry_at = sbxd_now() + SPARES_RETRY_S;
         }
         if (d && status == 0)
             fill(d);
@@ -241,7 +244,10 @@ static int queue(struct sbxd *d, struct job *j)
 /* Keeps SPARES_WANTED ready or being made. */
 static void fill(struct sbxd *d)
 {
-    while (!spares.broken && spares.n_ready + spares.in_flight < SPARES_WANTED) {
+    if (spares.retry_at && sbxd_now() < spares.retry_at)
+        return;
+    spares.retry_at = 0;
+    while (spares.n_ready + spares.in_flight < SPARES_WANTED) {
         struct job *j = calloc(1, sizeof(*j));
         if (!j)
             return;
@@ -266,7 +272,7 @@ void sbxd_spares_start(struct sbxd *d)
     if (mkdir(path, 0700) < 0 && errno != EEXIST) {
         sbxd_log(NULL, "cannot make %s: %s (creates make their own records)", path,
                  strerror(errno));
-        spares.broken = true;
+        spares.retry_at = sbxd_now() + SPARES_RETRY_S;
     }
     spare_dir(d, ".trash", NULL, path, sizeof(path));
     (void)sbxd_rm_rf(path);
