@@ -330,10 +330,26 @@ int main(int argc, char **argv)
     notify("READY=1");
     uv_run(d.loop, UV_RUN_DEFAULT);
     sbxd_zygote_stop(&d);
-    sbxd_http_stop(d.http);
     /* With no sandbox left, leave no empty cgroup parent behind either. */
     if (d.n_running == 0)
         (void)sbx_cgroup_prune(d.cfg.cgroup_parent, NULL);
+    /* Let go of everything, so that a leak checker sees only real leaks:
+     * the sandboxes first (their pending requests are answered while the
+     * HTTP layer still holds them; the monitors run on), then HTTP. */
+    while (d.sandboxes)
+        sbxd_sandbox_forget(&d, d.sandboxes);
+    sbxd_http_stop(d.http);
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    /* Handles close (and pool work ends) within a few turns of the loop. */
+    for (int i = 0; i < 200 && uv_run(d.loop, UV_RUN_NOWAIT); i++)
+        usleep(5000);
+    (void)uv_loop_close(d.loop);
+    json_decref(d.apps);
+    for (char **t = d.cfg.tokens; t && *t; t++)
+        free(*t);
+    free(d.cfg.tokens);
+    free((char *)d.cfg.monitor_path);
     sbxd_log(NULL, "stopped");
     return 0;
 }
