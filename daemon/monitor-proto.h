@@ -84,9 +84,10 @@
  * sandbox's returncode.  Names that start with a dot are made ahead and
  * belong to nobody yet (readers skip them): procs/.next is the next
  * process's directory, with .info.json.tmp and .exit.json.tmp in it,
- * renamed to procs/ID by an exec (and remade when the monitor is idle); RECORDS may come with it,
- * and with the monitor's log and monitor.json's temporary file, from the daemon's spares
- * (daemon/spare.c), so that no file is made on a create's or an exec's way.
+ * renamed to procs/ID by an exec (and remade when the monitor is idle);
+ * RECORDS may come with it, and with the monitor's log and monitor.json's
+ * temporary file, from the daemon's spares (daemon/spare.c), so that no
+ * file is made on a create's or an exec's way.
  *
  * The files procs/.next holds (the daemon's spares make them too). */
 #define SBXD_NEXT_FILES ".info.json.tmp", ".exit.json.tmp"

@@ -580,7 +580,6 @@ lost:
 
 static void proc_maybe_done(struct monitor *m, struct proc *p);
 
-/* The stream has ended (EOF, or the monitor is leaving): NAME.eof. */
 /* NAME.eof: the stream has ended.  Only for a stream that ends after its
  * process's exit.json was written; before, exit.json records it ("eof"),
  * one file fewer on an exec's way. */
@@ -600,6 +599,7 @@ static void stream_mark(struct stream *s)
         close(fd);
 }
 
+/* The stream has ended (EOF, or the monitor is leaving). */
 static void stream_end(struct monitor *m, struct stream *s)
 {
     if (s->ended)

@@ -42,13 +42,13 @@ struct sbxd_config {
 struct sbxd_proc;
 struct sbxd_sandbox;
 
-/* A client waiting for something: a long poll or a following stream. */
 /* A reader's place in a stream: the segment it has open (fd -1: none). */
 struct sbxd_output_cursor {
     int fd;
     uint64_t start;
 };
 
+/* A client waiting for something: a long poll or a following stream. */
 struct sbxd_waiter {
     struct sbxd_waiter *next, *prev;
     sbxd_req *req;
@@ -126,6 +126,8 @@ int sbxd_mkdir_p(const char *path, mode_t mode);
  * and the directory too, for what must outlive a host crash (apps); a
  * sandbox's records need not, the sandbox does not outlive one either. */
 int sbxd_write_json(const char *path, json_t *json, bool durable);
+/* Writes all of data (EINTR and short writes retried): 0 or -errno. */
+int sbxd_write_all(int fd, const void *data, size_t len);
 json_t *sbxd_read_json(const char *path);
 int sbxd_rm_rf(const char *path);
 

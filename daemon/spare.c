@@ -284,27 +284,18 @@ void sbxd_spares_start(struct sbxd *d)
 static int write_text(int dfd, const char *name, json_t *j)
 {
     char *text = json_dumps(j, JSON_COMPACT);
-    size_t len, off = 0;
-    int fd, r = 0;
+    int fd, r;
 
     if (!text)
         return -ENOMEM;
-    len = strlen(text);
     /* The file is there, empty: no O_CREAT, so nothing allocates an inode. */
     fd = openat(dfd, name, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
+    if (fd < 0) {
         r = -errno;
-    while (r == 0 && off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            r = n < 0 ? -errno : -EIO;
-        else
-            off += (size_t)n;
-    }
-    if (fd >= 0)
+    } else {
+        r = sbxd_write_all(fd, text, strlen(text));
         close(fd);
+    }
     free(text);
     return r;
 }

@@ -110,6 +110,19 @@ int sbxd_mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
+int sbxd_write_all(int fd, const void *data, size_t len)
+{
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, (const char *)data + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
 int sbxd_write_json(const char *path, json_t *json, bool durable)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
@@ -126,16 +139,7 @@ int sbxd_write_json(const char *path, json_t *json, bool durable)
         free(text);
         return -errno;
     }
-    for (size_t off = 0; off < len;) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            r = -errno;
-            break;
-        }
-        off += (size_t)n;
-    }
+    r = sbxd_write_all(fd, text, len);
     if (r == 0 && durable && fsync(fd) < 0)
         r = -errno;
     close(fd);

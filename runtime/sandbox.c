@@ -343,26 +343,13 @@ static int make_dir(const char *path, mode_t mode)
     return chmod(path, mode);
 }
 
-/* STATE/sandboxes/.spare-NAME: a state dir made ahead (sbx_state_spare_make). */
-static bool valid_spare_name(const char *name)
-{
-    size_t n = name ? strlen(name) : 0;
-
-    if (n == 0 || n > 32)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
-              (name[i] >= '0' && name[i] <= '9')))
-            return false;
-    return true;
-}
-
+/* STATE/sandboxes/.spare-NAME: a state dir made ahead; NAME has an id's form. */
 int sbx_state_spare_make(const char *state_dir, const char *name, sbx_error *err)
 {
     char path[PATH_MAX], tmp[PATH_MAX], sub[PATH_MAX];
     int r;
 
-    if (!state_dir || !valid_spare_name(name))
+    if (!state_dir || !valid_id(name))
         return sbx__error(err, EINVAL, "invalid spare name `%s`", name ? name : "(null)");
     snprintf(path, sizeof(path), "%s/sandboxes/.spare-%s", state_dir, name);
     snprintf(tmp, sizeof(tmp), "%s/sandboxes/.spare-%s.tmp", state_dir, name);
@@ -408,7 +395,7 @@ static int take_spare(sbx_sandbox *sb)
 {
     char path[PATH_MAX];
 
-    if (!valid_spare_name(sb->state_spare))
+    if (!sb->state_spare)
         return -1;
     snprintf(path, sizeof(path), "%s/sandboxes/.spare-%s", sb->state_root, sb->state_spare);
     return rename(path, sb->state_dir);
@@ -531,7 +518,7 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     sb->state_dir = path_join(state_root, "sandboxes", cfg->id);
     sb->upper_dir = sb->state_dir ? path_join(sb->state_dir, "upper", NULL) : NULL;
     sb->state_spare =
-        cfg->state_spare && valid_spare_name(cfg->state_spare) ? strdup(cfg->state_spare) : NULL;
+        cfg->state_spare && valid_id(cfg->state_spare) ? strdup(cfg->state_spare) : NULL;
     sb->cgroup_parent = strdup(cfg->cgroup_parent ? cfg->cgroup_parent : "sandboxd");
     if (cfg->n_rlimits > 0) {
         sb->rlimits = calloc(cfg->n_rlimits, sizeof(*sb->rlimits));

@@ -144,7 +144,7 @@ SBX_PUBLIC int sbx_sandbox_stats(sbx_sandbox *sb, struct sbx_stats *ret, sbx_err
 SBX_PUBLIC const char *sbx_sandbox_upper_dir(const sbx_sandbox *sb);
 
 /* Makes a sandbox's state directory ahead of time, named `name`
- * ([A-Za-z0-9]{1,32}), for a later create's cfg.state_spare: making a
+ * (of a sandbox id's form), for a later create's cfg.state_spare: making a
  * directory allocates an inode, which on a busy disk costs a create far
  * more than a rename.  Safe from any thread. */
 SBX_PUBLIC int sbx_state_spare_make(const char *state_dir, const char *name, sbx_error *err);

@@ -186,6 +186,20 @@ void dl_start_daemon(const char *config)
     ck_assert_msg(dl_spawn_daemon(config), "the daemon did not come up");
 }
 
+void dl_restart_with_config(const char *config_json)
+{
+    char config[128];
+    FILE *f;
+
+    dl_stop_daemon(SIGTERM);
+    snprintf(config, sizeof(config), "%s/sandboxd.json", dl_dir);
+    f = fopen(config, "we");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "%s\n", config_json);
+    ck_assert_int_eq(fclose(f), 0);
+    dl_start_daemon(config);
+}
+
 void dl_stop_daemon(int sig)
 {
     if (dl_daemon_pid > 0) {

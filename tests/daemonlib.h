@@ -57,6 +57,9 @@ void dl_teardown(void);
 bool dl_spawn_daemon(const char *config);
 /* dl_spawn_daemon(), asserting that the daemon came up. */
 void dl_start_daemon(const char *config);
+/* Stops the daemon (SIGTERM) and starts it again with config_json written
+ * to DIR/sandboxd.json (where the sweep finds it), asserting it came up. */
+void dl_restart_with_config(const char *config_json);
 /* Sends sig to the daemon and reaps it; nothing when none runs. */
 void dl_stop_daemon(int sig);
 /* Deletes every sandbox (so monitors clean up) and stops the daemon with

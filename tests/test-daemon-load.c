@@ -551,18 +551,12 @@ END_TEST
 START_TEST(test_output_bound)
 {
     char *id, *pid;
-    char path[256], config[128];
+    char path[256];
     struct dl_buf b;
     FILE *f;
 
     /* Restart the fixture's daemon (it has no sandboxes yet) with a config. */
-    dl_stop_daemon(SIGTERM);
-    snprintf(config, sizeof(config), "%s/sandboxd.json", dl_dir);
-    f = fopen(config, "we");
-    ck_assert_ptr_nonnull(f);
-    fputs("{\"output_limit_bytes\": 65536}\n", f);
-    fclose(f);
-    dl_start_daemon(config);
+    dl_restart_with_config("{\"output_limit_bytes\": 65536}");
     {
         json_t *info = dl_call("GET", "/v1/info", NULL, 200);
         ck_assert_int_eq(
@@ -640,19 +634,13 @@ END_TEST
 START_TEST(test_output_segments)
 {
     char *id, *pid, *want;
-    char path[256], config[128];
+    char path[256];
     struct dl_buf b;
     size_t want_len = 0;
     FILE *f;
 
-    dl_stop_daemon(SIGTERM);
-    snprintf(config, sizeof(config), "%s/sandboxd.json", dl_dir);
-    f = fopen(config, "we");
-    ck_assert_ptr_nonnull(f);
     /* Segments of 2 MiB (a quarter of the limit); seq writes ~6.9 MB. */
-    fputs("{\"output_limit_bytes\": 8388608}\n", f);
-    fclose(f);
-    dl_start_daemon(config);
+    dl_restart_with_config("{\"output_limit_bytes\": 8388608}");
     f = open_memstream(&want, &want_len);
     for (int i = 1; i <= 1000000; i++)
         fprintf(f, "%d\n", i);

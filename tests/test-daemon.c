@@ -679,16 +679,9 @@ END_TEST
 /* "monitor_zygote": false starts every monitor as a program. */
 START_TEST(test_no_zygote)
 {
-    char config[128], *id;
-    FILE *f;
+    char *id;
 
-    snprintf(config, sizeof(config), "%s/sandboxd.json", dl_dir);
-    f = fopen(config, "we");
-    ck_assert_ptr_nonnull(f);
-    fputs("{\"monitor_zygote\": false}\n", f);
-    fclose(f);
-    dl_stop_daemon(SIGTERM);
-    dl_start_daemon(config);
+    dl_restart_with_config("{\"monitor_zygote\": false}");
     id = dl_create("{\"image\":\"busybox\"}");
     assert_exec_works(id);
     ck_assert_int_eq(find_process(dl_daemon_pid, "sandboxd-monitor --zygote"), 0);
@@ -708,8 +701,7 @@ END_TEST
  * namespace; with the pool off (netns_pool 0) they make their own. */
 START_TEST(test_netns_pool)
 {
-    char config[128], *id[2], *out[2];
-    FILE *f;
+    char *id[2], *out[2];
 
     /* The pool fills in the background after the daemon starts (its helper
      * runs at idle priority): a create before then makes its own namespace,
@@ -737,13 +729,7 @@ START_TEST(test_netns_pool)
         free(id[i]);
     }
 
-    snprintf(config, sizeof(config), "%s/sandboxd.json", dl_dir);
-    f = fopen(config, "we");
-    ck_assert_ptr_nonnull(f);
-    fputs("{\"netns_pool\": 0}\n", f);
-    fclose(f);
-    dl_stop_daemon(SIGTERM);
-    dl_start_daemon(config);
+    dl_restart_with_config("{\"netns_pool\": 0}");
     id[0] = dl_create("{\"image\":\"busybox\"}");
     out[0] = dl_exec_out(id[0], "cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
     ck_assert_str_eq(out[0], "1024\n");
