@@ -58,25 +58,22 @@ static int last_cap(void)
 
 static int drop_bounding_set(uint64_t keep)
 {
-    int last = last_cap();
+    int last = last_cap(), r;
 
     for (int cap = 0; cap <= last; cap++) {
         if (keep & (UINT64_C(1) << cap))
             continue;
-        /* Reading first keeps the call idempotent: dropping needs
-         * CAP_SETPCAP even for a capability that is already gone. */
-        int r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
-        if (r < 0 && errno == EINVAL)
-            break;
-        if (r < 0)
-            return -errno;
-        if (r == 0)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0)
             continue;
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
-            if (errno == EINVAL)
-                break;
+        if (errno == EINVAL) /* past the kernel's last capability */
+            break;
+        if (errno != EPERM)
             return -errno;
-        }
+        /* Dropping needs CAP_SETPCAP even for a capability that is gone
+         * already: that one is fine. */
+        r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+        if (r != 0)
+            return r < 0 ? -errno : -EPERM;
     }
     return 0;
 }
@@ -124,4 +121,21 @@ int sbx__caps_drop(void)
         return -errno;
 
     return set_process_caps(keep);
+}
+
+int sbx__caps_inherited(void)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {{0}};
+    uint64_t permitted, inheritable;
+
+    if (syscall(SYS_capget, &hdr, data) < 0)
+        return -errno;
+    permitted = (uint64_t)data[0].permitted | (uint64_t)data[1].permitted << 32;
+    inheritable = (uint64_t)data[0].inheritable | (uint64_t)data[1].inheritable << 32;
+    /* Init dropped them (and the bounding set, which no process gets back,
+     * and the ambient set, which cannot exceed an empty inheritable one). */
+    if ((permitted & ~default_caps_mask()) == 0 && inheritable == 0)
+        return 0;
+    return sbx__caps_drop();
 }

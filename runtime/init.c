@@ -183,7 +183,8 @@ void sbx__exec_workload(const struct sbx__proc_spec *spec, int err_fd)
     sigset_t none;
     int r;
 
-    reset_signals();
+    /* Init reset every disposition before it blocked all signals, and
+     * installs no handler: only the mask is left to clear. */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (size_t i = 0; i < spec->n_rlimits; i++) {
@@ -196,8 +197,9 @@ void sbx__exec_workload(const struct sbx__proc_spec *spec, int err_fd)
     if (setgroups(0, NULL) < 0)
         fail(err_fd, errno, "setgroups", "[]");
     /* For a non-root user the capabilities go first: the kernel then clears
-     * permitted and effective at setresuid, as for any unprivileged user. */
-    r = sbx__caps_drop();
+     * permitted and effective at setresuid, as for any unprivileged user.
+     * Init dropped them already, before it started anything. */
+    r = sbx__caps_inherited();
     if (r < 0)
         fail(err_fd, -r, "drop capabilities", "bounding set");
     if (setresgid(spec->gid, spec->gid, spec->gid) < 0)

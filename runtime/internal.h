@@ -211,6 +211,11 @@ int sbx__seccomp_apply(void);
  * Returns 0 or -errno. */
 int sbx__caps_drop(void);
 
+/* For a process of the sandbox's init, which has dropped them: checks that
+ * no capability beyond the defaults is permitted and none inheritable (one
+ * capget), and only otherwise drops them as sbx__caps_drop() does. */
+int sbx__caps_inherited(void);
+
 /* The capabilities the sandbox keeps (CAP_*), for tests. */
 extern const int sbx__default_caps[];
 extern const size_t sbx__n_default_caps;

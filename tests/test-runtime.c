@@ -838,6 +838,51 @@ START_TEST(test_bad_entrypoint_fails_create)
 }
 END_TEST
 
+/* The root file system is built while the caller makes the cgroup: a
+ * failure there still comes back as the child's own error, not as the
+ * setup socket's EPIPE. */
+START_TEST(test_rootfs_error_is_reported)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    const char *const layers[] = {"/no/such/layer", NULL};
+    sbx_sandbox *sb = NULL;
+    sbx_error err = {0};
+
+    /* Without a user namespace the layers are not idmapped by the caller:
+     * the child's overlay mount is what fails. */
+    cfg.no_userns = true;
+    cfg.layers = layers;
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -ENOENT);
+    ck_assert_msg(strstr(err.message, "mount overlay") != NULL, "%s", err.message);
+    ck_assert_ptr_null(sb);
+}
+END_TEST
+
+/* The first process runs on another CPU than its creator's while both set
+ * the sandbox up; afterwards the sandbox has all of the caller's CPUs. */
+START_TEST(test_sandbox_gets_the_callers_cpus)
+{
+    struct sbx_exit ex;
+    char mine[256] = "", *out, *line;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(mine, sizeof(mine), f) && strncmp(mine, "Cpus_allowed_list:", 18))
+        ;
+    fclose(f);
+    line = mine + 18;
+    line += strspn(line, " \t");
+    line[strcspn(line, "\n")] = '\0';
+    out = RUN("sh", "-c",
+              "echo init $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/1/status); "
+              "echo self $(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)");
+    ck_assert_int_eq(ex.returncode, 0);
+    ck_assert_str_eq(sbx_test_value(out, "init"), line);
+    ck_assert_str_eq(sbx_test_value(out, "self"), line);
+    free(out);
+}
+END_TEST
+
 /* ---- exec ---- */
 
 START_TEST(test_exec)
@@ -1090,6 +1135,8 @@ static Suite *runtime_suite(void)
     CASE(test_idle_init_stops_on_term_from_outside, 30);
     CASE(test_env_workdir_user_rlimits, 30);
     CASE(test_bad_entrypoint_fails_create, 30);
+    CASE(test_rootfs_error_is_reported, 30);
+    CASE(test_sandbox_gets_the_callers_cpus, 30);
     CASE(test_exec, 30);
     CASE(test_exec_errors, 30);
     CASE(test_exec_pty, 30);
