@@ -1,6 +1,6 @@
 /* sbx-bench-api — sandboxd through its REST API on the unix socket:
  *
- *   sbx-bench-api --socket PATH [-n N] [--stream-mib M]
+ *   sbx-bench-api --socket PATH [-n N] [--stream-mib M] [--pooled]
  *
  * prints, one line each (times in ms):
  *   create+exec   POST /v1/sandboxes (idle) → POST exec /bin/true → wait → returncode
@@ -10,7 +10,14 @@
  *                 as between an agent's commands): what the kernel makes a
  *                 first cgroup move after a quiet spell cost shows here
  *   stream        MB/s of `head -c M MiB /dev/zero` (debian-slim) read by a following client
- * Sandboxes are deleted after each sample, outside the timed part. */
+ * Sandboxes are deleted after each sample, outside the timed part.
+ *
+ * --pooled: only the create+exec and create+run rows, against a daemon that
+ * keeps busybox sandboxes made ahead ("pool" in its config): before each
+ * create, untimed, it waits until the pool has one ready, and at the end it
+ * checks that every create was served from the pool (exit 1 if not).
+ * SBX_BENCH_SAMPLES=1 in the environment also prints every sample (ms) to
+ * stderr, to see what the tail is made of. */
 #include <curl/curl.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -123,6 +130,26 @@ static void delete (const char *id)
     json_decref(req("DELETE", path, NULL, false, NULL));
 }
 
+/* --pooled: waits (untimed) until the daemon's pool has a sandbox ready,
+ * so that each timed create is served from it; returns the pool's
+ * "claimed" count. */
+static long long pool_wait_ready(void)
+{
+    for (int i = 0; i < 2000; i++) {
+        json_t *r = req("GET", "/v1/info", NULL, false, NULL);
+        json_t *p = json_object_get(r, "pool");
+        long long ready = json_integer_value(json_object_get(p, "ready"));
+        long long claimed = json_integer_value(json_object_get(p, "claimed"));
+
+        json_decref(r);
+        if (ready > 0)
+            return claimed;
+        usleep(5000);
+    }
+    fprintf(stderr, "sbx-bench-api: the daemon's pool never got a sandbox ready\n");
+    exit(1);
+}
+
 static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -131,6 +158,9 @@ static int cmp(const void *a, const void *b)
 
 static void report(const char *name, double *v, int n)
 {
+    if (getenv("SBX_BENCH_SAMPLES"))
+        for (int i = 0; i < n; i++)
+            fprintf(stderr, "%s %d %.3f\n", name, i, v[i]);
     qsort(v, (size_t)n, sizeof(*v), cmp);
     printf("%-14s n=%d median=%.2fms p99=%.2fms min=%.2fms\n", name, n, v[n / 2],
            v[(int)(n * 0.99) < n ? (int)(n * 0.99) : n - 1], v[0]);
@@ -140,8 +170,11 @@ int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
                                          {"stream-mib", required_argument, NULL, 'm'},
+                                         {"pooled", no_argument, NULL, 'p'},
                                          {NULL, 0, NULL, 0}};
     int n = 100, mib = 1024, c;
+    bool pooled = false;
+    long long claimed0 = 0;
     double *v;
     char *id;
 
@@ -152,6 +185,8 @@ int main(int argc, char **argv)
             sock = optarg;
         else if (c == 'm')
             mib = atoi(optarg);
+        else if (c == 'p')
+            pooled = true;
         else
             return 2;
     }
@@ -165,7 +200,13 @@ int main(int argc, char **argv)
     curl_easy_setopt(curl, CURLOPT_TCP_NODELAY, 1L);
 
     for (int i = 0; i < n; i++) {
-        double t0 = now_ms();
+        double t0;
+        if (pooled) {
+            long long c0 = pool_wait_ready();
+            if (i == 0)
+                claimed0 = c0;
+        }
+        t0 = now_ms();
         id = create("{\"image\":\"busybox\"}");
         if (exec_true(id) != 0)
             return 1;
@@ -178,7 +219,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         char path[128];
         json_t *r;
-        double t0 = now_ms();
+        double t0;
+        if (pooled)
+            pool_wait_ready();
+        t0 = now_ms();
         id = create("{\"image\":\"busybox\",\"entrypoint\":[\"/bin/true\"]}");
         snprintf(path, sizeof(path), "/v1/sandboxes/%s/wait?timeout_s=30", id);
         r = req("GET", path, NULL, false, NULL);
@@ -190,6 +234,15 @@ int main(int argc, char **argv)
         free(id);
     }
     report("create+run", v, n);
+    if (pooled) {
+        /* Each create above was to be served from the pool: say so. */
+        long long served = pool_wait_ready() - claimed0;
+        printf("served from the pool: %lld of %d creates\n", served, 2 * n);
+        curl_easy_cleanup(curl);
+        curl_global_cleanup();
+        free(v);
+        return served == 2 * n ? 0 : 1;
+    }
 
     id = create("{\"image\":\"busybox\"}");
     exec_true(id);

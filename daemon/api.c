@@ -287,20 +287,28 @@ static void get_health(struct sbxd *d, sbxd_req *req)
 
 static void get_info(struct sbxd *d, sbxd_req *req)
 {
-    unsigned total = 0;
+    unsigned total = 0, ready, starting;
+    unsigned long long claimed;
+    json_t *info;
 
     for (struct sbxd_sandbox *sb = d->sandboxes; sb; sb = sb->next)
         total++;
-    sbxd_reply_json(
-        req, 200,
-        json_pack("{s:s,s:s,s:f,s:{s:I,s:i,s:i,s:i,s:I},s:{s:i,s:i,s:I,s:I}}", "version",
-                  SBXD_VERSION, "cgroup_mode", sbx_cgroup_mode(), "started_at", d->started_at,
-                  "limits", "max_body", (json_int_t)d->cfg.max_body, "max_connections",
-                  (int)d->cfg.max_connections, "max_sandboxes", (int)d->cfg.max_sandboxes,
-                  "max_execs", (int)d->cfg.max_execs, "output_limit",
-                  (json_int_t)d->cfg.output_limit, "counts", "sandboxes_running", (int)d->n_running,
-                  "sandboxes_known", (int)total, "sandboxes_created", (json_int_t)d->created_total,
-                  "execs", (json_int_t)d->execs_total));
+    sbxd_pool_stats(d, &ready, &starting, &claimed);
+    info = json_pack("{s:s,s:s,s:f,s:{s:I,s:i,s:i,s:i,s:I},s:{s:i,s:i,s:I,s:I}}", "version",
+                     SBXD_VERSION, "cgroup_mode", sbx_cgroup_mode(), "started_at", d->started_at,
+                     "limits", "max_body", (json_int_t)d->cfg.max_body, "max_connections",
+                     (int)d->cfg.max_connections, "max_sandboxes", (int)d->cfg.max_sandboxes,
+                     "max_execs", (int)d->cfg.max_execs, "output_limit",
+                     (json_int_t)d->cfg.output_limit, "counts", "sandboxes_running",
+                     (int)d->n_running, "sandboxes_known", (int)total, "sandboxes_created",
+                     (json_int_t)d->created_total, "execs", (json_int_t)d->execs_total);
+    /* The sandboxes made ahead: wanted per image, ready, being made, and
+     * how many creates were served from them. */
+    json_object_set_new(info, "pool",
+                        json_pack("{s:O,s:i,s:i,s:I}", "images",
+                                  d->cfg.pool ? d->cfg.pool : json_object(), "ready", (int)ready,
+                                  "starting", (int)starting, "claimed", (json_int_t)claimed));
+    sbxd_reply_json(req, 200, info);
 }
 
 static void get_metrics(struct sbxd *d, sbxd_req *req)
@@ -563,8 +571,7 @@ static json_t *strv_json(char **v)
     return a;
 }
 
-/* The monitor's spec.json for this request and image. */
-static json_t *make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img, const char *id)
+json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img, const char *id)
 {
     json_t *env = strv_json(img->env), *v;
     json_t *renv = json_object_get(body, "env");
@@ -608,6 +615,87 @@ static json_t *make_spec(struct sbxd *d, json_t *body, const struct sbx_image *i
         "output_limit", (json_int_t)d->cfg.output_limit, "cgroup_parent", d->cfg.cgroup_parent);
 }
 
+static void claimed(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+{
+    (void)data;
+    if (json_is_true(json_object_get(reply, "ok"))) {
+        if (json_is_integer(json_object_get(reply, "init_pid")))
+            sb->init_pid = (int)json_integer_value(json_object_get(reply, "init_pid"));
+        sbxd_sandbox_sync(d, sb);
+        return;
+    }
+    sbxd_log(sb->id, "the claim failed: %s",
+             json_string_value(json_object_get(json_object_get(reply, "error"), "message"))
+                 ?: "no message");
+    sbxd_sandbox_finished(d, sb, -1, "error");
+}
+
+/* A create served by a pooled sandbox (pool.c): the request's records
+ * replace the pooled ones, and the monitor applies the request's limits,
+ * environment, timeouts and entrypoint ("claim").  The 201 goes at once,
+ * as for a sandbox being made; requests sent after it (an exec) reach the
+ * monitor after the claim. */
+static void claim_sandbox(struct sbxd *d, sbxd_req *req, json_t *body, const struct sbx_image *img,
+                          struct sbxd_sandbox *sb)
+{
+    const char *name = json_string_value(json_object_get(body, "name"));
+    json_t *spec, *rec, *claim;
+    int r;
+
+    free(sb->app);
+    sb->app = strdup(json_string_value(json_object_get(body, "app")) ?: "default");
+    sb->name = name ? strdup(name) : NULL;
+    json_decref(sb->tags);
+    sb->tags =
+        json_object_get(body, "tags") ? json_incref(json_object_get(body, "tags")) : json_object();
+    json_decref(sb->request);
+    sb->request = json_incref(body);
+    sb->created_at = sbxd_now();
+    spec = sbxd_make_spec(d, body, img, sb->id);
+    rec = sbxd_sandbox_record_file(sb);
+    sb->env = spec ? json_incref(json_object_get(spec, "env")) : NULL;
+    if (json_is_array(json_object_get(spec, "entrypoint")))
+        sbxd_proc_add(sb, SBXD_ENTRYPOINT_ID, json_object_get(spec, "entrypoint"));
+    /* record.json stays the pooled one until the record is next saved;
+     * claim.json says what it became (registry.c reads both). */
+    {
+        json_t *c = spec && rec ? json_pack("{s:O,s:O}", "record", rec, "spec", spec) : NULL;
+        r = c && sb->app ? sbxd_records_claim(d, sb->id, c) : -ENOMEM;
+        json_decref(c);
+    }
+    sb->next = d->sandboxes;
+    d->sandboxes = sb;
+    d->n_running++;
+    d->created_total++;
+    if (r < 0) {
+        sbxd_log(sb->id, "cannot write its records: %s", strerror(-r));
+        sbxd_sandbox_finished(d, sb, -1, "error");
+        (void)sbxd_monitor_request(d, sb, json_pack("{s:s}", "op", "shutdown"), NULL, NULL);
+        sbxd_reply_error(req, 500, "internal", "cannot record the sandbox: %s", strerror(-r));
+        goto out;
+    }
+    sbxd_sandbox_event(d, sb, "created");
+    sbxd_log(sb->id, "created from the pool (app %s, image %s)", sb->app, sb->image);
+    claim = json_pack(
+        "{s:s,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "op", "claim", "env",
+        json_object_get(spec, "env"), "entrypoint", json_object_get(spec, "entrypoint"), "workdir",
+        json_object_get(spec, "workdir"), "memory_bytes", json_object_get(spec, "memory_bytes"),
+        "pids_max", json_object_get(spec, "pids_max"), "cpu_weight",
+        json_object_get(spec, "cpu_weight"), "cpu_quota_us", json_object_get(spec, "cpu_quota_us"),
+        "cpu_period_us", json_object_get(spec, "cpu_period_us"), "timeout_s",
+        json_object_get(spec, "timeout_s"), "idle_timeout_s",
+        json_object_get(spec, "idle_timeout_s"));
+    if (!claim || sbxd_monitor_request(d, sb, claim, claimed, NULL) < 0) {
+        sbxd_sandbox_finished(d, sb, -1, "error");
+        sbxd_reply_error(req, 500, "internal", "cannot reach the sandbox's monitor");
+        goto out;
+    }
+    sbxd_reply_json(req, 201, sbxd_sandbox_record(d, sb));
+out:
+    json_decref(spec);
+    json_decref(rec);
+}
+
 static void create_sandbox(struct sbxd *d, sbxd_req *req)
 {
     json_t *body = sbxd_req_json(req), *spec;
@@ -646,6 +734,10 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
         sbxd_reply_error(req, 500, "internal", "cannot create app `%s`", app);
         goto out;
     }
+    if (sbxd_pool_fits(d, body) && (sb = sbxd_pool_take(d, image, img))) {
+        claim_sandbox(d, req, body, img, sb);
+        goto out;
+    }
     sb = calloc(1, sizeof(*sb));
     if (!sb) {
         sbxd_reply_error(req, 500, "internal", "out of memory");
@@ -661,7 +753,7 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     sb->created_at = sbxd_now();
     snprintf(sb->state, sizeof(sb->state), "created");
     sb->waiters.next = sb->waiters.prev = &sb->waiters;
-    spec = make_spec(d, body, img, sb->id);
+    spec = sbxd_make_spec(d, body, img, sb->id);
     sb->env = json_incref(json_object_get(spec, "env"));
     if (json_is_array(json_object_get(spec, "entrypoint")))
         sbxd_proc_add(sb, SBXD_ENTRYPOINT_ID, json_object_get(spec, "entrypoint"));

@@ -128,6 +128,28 @@ static int load_config(struct sbxd_config *cfg, const char *path)
         }
         cfg->no_zygote = !json_is_true(v);
     }
+    if ((v = json_object_get(c, "pool"))) {
+        const char *image;
+        json_t *n;
+
+        if (!json_is_object(v)) {
+            sbxd_log(NULL, "config %s: `pool` must be an object {\"image\": count}", path);
+            json_decref(c);
+            return -EINVAL;
+        }
+        json_object_foreach(v, image, n)
+        {
+            if (!json_is_integer(n) || json_integer_value(n) < 0 ||
+                json_integer_value(n) > SBXD_POOL_MAX) {
+                sbxd_log(NULL, "config %s: `pool`: `%s` must be a count from 0 to %d", path, image,
+                         SBXD_POOL_MAX);
+                json_decref(c);
+                return -EINVAL;
+            }
+        }
+        json_decref(cfg->pool);
+        cfg->pool = json_incref(v);
+    }
     if ((v = json_object_get(c, "netns_pool"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
             json_integer_value(v) > SBX_NETPOOL_MAX) {
@@ -319,6 +341,7 @@ int main(int argc, char **argv)
      * then (or always, without it). */
     if (!d.cfg.no_zygote && (r = sbxd_zygote_start(&d)) < 0)
         sbxd_log(NULL, "monitor zygote: %s: monitors start as programs", strerror(-r));
+    sbxd_pool_start(&d);
     uv_signal_init(d.loop, &sigterm);
     uv_signal_init(d.loop, &sigint);
     sigterm.data = sigint.data = &d;
@@ -329,6 +352,8 @@ int main(int argc, char **argv)
              d.cfg.state_dir, d.n_running, sbx_cgroup_mode());
     notify("READY=1");
     uv_run(d.loop, UV_RUN_DEFAULT);
+    /* Pooled sandboxes are nobody's: they go with the daemon. */
+    sbxd_pool_stop(&d);
     sbxd_zygote_stop(&d);
     /* With no sandbox left, leave no empty cgroup parent behind either. */
     if (d.n_running == 0)
@@ -346,6 +371,7 @@ int main(int argc, char **argv)
         usleep(5000);
     (void)uv_loop_close(d.loop);
     json_decref(d.apps);
+    json_decref(d.cfg.pool);
     for (char **t = d.cfg.tokens; t && *t; t++)
         free(*t);
     free(d.cfg.tokens);

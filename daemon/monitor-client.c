@@ -400,7 +400,10 @@ static void start_status(struct sbxd_monitor *m, const char *line, size_t len)
 
     m->starting = false;
     drop_resend_copies(m);
-    if (json_is_true(json_object_get(st, "ok"))) {
+    if (json_is_true(json_object_get(st, "ok")) && sb->pooled) {
+        /* Made ahead: ready to be claimed (pool.c). */
+        sb->pool_ready = true;
+    } else if (json_is_true(json_object_get(st, "ok"))) {
         sbxd_sandbox_set_state(m->d, sb, "scheduled");
         /* What the files say now (times, init's pid); asked after the
          * requests already sent (an exec), which go first. */

@@ -56,6 +56,8 @@
  * the monitor everything else; every whole-file write is atomic: tmp +
  * rename, or written before the directory is renamed into place):
  *   spec.json                 what to run (below)
+ *   record.json, claim.json   the daemon's (registry.c, pool.c); the
+ *                             monitor never reads them
  *   monitor.json              {"pid":N,"started_at":T}  the monitor's own pid
  *   events.ndjson             lifecycle events appended by the monitor,
  *                             {"event":"started","at":T} ... one per line
@@ -100,6 +102,11 @@
  * (state_spare, optional: the name of a state dir made ahead for the
  * runtime, sbx_state_spare_make(); cfg.state_spare)
  *
+ * "pooled":true (optional): a sandbox made ahead of any request (the
+ * daemon's pool, daemon/pool.c).  Its entrypoint must be null and it has no
+ * timeouts; the monitor creates it idle, records no "scheduled"/"started"
+ * event and refuses execs until a "claim" (below) puts it to use.
+ *
  * Socket: RUN/monitors/SB.sock, a unix stream socket, mode 0600; one client
  * (the daemon) at a time (a new connection replaces the old).  Messages are
  * JSON objects, one per line, UTF-8, at most 1 MiB each.
@@ -122,6 +129,18 @@
  *                    and while running "init_pid" (the sandbox's init, host pid)
  *                     (returncode null until exit.json exists; once finished
  *                     also "returncode" and "finish_reason" of the sandbox)
+ *   {"op":"claim","env":[..],"entrypoint":[..]|null,"workdir":"/",
+ *    "memory_bytes":N,"pids_max":N,"cpu_weight":N,"cpu_quota_us":N,
+ *    "cpu_period_us":N,"timeout_s":N,"idle_timeout_s":N|null}
+ *        → a pooled sandbox only, once: sets the nonzero limits
+ *          (sbx_sandbox_set_limits()), starts the entrypoint if any
+ *          (sbx_exec_config.entrypoint: its exit ends the sandbox, as a
+ *          created entrypoint's), makes env/workdir the defaults of later
+ *          execs, starts the timeouts from now, records "scheduled" and
+ *          "started"; ok + what "status" answers.  On failure (an
+ *          entrypoint that cannot start) the monitor records an "error"
+ *          event and ends the sandbox with finish_reason "error" and a
+ *          null returncode.
  *   {"op":"shutdown"} → ok; the monitor terminates the sandbox if running,
  *                       destroys it (cgroups, mounts, dirs) and exits; the
  *                       records stay (the daemon deletes them).

@@ -195,6 +195,7 @@ struct spec {
     uid_t uid;
     gid_t gid;
     bool no_userns;
+    bool pooled; /* made ahead: idle, no timeouts, until a "claim" */
     struct sbx_limits limits;
     uint64_t timeout_s, idle_timeout_s, output_limit;
 };
@@ -995,6 +996,10 @@ static void sandbox_finished(struct monitor *m, const struct sbx_exit *ex)
     default:
         m->finish_reason = "exited";
     }
+    /* A sandbox that could not be put to use has no returncode (API.md:
+     * null with finish_reason "error"), as one that could not be made. */
+    if (!strcmp(m->finish_reason, "error"))
+        m->returncode = -1;
     mlog("the sandbox finished: %s, returncode %d", m->finish_reason, m->returncode);
     watch_close(m, &m->exit_w);
     watch_close(m, &m->pidfd_w);
@@ -1069,18 +1074,21 @@ static void finish_complete(struct monitor *m)
         }
     }
     at = now_real();
-    ex = json_pack("{s:i,s:s,s:f}", "returncode", m->returncode, "finish_reason", m->finish_reason,
-                   "finished_at", at);
+    ex = json_pack("{s:o,s:s,s:f}", "returncode",
+                   m->returncode >= 0 ? json_integer(m->returncode) : json_null(), "finish_reason",
+                   m->finish_reason, "finished_at", at);
     if (!ex || (r = write_json_at(m->records_fd, "exit.json", ex, true)) < 0)
         mlog("write exit.json: %s", ex ? strerror(-r) : "out of memory");
-    ev = json_pack("{s:s,s:f,s:i,s:s}", "event", "finished", "at", at, "returncode", m->returncode,
-                   "finish_reason", m->finish_reason);
+    ev = json_pack("{s:s,s:f,s:o,s:s}", "event", "finished", "at", at, "returncode",
+                   m->returncode >= 0 ? json_integer(m->returncode) : json_null(), "finish_reason",
+                   m->finish_reason);
     if (ev)
         append_event(m, ev);
     /* The daemon learns of the end first: the records are complete, and
      * tearing the sandbox down (reaping, cgroups, directories) takes
      * milliseconds nobody needs to wait for. */
-    client_send(m, json_pack("{s:s,s:i,s:s}", "ev", "finished", "returncode", m->returncode,
+    client_send(m, json_pack("{s:s,s:o,s:s}", "ev", "finished", "returncode",
+                             m->returncode >= 0 ? json_integer(m->returncode) : json_null(),
                              "finish_reason", m->finish_reason));
     if (sbx_sandbox_destroy(m->sb, &err) < 0)
         mlog("destroy: %s", err.message);
@@ -1161,6 +1169,23 @@ static struct proc *proc_of_request(struct monitor *m, json_t *req, struct op_er
     return p;
 }
 
+/* The entrypoint's streams, from the parent's ends of its stdio pipes
+ * (taken): its output is recorded like an exec'd process's; it has no
+ * status of its own, its end being the sandbox's. */
+static int entrypoint_adopt(struct monitor *m, struct proc *ep, int pipes[3][2])
+{
+    int r = stream_init(m, ep, 0, steal_fd(&pipes[1][0]));
+
+    if (r >= 0)
+        r = stream_init(m, ep, 1, steal_fd(&pipes[2][0]));
+    if (r < 0)
+        return r;
+    ep->is_entrypoint = true;
+    ep->stdin_w.fd = steal_fd(&pipes[0][1]);
+    fcntl(ep->stdin_w.fd, F_SETFL, fcntl(ep->stdin_w.fd, F_GETFL) | O_NONBLOCK);
+    return 0;
+}
+
 static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_error *e)
 {
     const char *id = json_string_value(json_object_get(req, "id"));
@@ -1178,6 +1203,8 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
 
     if (m->state != MON_RUNNING || m->terminating)
         return fail(e, "failed_precondition", "the sandbox has finished");
+    if (m->spec.pooled)
+        return fail(e, "failed_precondition", "the sandbox is pooled: claim it first");
     if (!valid_id(id) || !strcmp(id, SBXD_ENTRYPOINT_ID))
         return fail(e, "invalid_argument", "\"id\" must match [A-Za-z0-9._-]{1,64}");
     if (proc_find(m, id))
@@ -1498,8 +1525,148 @@ static int op_status(struct monitor *m, json_t *req, json_t *reply, struct op_er
     if (m->sb && m->state == MON_RUNNING)
         json_object_set_new(reply, "init_pid", json_integer(sbx_sandbox_pid(m->sb)));
     if (m->state != MON_RUNNING) {
-        json_object_set_new(reply, "returncode", json_integer(m->returncode));
+        json_object_set_new(reply, "returncode",
+                            m->returncode >= 0 ? json_integer(m->returncode) : json_null());
         json_object_set_new(reply, "finish_reason", json_string(m->finish_reason));
+    }
+    return 0;
+}
+
+/* Puts a pooled sandbox to use: the request's limits, environment, workdir
+ * and timeouts, and its entrypoint started now (init was idling).  The
+ * reply is a "status" one.  A claim whose entrypoint cannot start ends the
+ * sandbox as "error", as a create with that entrypoint would have. */
+static int op_claim(struct monitor *m, json_t *req, json_t *reply, struct op_error *e)
+{
+    static const char *const keys[] = {
+        "env",        "entrypoint",   "workdir",       "memory_bytes", "pids_max",
+        "cpu_weight", "cpu_quota_us", "cpu_period_us", "timeout_s",    "idle_timeout_s"};
+    int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+    json_t *env_j = json_object_get(req, "env"), *ep_j = json_object_get(req, "entrypoint"), *v;
+    _cleanup_free_ const char **env = NULL, **argv = NULL;
+    const char *workdir = "/";
+    struct sbx_limits lim = {0};
+    uint64_t timeout_s = 0, idle_s = 0, pids = 0;
+    sbx_error err = {0};
+    bool ok;
+    int r = 0;
+
+    if (m->state != MON_RUNNING || m->terminating)
+        return fail(e, "failed_precondition", "the sandbox has finished");
+    if (!m->spec.pooled)
+        return fail(e, "failed_precondition", "the sandbox is not pooled: it was claimed");
+    env = strv_of(env_j, false, true, &ok);
+    if (!ok)
+        return fail(e, "invalid_argument", "\"env\" must be an array of \"K=V\" strings");
+    if (ep_j && !json_is_null(ep_j)) {
+        argv = strv_of(ep_j, true, false, &ok);
+        if (!ok)
+            return fail(e, "invalid_argument",
+                        "\"entrypoint\" must be null or a non-empty array of strings");
+    }
+    if ((v = json_object_get(req, "workdir")) && !json_is_null(v)) {
+        workdir = json_string_value(v);
+        if (!workdir || workdir[0] != '/')
+            return fail(e, "invalid_argument", "\"workdir\" must be an absolute path");
+    }
+    if (!get_uint(req, "memory_bytes", INT64_MAX, &lim.memory_bytes) ||
+        !get_uint(req, "pids_max", INT64_MAX, &pids) ||
+        !get_uint(req, "cpu_weight", 10000, &lim.cpu_weight) ||
+        !get_uint(req, "cpu_quota_us", INT64_MAX, &lim.cpu_quota_us) ||
+        !get_uint(req, "cpu_period_us", INT64_MAX, &lim.cpu_period_us) ||
+        !get_uint(req, "timeout_s", 86400ULL * 365, &timeout_s) ||
+        !get_uint(req, "idle_timeout_s", 86400ULL * 365, &idle_s))
+        return fail(e, "invalid_argument", "limits and timeouts must be whole numbers");
+    lim.pids_max = (int64_t)pids;
+    if (sbx_sandbox_set_limits(m->sb, &lim, &err) < 0)
+        return fail(e, errno_code(err.code), "%s", err.message);
+
+    if (argv) {
+        struct sbx_exec_config cfg = {.argv = argv,
+                                      .env = env,
+                                      .workdir = workdir,
+                                      .uid = m->spec.uid,
+                                      .gid = m->spec.gid,
+                                      .entrypoint = true};
+        struct proc *ep;
+        int pending = -1, dir_r = -EIO;
+
+        for (int i = 0; i < 3; i++)
+            if (pipe2(pipes[i], O_CLOEXEC) < 0) {
+                r = -errno;
+                fail(e, errno_code(-r), "pipe: %s", strerror(-r));
+                goto out;
+            }
+        cfg.stdio[0] = pipes[0][0];
+        cfg.stdio[1] = pipes[1][1];
+        cfg.stdio[2] = pipes[2][1];
+        ep = proc_new(m, SBXD_ENTRYPOINT_ID, ep_j, false);
+        if (!ep) {
+            r = -ENOMEM;
+            fail(e, "resource_exhausted", "out of memory");
+            goto out;
+        }
+        r = sbx_sandbox_exec_begin(m->sb, &cfg, &pending, &err);
+        if (r >= 0) {
+            dir_r = proc_make_dir(m, ep);
+            r = sbx_sandbox_exec_end(m->sb, &cfg, pending, &ep->sp, &err);
+        }
+        for (int i = 0; i < 3; i++) {
+            closep(&pipes[i][i ? 1 : 0]);
+            pipes[i][i ? 1 : 0] = -1;
+        }
+        if (r < 0) {
+            proc_unmake_dir(m, ep);
+            proc_discard_last(m);
+            fail(e, errno_code(-r), "%s", err.message);
+            goto out;
+        }
+        /* Its returncode is the sandbox's: the status socket has nothing
+         * to say (init closes it), and signals go through init. */
+        closep(&ep->sp.status_pidfd);
+        ep->sp.status_pidfd = -1;
+        r = dir_r;
+        if (r >= 0)
+            r = entrypoint_adopt(m, ep, pipes);
+        if (r < 0) {
+            fail(e, errno_code(-r), "record the entrypoint: %s", strerror(-r));
+            goto out;
+        }
+    }
+
+    /* From now on the spec is the claim's. */
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        json_object_set(m->spec.root, keys[i], json_object_get(req, keys[i]) ?: json_null());
+    json_object_set_new(m->spec.root, "pooled", json_false());
+    free(m->spec.env);
+    m->spec.env = env;
+    env = NULL;
+    free(m->spec.entrypoint);
+    m->spec.entrypoint = argv;
+    argv = NULL;
+    m->spec.workdir = json_string_value(json_object_get(m->spec.root, "workdir")) ?: "/";
+    m->spec.limits = lim;
+    m->spec.timeout_s = timeout_s;
+    m->spec.idle_timeout_s = idle_s;
+    m->spec.pooled = false;
+    m->last_activity = now_ms();
+    m->deadline = timeout_s ? now_ms() + (int64_t)timeout_s * 1000 : 0;
+    append_simple_event(m, "scheduled");
+    append_simple_event(m, "started");
+    mlog("claimed%s", m->spec.entrypoint ? ", entrypoint started" : "");
+    r = op_status(m, req, reply, e);
+out:
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 2; j++)
+            closep(&pipes[i][j]);
+    if (r < 0) {
+        _cleanup_json_ json_t *ev =
+            json_pack("{s:s,s:f,s:s}", "event", "error", "at", now_real(), "message", e->message);
+        if (ev)
+            append_event(m, ev);
+        mlog("claim failed: %s", e->message);
+        terminate_with(m, "error");
+        return -1;
     }
     return 0;
 }
@@ -1519,6 +1686,7 @@ static const struct {
     {"exec", op_exec},         {"stdin", op_stdin},         {"signal", op_signal},
     {"resize", op_resize},     {"terminate", op_terminate}, {"stats", op_stats},
     {"activity", op_activity}, {"status", op_status},       {"shutdown", op_shutdown},
+    {"claim", op_claim},
 };
 
 static void handle_line(struct monitor *m, const char *line, size_t len)
@@ -1887,6 +2055,12 @@ static int spec_load(const char *path, struct spec *s, char *why, size_t why_len
             strstr(s->cgroup_parent, ".."))
             BAD("spec: \"cgroup_parent\" must be a relative cgroup path");
     }
+    v = json_object_get(s->root, "pooled");
+    if (v && !json_is_null(v) && !json_is_boolean(v))
+        BAD("spec: \"pooled\" must be a boolean");
+    s->pooled = json_is_true(v);
+    if (s->pooled && s->entrypoint)
+        BAD("spec: a pooled sandbox has no entrypoint until it is claimed");
     v = json_object_get(s->root, "no_userns");
     if (v && !json_is_null(v) && !json_is_boolean(v))
         BAD("spec: \"no_userns\" must be a boolean");
@@ -2121,16 +2295,11 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
         ep = proc_new(m, SBXD_ENTRYPOINT_ID, argv, false);
         r = ep ? proc_make_dir(m, ep) : -ENOMEM;
         if (r >= 0)
-            r = stream_init(m, ep, 0, steal_fd(&pipes[1][0]));
-        if (r >= 0)
-            r = stream_init(m, ep, 1, steal_fd(&pipes[2][0]));
+            r = entrypoint_adopt(m, ep, pipes);
         if (r < 0) {
             snprintf(why, why_len, "record the entrypoint: %s", strerror(-r));
             goto fail_created;
         }
-        ep->is_entrypoint = true;
-        ep->stdin_w.fd = steal_fd(&pipes[0][1]);
-        fcntl(ep->stdin_w.fd, F_SETFL, fcntl(ep->stdin_w.fd, F_GETFL) | O_NONBLOCK);
     }
     r = 0;
     goto out;
@@ -2238,7 +2407,8 @@ static int monitor_run(struct monitor *m, int ready_fd, const char *log_path, in
         }
     }
 
-    append_simple_event(m, "scheduled");
+    if (!m->spec.pooled)
+        append_simple_event(m, "scheduled");
     if (sandbox_create(m, why, sizeof(why), &code) < 0) {
         sbx_error err = {0};
         mlog("create: %s", why);
@@ -2246,8 +2416,10 @@ static int monitor_run(struct monitor *m, int ready_fd, const char *log_path, in
         (void)sbx_sandbox_cleanup(m->run_dir, m->state_dir, m->spec.cgroup_parent, m->id, &err);
         goto fail;
     }
-    append_simple_event(m, "started");
-    mlog("started the sandbox, pid %d", (int)sbx_sandbox_pid(m->sb));
+    if (!m->spec.pooled)
+        append_simple_event(m, "started");
+    mlog("started the sandbox, pid %d%s", (int)sbx_sandbox_pid(m->sb),
+         m->spec.pooled ? " (pooled: idle until claimed)" : "");
     report(ready_fd, NULL, NULL);
     /* The first line on the daemon's own connection (nothing was queued
      * before it: the loop has not run yet). */

@@ -179,7 +179,9 @@ void sbxd_sandbox_finished(struct sbxd *d, struct sbxd_sandbox *sb, int returnco
     sb->has_returncode = returncode >= 0;
     sb->returncode = returncode;
     snprintf(sb->finish_reason, sizeof(sb->finish_reason), "%s", reason ? reason : "error");
-    if (d->n_running > 0)
+    if (sb->pooled)
+        sbxd_pool_kick(d); /* not counted as running: it was nobody's */
+    else if (d->n_running > 0)
         d->n_running--;
     sbxd_log(sb->id, "finished: %s, returncode %d", sb->finish_reason, returncode);
     sbxd_sandbox_set_state(d, sb, "finished");
@@ -222,6 +224,7 @@ void sbxd_sandbox_forget(struct sbxd *d, struct sbxd_sandbox *sb)
     json_decref(sb->tags);
     json_decref(sb->request);
     json_decref(sb->env);
+    json_decref(sb->pool_layers);
     free(sb);
 }
 
@@ -362,14 +365,33 @@ static struct sbxd_sandbox *load_one(struct sbxd *d, const char *id)
     json_t *rec = path ? sbxd_read_json(path) : NULL, *ex;
     struct sbxd_sandbox *sb;
 
+    json_t *claim = NULL;
+
     free(path);
     if (!rec)
         return NULL;
+    /* A pooled sandbox that was claimed: claim.json has its record (until
+     * record.json is saved again) and its spec; one that cannot be read was
+     * being written when the daemon died, before the create was answered:
+     * the sandbox is still nobody's. */
+    if (json_is_true(json_object_get(rec, "pooled"))) {
+        path = sbxd_records_path(d, id, "claim.json");
+        claim = path ? sbxd_read_json(path) : NULL;
+        free(path);
+        if (json_is_object(json_object_get(claim, "record"))) {
+            json_decref(rec);
+            rec = json_incref(json_object_get(claim, "record"));
+        }
+    }
     sb = calloc(1, sizeof(*sb));
     if (!sb) {
         json_decref(rec);
+        json_decref(claim);
         return NULL;
     }
+    if (json_is_array(json_object_get(json_object_get(claim, "spec"), "env")))
+        sb->env = json_incref(json_object_get(json_object_get(claim, "spec"), "env"));
+    json_decref(claim);
     snprintf(sb->id, sizeof(sb->id), "%s", id);
     sb->app = strdup(json_string_value(json_object_get(rec, "app")) ?: "default");
     sb->name = json_string_value(json_object_get(rec, "name"))
@@ -385,6 +407,7 @@ static struct sbxd_sandbox *load_one(struct sbxd *d, const char *id)
     if (!sb->request)
         sb->request = json_object();
     sb->created_at = json_number_value(json_object_get(rec, "created_at"));
+    sb->pooled = json_is_true(json_object_get(rec, "pooled"));
     snprintf(sb->state, sizeof(sb->state), "created");
     sb->waiters.next = sb->waiters.prev = &sb->waiters;
     json_decref(rec);
@@ -392,6 +415,10 @@ static struct sbxd_sandbox *load_one(struct sbxd *d, const char *id)
     load_procs(d, sb);
 
     (void)ex;
+    if (sb->pooled) {
+        (void)load_exit(d, sb);
+        return sb;
+    }
     d->n_running++; /* sbxd_sandbox_finished() counts it down */
     if (!load_exit(d, sb))
         d->n_running--;
@@ -457,6 +484,20 @@ int sbxd_registry_load(struct sbxd *d)
         sb = load_one(d, de->d_name);
         if (!sb) {
             sbxd_log(de->d_name, "unreadable record: skipped");
+            continue;
+        }
+        if (sb->pooled) {
+            /* Made ahead by an earlier run and never claimed: nobody's.
+             * sbxd_pool_start() shuts it down and removes its records. */
+            if (strcmp(sb->state, "finished") && sbxd_monitor_attach(d, sb) < 0) {
+                sbx_error err;
+                if (sbx_sandbox_cleanup(d->cfg.run_dir, d->cfg.state_dir, d->cfg.cgroup_parent,
+                                        sb->id, &err) < 0)
+                    sbxd_log(sb->id, "cleanup: %s", err.message);
+                sbxd_sandbox_finished(d, sb, -1, "error");
+            }
+            sb->next = d->pool;
+            d->pool = sb;
             continue;
         }
         sb->next = d->sandboxes;

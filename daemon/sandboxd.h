@@ -18,6 +18,9 @@
 
 #define SBXD_VERSION "0.1.0"
 
+/* Most sandboxes the config may ask to keep made ahead per image. */
+#define SBXD_POOL_MAX 64
+
 struct sbxd_config {
     const char *socket_path;
     const char *state_dir;    /* records, writable layers */
@@ -37,10 +40,12 @@ struct sbxd_config {
     uint64_t default_memory_bytes;
     int64_t default_pids_max;
     const char *cgroup_parent;
+    json_t *pool; /* {"image": N}: sandboxes made ahead per image (pool.c) */
 };
 
 struct sbxd_proc;
 struct sbxd_sandbox;
+struct sbx_image;
 
 /* A reader's place in a stream: the segment it has open (fd -1: none). */
 struct sbxd_output_cursor {
@@ -98,6 +103,9 @@ struct sbxd_sandbox {
     /* clients waiting */
     struct sbxd_waiter waiters; /* list head */
     bool deleted;
+    /* made ahead (pool.c): in d->pool, nobody's until claimed */
+    bool pooled, pool_ready, pool_doomed;
+    json_t *pool_layers; /* the image's layers it was made of */
 };
 
 struct sbxd {
@@ -105,6 +113,7 @@ struct sbxd {
     struct sbxd_config cfg;
     sbxd_http *http;
     struct sbxd_sandbox *sandboxes;
+    struct sbxd_sandbox *pool; /* pooled sandboxes (pool.c), not in sandboxes */
     unsigned n_running;
     json_t *apps; /* {"name": {"app_id":..., "name":...}} */
     struct sbxd_zygote *zygote;
@@ -162,6 +171,26 @@ void sbxd_spares_start(struct sbxd *d);
 int sbxd_spare_take(struct sbxd *d, const char *id, json_t *spec, json_t *record);
 /* Removes records/ID: renamed away at once, deleted on the thread pool. */
 void sbxd_records_remove(struct sbxd *d, const char *id);
+/* Writes records/ID/claim.json ({"record","spec"} of a claimed pooled
+ * sandbox, pool.c), which the spare made empty: no inode is allocated and
+ * no file replaced (ext4 flushes a file renamed over another at once). */
+int sbxd_records_claim(struct sbxd *d, const char *id, json_t *claim);
+
+/* ---- pool.c: sandboxes made ahead of time ---- */
+/* Shuts down pooled sandboxes an earlier run left (loaded into d->pool)
+ * and starts filling the pool. */
+void sbxd_pool_start(struct sbxd *d);
+/* Shuts every pooled sandbox down (waits up to 2 s for their monitors to
+ * take the order). */
+void sbxd_pool_stop(struct sbxd *d);
+/* Whether a pooled sandbox can serve this (validated) create request. */
+bool sbxd_pool_fits(struct sbxd *d, json_t *body);
+/* A ready pooled sandbox of this image, taken out of the pool, or NULL. */
+struct sbxd_sandbox *sbxd_pool_take(struct sbxd *d, const char *image, const struct sbx_image *img);
+/* A pooled sandbox ended or changed: look at the pool soon. */
+void sbxd_pool_kick(struct sbxd *d);
+void sbxd_pool_stats(struct sbxd *d, unsigned *ready, unsigned *starting,
+                     unsigned long long *claimed);
 
 /* ---- monitor-client.c ---- */
 struct sbxd_monitor;
@@ -214,5 +243,7 @@ void sbxd_files_handle(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, c
 
 /* ---- api.c ---- */
 void sbxd_api_handle(sbxd_req *req, void *data);
+/* The monitor's spec.json for a (validated) create request and its image. */
+json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img, const char *id);
 
 #endif

@@ -50,7 +50,9 @@
  * complete, for its first process: monitor.c, "made ahead"). */
 static const char *const skeleton_dirs[] = {"procs", "procs/.next"};
 static const char *const skeleton_files[] = {
-    "spec.json", "record.json", "events.ndjson", "monitor.log", ".monitor.json.tmp",
+    "spec.json",         "record.json", "events.ndjson", "monitor.log",
+    ".monitor.json.tmp", "claim.json", /* written only if the sandbox is pooled and then claimed
+                                          (pool.c) */
 };
 static const char *const next_files[] = {SBXD_NEXT_FILES};
 
@@ -362,6 +364,33 @@ static void trash(struct sbxd *d, const char *path)
         spares.sweep_again = true;
     else
         sweep_start(d);
+}
+
+int sbxd_records_claim(struct sbxd *d, const char *id, json_t *claim)
+{
+    char path[PATH_MAX];
+    char *text = json_dumps(claim, JSON_COMPACT);
+    struct stat st;
+    int fd, r;
+
+    if (!text)
+        return -ENOMEM;
+    spare_dir(d, id, "claim.json", path, sizeof(path));
+    /* Made empty with the spare: written without O_TRUNC, which (like a
+     * rename over a file) makes ext4 flush the new data at close. */
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0 && ftruncate(fd, 0) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        r = -errno;
+    } else {
+        r = sbxd_write_all(fd, text, strlen(text));
+        close(fd);
+    }
+    free(text);
+    return r;
 }
 
 void sbxd_records_remove(struct sbxd *d, const char *id)

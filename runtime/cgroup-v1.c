@@ -136,6 +136,11 @@ static int apply_limits(struct sbx__cgroup *cg, const struct sbx_limits *lim, sb
     return 0;
 }
 
+static int v1_update(struct sbx__cgroup *cg, const struct sbx_limits *lim, sbx_error *err)
+{
+    return apply_limits(cg, lim, err);
+}
+
 /* The v1 OOM notification: an eventfd registered through cgroup.event_control
  * against memory.oom_control; the kernel signals it when the cgroup hits OOM.
  * The control file may be closed once registered. */
@@ -397,6 +402,7 @@ const struct sbx__cgroup_ops sbx__cgroup_v1_ops = {
     .attach = v1_attach,
     .open_self_attach = v1_open_self_attach,
     .oom_fd = v1_oom_fd,
+    .update = v1_update,
     .stats = v1_stats,
     .kill = v1_kill,
     .destroy = v1_destroy,

@@ -340,6 +340,11 @@ static int v2_attach(struct sbx__cgroup *cg, pid_t pid, sbx_error *err)
     return sbx__cgroup_write(cg->dirs[0], "cgroup.procs", buf, err);
 }
 
+static int v2_update(struct sbx__cgroup *cg, const struct sbx_limits *lim, sbx_error *err)
+{
+    return apply_limits(cg->dirs[0], lim, err);
+}
+
 static int v2_oom_fd(struct sbx__cgroup *cg)
 {
     return cg->oom_fd;
@@ -470,6 +475,7 @@ const struct sbx__cgroup_ops sbx__cgroup_v2_ops = {
     .attach = v2_attach,
     .open_self_attach = v2_open_self_attach,
     .oom_fd = v2_oom_fd,
+    .update = v2_update,
     .stats = v2_stats,
     .kill = v2_kill,
     .destroy = v2_destroy,

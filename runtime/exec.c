@@ -90,7 +90,9 @@ static int spec_memfd(const struct sbx_exec_config *cfg)
 
 static int send_exec(int sync_fd, const struct sbx_exec_config *cfg, int memfd, int status_fd)
 {
-    struct sbx__msg m = {.type = SBX__MSG_EXEC, .code = cfg->pty ? SBX__EXEC_PTY : 0};
+    struct sbx__msg m = {.type = SBX__MSG_EXEC,
+                         .code = (cfg->pty ? SBX__EXEC_PTY : 0) |
+                                 (cfg->entrypoint ? SBX__EXEC_MAIN : 0)};
     struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
     union {
         char buf[CMSG_SPACE(sizeof(int) * 5)];

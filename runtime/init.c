@@ -450,6 +450,9 @@ struct exec_slot {
 };
 
 static struct exec_slot *execs;
+/* The entrypoint: created with the sandbox, or started late by an EXEC
+ * with SBX__EXEC_MAIN in an idle sandbox.  Its exit ends the sandbox. */
+static pid_t main_child = -1;
 static size_t n_execs, cap_execs;
 
 /* The spec in a memfd, into init's own memory: argv, env and workdir point
@@ -582,6 +585,10 @@ static void handle_exec(int sync_fd, const struct sbx__proc_spec *sandbox_spec)
     sa.rows = w.rows;
     sa.cols = w.cols;
     sa.status_fd = status_fd;
+    if ((m.code & SBX__EXEC_MAIN) && main_child > 0) {
+        exec_report(status_fd, EBUSY, "start an entrypoint: the sandbox has one");
+        goto out;
+    }
     if (n_execs == cap_execs) {
         size_t cap = cap_execs ? 2 * cap_execs : 16;
         struct exec_slot *ne = realloc(execs, cap * sizeof(*ne));
@@ -605,7 +612,10 @@ static void handle_exec(int sync_fd, const struct sbx__proc_spec *sandbox_spec)
         goto out;
     }
     close(pidfd);
-    execs[n_execs++] = (struct exec_slot){.pid = pid, .status_fd = steal_fd(&status_fd)};
+    if (m.code & SBX__EXEC_MAIN)
+        main_child = pid; /* its end is the sandbox's: no status of its own */
+    else
+        execs[n_execs++] = (struct exec_slot){.pid = pid, .status_fd = steal_fd(&status_fd)};
 out:
     for (int i = 0; i < 3; i++)
         if (sa.stdio[i] >= 0)
@@ -636,7 +646,6 @@ static void exec_reaped(pid_t pid, int returncode)
 void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
 {
     sigset_t all;
-    pid_t child = -1;
     int devnull, sigfd;
     bool caller_gone = false;
 
@@ -669,7 +678,7 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
         struct spawn_args sa = {.spec = spec, .close_fds = {-1, sync_fd}};
         sbx_error e = {0};
 
-        if (!spawn_checked(&sa, &child, &e)) {
+        if (!spawn_checked(&sa, &main_child, &e)) {
             sbx__msg_send(sync_fd, SBX__MSG_ERROR, &e);
             _exit(127);
         }
@@ -710,15 +719,15 @@ void sbx__init_run(const struct sbx__proc_spec *spec, int sync_fd)
             pid_t p;
 
             while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
-                if (p == child)
+                if (p == main_child)
                     exit_with(sync_fd, status_to_returncode(status));
                 exec_reaped(p, status_to_returncode(status));
             }
             continue;
         }
-        if (child > 0) {
+        if (main_child > 0) {
             if (forwardable(sig))
-                kill(child, sig);
+                kill(main_child, sig);
             continue;
         }
         /* Idle: a stop request from outside the sandbox (si_pid is 0 for a

@@ -96,6 +96,8 @@ struct sbx__cgroup_ops {
     int (*open_self_attach)(struct sbx__cgroup *cg, int *fds, size_t max, sbx_error *err);
     /* A pollable fd signalled on an OOM kill (-1 without a memory limit). */
     int (*oom_fd)(struct sbx__cgroup *cg);
+    /* Writes every nonzero limit of lim; a zero leaves that one as it is. */
+    int (*update)(struct sbx__cgroup *cg, const struct sbx_limits *lim, sbx_error *err);
     int (*stats)(struct sbx__cgroup *cg, struct sbx_stats *ret, sbx_error *err);
     /* SIGKILLs every process in the cgroup (v2 cgroup.kill, v1 freeze+kill). */
     int (*kill)(struct sbx__cgroup *cg, sbx_error *err);
@@ -302,6 +304,8 @@ enum {
 /* EXEC's .code: which stdio fds follow the two fixed ones (bit i: fd i), and
  * whether the process gets a pty instead. */
 #define SBX__EXEC_PTY 0x100
+/* ... and whether it is the sandbox's entrypoint (sbx_exec_config.entrypoint). */
+#define SBX__EXEC_MAIN 0x200
 
 /* The spec of an exec, in a memfd: this header, then argc + envc
  * NUL-terminated strings and, with has_workdir, one more. */

@@ -37,6 +37,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <net/if.h>
 #include <poll.h>
@@ -804,6 +805,21 @@ int sbx_sandbox_stats(sbx_sandbox *sb, struct sbx_stats *ret, sbx_error *err)
     if (!sb->cg)
         return sbx__error(err, ESRCH, "sandbox `%s` has no cgroup", sb->id);
     return sb->cgops->stats(sb->cg, ret, err);
+}
+
+int sbx_sandbox_set_limits(sbx_sandbox *sb, const struct sbx_limits *lim, sbx_error *err)
+{
+    if (!sb->cg)
+        return sbx__error(err, ESRCH, "sandbox `%s` has no cgroup", sb->id);
+    if (lim->pids_max < 0 || lim->cpu_weight > 10000)
+        return sbx__error(err, EINVAL, "limits for `%s`: pids_max %" PRId64 ", cpu_weight %" PRIu64,
+                          sb->id, lim->pids_max, lim->cpu_weight);
+    /* Without its OOM notification an OOM kill would go unreported. */
+    if (lim->memory_bytes && sb->cgops->oom_fd(sb->cg) < 0)
+        return sbx__error(err, EINVAL,
+                          "sandbox `%s` was created without a memory limit: none can be set now",
+                          sb->id);
+    return sb->cgops->update(sb->cg, lim, err);
 }
 
 static uint64_t oom_kills(sbx_sandbox *sb)

@@ -139,6 +139,12 @@ SBX_PUBLIC int sbx_sandbox_destroy(sbx_sandbox *sb, sbx_error *err);
 
 SBX_PUBLIC int sbx_sandbox_stats(sbx_sandbox *sb, struct sbx_stats *ret, sbx_error *err);
 
+/* Changes a running sandbox's cgroup limits: every nonzero field of lim is
+ * written, a zero one left as it is.  A memory limit can be set only on a
+ * sandbox created with one (its OOM notification is set up at create). */
+SBX_PUBLIC int sbx_sandbox_set_limits(sbx_sandbox *sb, const struct sbx_limits *lim,
+                                      sbx_error *err);
+
 /* The host directory holding the sandbox's writable layer (its overlay upper
  * dir).  Valid until sbx_sandbox_destroy(). */
 SBX_PUBLIC const char *sbx_sandbox_upper_dir(const sbx_sandbox *sb);
@@ -165,6 +171,13 @@ struct sbx_exec_config {
     gid_t gid;
     int stdio[3]; /* ignored with pty; -1: /dev/null */
     bool pty;     /* stdio on a new terminal from the sandbox's own devpts */
+    /* The sandbox's entrypoint, started late: only in a sandbox created
+     * without argv (its init idling) and only once.  Its exit ends the
+     * sandbox as a created entrypoint's does (sbx_sandbox_poll() reports
+     * its returncode) and init forwards signals to it; no returncode comes
+     * on the process's status socket, which closes when the sandbox ends.
+     * This is how a sandbox made ahead of time is put to use. */
+    bool entrypoint;
     unsigned short rows, cols;
 };
 

@@ -782,6 +782,166 @@ START_TEST(test_big_stdin)
 }
 END_TEST
 
+/* ---- the pool: sandboxes made ahead ---- */
+
+static json_int_t pool_count(const char *key)
+{
+    json_t *j = dl_call("GET", "/v1/info", NULL, 200);
+    json_int_t v = json_integer_value(json_object_get(json_object_get(j, "pool"), key));
+
+    json_decref(j);
+    return v;
+}
+
+static void pool_wait_ready(json_int_t n)
+{
+    for (int i = 0; i < 1000 && pool_count("ready") < n; i++)
+        usleep(10000);
+    ck_assert_int_ge(pool_count("ready"), n);
+}
+
+static int count_records(void)
+{
+    char path[PATH_MAX];
+    DIR *d;
+    struct dirent *e;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "%s/state/records", dl_dir);
+    d = opendir(path);
+    while (d && (e = readdir(d)))
+        if (!strncmp(e->d_name, "sb-", 3))
+            n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static size_t listed_all(void)
+{
+    json_t *j = dl_call("GET", "/v1/sandboxes?state=all", NULL, 200);
+    size_t n = json_array_size(json_object_get(j, "sandboxes"));
+
+    json_decref(j);
+    return n;
+}
+
+/* A create served by a sandbox made ahead behaves as one made for it: its
+ * name, tags, env, entrypoint, limits, events and returncode are the
+ * request's; it is fresh (nothing of an earlier sandbox's); pooled
+ * sandboxes are nobody's (not listed, not running) and do not outlive the
+ * daemon that made them. */
+START_TEST(test_pool)
+{
+    char path[256], *id, *id2, *out;
+    struct dl_buf b;
+    json_t *r;
+
+    dl_restart_with_config("{\"pool\": {\"busybox\": 2}}");
+    pool_wait_ready(2);
+    ck_assert_int_eq(listed_all(), 0);
+    r = dl_call("GET", "/v1/info", NULL, 200);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(r, "counts"), "sandboxes_running")), 0);
+    json_decref(r);
+    ck_assert_int_eq(count_records(), 2);
+
+    id = dl_create("{\"image\":\"busybox\",\"app\":\"p\",\"name\":\"first\",\"tags\":{\"k\":\"v\"},"
+                   "\"env\":{\"GREETING\":\"hi\"},\"entrypoint\":[\"sh\",\"-c\","
+                   "\"echo $GREETING $(hostname); echo x > /tmp/mark; exit 3\"]}");
+    ck_assert_int_eq(pool_count("claimed"), 1);
+    r = dl_wait_finished(id);
+    ck_assert_str_eq(dl_str(r, "finish_reason"), "exited");
+    ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 3);
+    ck_assert(json_is_number(json_object_get(r, "started_at")));
+    ck_assert_str_eq(dl_str(r, "name"), "first");
+    ck_assert_str_eq(dl_str(json_object_get(r, "tags"), "k"), "v");
+    json_decref(r);
+    ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/stdout"), NULL, 0, &b),
+                     200);
+    {
+        char want[64];
+        snprintf(want, sizeof(want), "hi %s\n", id);
+        ck_assert_str_eq(b.data, want);
+    }
+    free(b.data);
+    ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/events"), NULL, 0, &b),
+                     200);
+    ck_assert_msg(strstr(b.data, "\"created\"") && strstr(b.data, "\"scheduled\"") &&
+                      strstr(b.data, "\"started\"") && strstr(b.data, "\"finished\""),
+                  "%s", b.data);
+    ck_assert_msg(strstr(b.data, "\"created\"") < strstr(b.data, "\"started\""), "%s", b.data);
+    free(b.data);
+
+    /* Fresh: nothing of the first one's, and another id. */
+    pool_wait_ready(1);
+    id2 = dl_create("{\"image\":\"busybox\"}");
+    ck_assert_int_eq(pool_count("claimed"), 2);
+    ck_assert_str_ne(id, id2);
+    out = dl_exec_out(id2, "test -e /tmp/mark; echo mark=$?; hostname");
+    {
+        char want[64];
+        snprintf(want, sizeof(want), "mark=1\n%s\n", id2);
+        ck_assert_str_eq(out, want);
+    }
+    free(out);
+    free(id2);
+    free(id);
+
+    /* The request's memory limit holds. */
+    pool_wait_ready(1);
+    id = dl_create("{\"image\":\"busybox\",\"memory_mib\":32,"
+                   "\"entrypoint\":[\"sh\",\"-c\",\"x=a; while :; do x=$x$x; done\"]}");
+    ck_assert_int_eq(pool_count("claimed"), 3);
+    r = dl_wait_finished(id);
+    ck_assert_str_eq(dl_str(r, "finish_reason"), "oom");
+    ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 137);
+    json_decref(r);
+    free(id);
+
+    /* A hostname of its own: made for it, not taken from the pool. */
+    pool_wait_ready(1);
+    id = dl_create("{\"image\":\"busybox\",\"hostname\":\"own\",\"entrypoint\":[\"hostname\"]}");
+    ck_assert_int_eq(pool_count("claimed"), 3);
+    json_decref(dl_wait_finished(id));
+    ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/stdout"), NULL, 0, &b),
+                     200);
+    ck_assert_str_eq(b.data, "own\n");
+    free(b.data);
+    free(id);
+
+    /* An entrypoint that cannot start: the sandbox ends as "error", as a
+     * made one would. */
+    id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"/no/such/program\"]}");
+    ck_assert_int_eq(pool_count("claimed"), 4);
+    r = dl_wait_finished(id);
+    ck_assert_str_eq(dl_str(r, "finish_reason"), "error");
+    ck_assert(json_is_null(json_object_get(r, "returncode")));
+    json_decref(r);
+    free(id);
+
+    /* kill -9: the claimed sandbox keeps its record (claim.json), the
+     * pooled ones go at the next start. */
+    pool_wait_ready(2);
+    id = dl_create("{\"image\":\"busybox\",\"tags\":{\"t\":\"6\"},\"env\":{\"E6\":\"six\"}}");
+    ck_assert_int_eq(pool_count("claimed"), 5);
+    dl_stop_daemon(SIGKILL);
+    dl_restart_with_config("{}");
+    for (int i = 0; i < 300 && count_records() != (int)listed_all(); i++)
+        usleep(10000);
+    ck_assert_int_eq(count_records(), (int)listed_all());
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, ""), NULL, 200);
+    ck_assert_str_eq(dl_str(r, "state"), "started");
+    ck_assert_str_eq(dl_str(json_object_get(r, "tags"), "t"), "6");
+    json_decref(r);
+    out = dl_exec_out(id, "echo $E6");
+    ck_assert_str_eq(out, "six\n");
+    free(out);
+    ck_assert_int_eq(pool_count("ready") + pool_count("starting"), 0);
+    free(id);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("daemon");
@@ -811,6 +971,7 @@ int main(void)
     tcase_add_test(tc, test_zygote_loses_request);
     tcase_add_test(tc, test_no_zygote);
     tcase_add_test(tc, test_netns_pool);
+    tcase_add_test(tc, test_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -883,6 +883,70 @@ START_TEST(test_sandbox_gets_the_callers_cpus)
 }
 END_TEST
 
+/* A sandbox made ahead (idle) is put to use: new limits, then its
+ * entrypoint, whose exit ends the sandbox like a created one's. */
+START_TEST(test_late_entrypoint)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    struct sbx_limits lim = {.memory_bytes = 48ull << 20, .pids_max = 64};
+    struct sbx_exec_config ec = {.argv = (const char *const[]){"sh", "-c", "echo hi; exit 5", NULL},
+                                 .stdio = {-1, -1, -1},
+                                 .entrypoint = true};
+    struct sbx_process p;
+    struct sbx_exit ex;
+    sbx_error err = {0};
+    sbx_sandbox *sb;
+    char buf[64] = "";
+    int out[2];
+    ssize_t n;
+
+    cfg.limits.memory_bytes = 256ull << 20;
+    sb = start_idle(&cfg);
+    ck_assert_msg(sbx_sandbox_set_limits(sb, &lim, &err) == 0, "%s", err.message);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    ec.stdio[1] = out[1];
+    ck_assert_msg(sbx_sandbox_exec(sb, &ec, &p, &err) == 0, "%s", err.message);
+    close(out[1]);
+    n = read(out[0], buf, sizeof(buf) - 1);
+    close(out[0]);
+    ck_assert_int_eq(n, 3);
+    ck_assert_str_eq(buf, "hi\n");
+    ck_assert_int_eq(sbx_sandbox_wait(sb, 10000, &ex, &err), 1);
+    ck_assert_int_eq(ex.reason, SBX_FINISH_EXITED);
+    ck_assert_int_eq(ex.returncode, 5);
+    close(p.pidfd);
+    close(p.status_pidfd);
+    destroy(sb);
+
+    /* The new memory limit holds: 128 MiB ends it as OOM. */
+    cfg = sbx_test_config(&ctx);
+    cfg.limits.memory_bytes = 256ull << 20;
+    sb = start_idle(&cfg);
+    ck_assert_msg(sbx_sandbox_set_limits(sb, &lim, &err) == 0, "%s", err.message);
+    ec.argv = (const char *const[]){PROBE, "hog", "128", NULL};
+    ec.stdio[1] = -1;
+    ck_assert_msg(sbx_sandbox_exec(sb, &ec, &p, &err) == 0, "%s", err.message);
+    /* One entrypoint only. */
+    ck_assert_int_eq(sbx_sandbox_exec(sb, &ec, &(struct sbx_process){0}, &err), -EBUSY);
+    ck_assert_int_eq(sbx_sandbox_wait(sb, 30000, &ex, &err), 1);
+    ck_assert_int_eq(ex.reason, SBX_FINISH_OOM);
+    ck_assert_int_eq(ex.returncode, 137);
+    close(p.pidfd);
+    close(p.status_pidfd);
+    destroy(sb);
+
+    /* Not where the sandbox was created with one; no memory limit where it
+     * was created without. */
+    cfg = sbx_test_config(&ctx);
+    cfg.argv = (const char *const[]){"sleep", "30", NULL};
+    sb = start_idle(&cfg);
+    ec.argv = (const char *const[]){"true", NULL};
+    ck_assert_int_eq(sbx_sandbox_exec(sb, &ec, &(struct sbx_process){0}, &err), -EBUSY);
+    ck_assert_int_eq(sbx_sandbox_set_limits(sb, &lim, &err), -EINVAL);
+    destroy(sb);
+}
+END_TEST
+
 /* ---- exec ---- */
 
 START_TEST(test_exec)
@@ -1137,6 +1201,7 @@ static Suite *runtime_suite(void)
     CASE(test_bad_entrypoint_fails_create, 30);
     CASE(test_rootfs_error_is_reported, 30);
     CASE(test_sandbox_gets_the_callers_cpus, 30);
+    CASE(test_late_entrypoint, 60);
     CASE(test_exec, 30);
     CASE(test_exec_errors, 30);
     CASE(test_exec_pty, 30);
