@@ -305,8 +305,9 @@ static void get_info(struct sbxd *d, sbxd_req *req)
     /* The sandboxes made ahead: wanted per image, ready, being made, and
      * how many creates were served from them. */
     json_object_set_new(info, "pool",
-                        json_pack("{s:O,s:i,s:i,s:I}", "images",
-                                  d->cfg.pool ? d->cfg.pool : json_object(), "ready", (int)ready,
+                        json_pack("{s:o,s:i,s:i,s:I}", "images",
+                                  d->cfg.pool ? json_incref(d->cfg.pool) : json_object(), "ready",
+                                  (int)ready,
                                   "starting", (int)starting, "claimed", (json_int_t)claimed));
     sbxd_reply_json(req, 200, info);
 }
