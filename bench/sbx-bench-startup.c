@@ -107,7 +107,7 @@ static int run_one(const struct bench_options *o, const struct sbx_image *img, l
     char id[64];
     int r;
 
-    struct sbx_netns ns = {-1, -1, -1};
+    struct sbx_netns ns = {-1, -1, -1, 0};
 
     snprintf(id, sizeof(id), "bench-%d-%ld", (int)getpid(), iteration);
     cfg.id = id;
@@ -358,7 +358,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sbx-bench-startup: out of memory for %ld samples\n", o.iterations);
         goto out;
     }
-    if (o.netpool > 0 && sbx_netpool_start((unsigned)o.netpool, &netpool, &err) < 0) {
+    if (o.netpool > 0 && sbx_netpool_start((unsigned)o.netpool, NULL, &netpool, &err) < 0) {
         fprintf(stderr, "sbx-bench-startup: %s\n", err.message);
         goto out;
     }

@@ -307,8 +307,8 @@ static void get_info(struct sbxd *d, sbxd_req *req)
     json_object_set_new(info, "pool",
                         json_pack("{s:o,s:i,s:i,s:I}", "images",
                                   d->cfg.pool ? json_incref(d->cfg.pool) : json_object(), "ready",
-                                  (int)ready,
-                                  "starting", (int)starting, "claimed", (json_int_t)claimed));
+                                  (int)ready, "starting", (int)starting, "claimed",
+                                  (json_int_t)claimed));
     sbxd_reply_json(req, 200, info);
 }
 

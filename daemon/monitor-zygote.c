@@ -274,7 +274,7 @@ int zygote_serve(int control_fd, char **argv, unsigned netpool_size, struct moni
      * copy of the socket).  Without one, monitors make their own. */
     if (netpool_size > 0) {
         sbx_error err = {0};
-        if (sbx_netpool_start(netpool_size, &pool, &err) < 0)
+        if (sbx_netpool_start(netpool_size, NULL, &pool, &err) < 0)
             mlog("zygote: network namespace pool: %s", err.message);
     }
 

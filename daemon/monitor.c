@@ -2206,7 +2206,7 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
 {
     struct sbx_rlimit nofile = {.resource = RLIMIT_NOFILE, .soft = 1024, .hard = 1024};
     struct sbx_config cfg = {0};
-    struct sbx_netns ns = {-1, -1, -1};
+    struct sbx_netns ns = {-1, -1, -1, 0};
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     struct proc *ep = NULL;
     sbx_error err = {0};

@@ -266,6 +266,7 @@ struct sbx_sandbox {
     char *cgroup_parent;
     bool userns;
     uid_t uid_base;
+    uint32_t addr; /* eth0's address from the network namespace pool, 0: none */
     pid_t pid;
     int pidfd;
     int sync_fd; /* init's setup socket: EXIT arrives here, then EOF */
@@ -366,6 +367,21 @@ int sbx__loopback_up(sbx_error *err);
 
 /* Makes a network namespace ready for a sandbox (loopback up, sysctls,
  * sysfs mount) and leaves the calling thread in it. */
-int sbx__netns_make(struct sbx_netns *ret, sbx_error *err);
+int sbx__netns_make(struct sbx_netns *ret, const struct sbx_network *net, int host_netns,
+                    sbx_error *err);
+
+/* ---- the sandboxes' network (network.c) ---- */
+
+/* In a new network namespace (the calling thread's): leases an address,
+ * makes eth0 with it and a default route via the bridge, its veth peer on
+ * the bridge in host_netns (isolated).  The thread ends where it started. */
+int sbx__veth_attach(const struct sbx_network *net, int host_netns, uint32_t *ret_addr,
+                     sbx_error *err);
+void sbx__addr_format(uint32_t addr, char out[16]);
+/* Writes the sandbox's id into its address's lease (RUN/leases/ADDR). */
+int sbx__lease_claim(const char *run_dir, uint32_t addr, const char *id);
+void sbx__lease_release(const struct sbx_network *net, uint32_t addr);
+/* Removes the leases a sandbox of this id holds (crash recovery). */
+void sbx__leases_release_owned(const char *run_dir, const char *id);
 
 #endif

@@ -72,7 +72,8 @@ static int sysfs_mount(sbx_error *err)
     return mnt;
 }
 
-int sbx__netns_make(struct sbx_netns *ret, sbx_error *err)
+int sbx__netns_make(struct sbx_netns *ret, const struct sbx_network *net, int host_netns,
+                    sbx_error *err)
 {
     static const struct {
         const char *path, *value;
@@ -82,7 +83,7 @@ int sbx__netns_make(struct sbx_netns *ret, sbx_error *err)
         {"/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"},
         {"/proc/sys/net/ipv4/ping_group_range", "0 2147483647"},
     };
-    _cleanup_close_ int net = -1, sysfs = -1;
+    _cleanup_close_ int ns = -1, sysfs = -1;
     int r;
 
     if (unshare(CLONE_NEWNET) < 0)
@@ -95,19 +96,28 @@ int sbx__netns_make(struct sbx_netns *ret, sbx_error *err)
     sysfs = sysfs_mount(err);
     if (sysfs < 0)
         return sysfs;
-    net = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (net < 0)
+    ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (ns < 0)
         return sbx__error(err, errno, "open the new network namespace");
-    ret->net_fd = steal_fd(&net);
+    ret->addr = 0;
+    if (net && (r = sbx__veth_attach(net, host_netns, &ret->addr, err)) < 0)
+        return r;
+    ret->net_fd = steal_fd(&ns);
     ret->sysfs_fd = steal_fd(&sysfs);
     ret->pool_fd = -1;
     return 0;
 }
 
+/* One namespace's message: the marker and eth0's address, with the fds. */
+struct netns_msg {
+    char marker;
+    uint32_t addr;
+} __attribute__((packed));
+
 static int send_netns(int sock, const struct sbx_netns *ns)
 {
-    char marker = NETPOOL_MSG;
-    struct iovec iov = {.iov_base = &marker, .iov_len = 1};
+    struct netns_msg msg = {.marker = NETPOOL_MSG, .addr = ns->addr};
+    struct iovec iov = {.iov_base = &msg, .iov_len = sizeof(msg)};
     union {
         char buf[CMSG_SPACE(sizeof(int) * 2)];
         struct cmsghdr align;
@@ -129,9 +139,11 @@ static int send_netns(int sock, const struct sbx_netns *ns)
     return 0;
 }
 
-int sbx_netpool_serve(int sock, unsigned size)
+int sbx_netpool_serve(int sock, unsigned size, const struct sbx_network *net)
 {
     unsigned credits = size;
+    /* The namespace the veths' host ends go to: ours at the start. */
+    _cleanup_close_ int host = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
 
     for (;;) {
         char c;
@@ -140,7 +152,7 @@ int sbx_netpool_serve(int sock, unsigned size)
         while (credits > 0) {
             struct sbx_netns ns;
             sbx_error e;
-            int r = sbx__netns_make(&ns, &e);
+            int r = sbx__netns_make(&ns, net, host, &e);
 
             if (r < 0) {
                 /* Out of memory or of a namespace limit: the consumer makes
@@ -167,8 +179,8 @@ int sbx_netpool_serve(int sock, unsigned size)
 
 int sbx_netpool_take(int sock, struct sbx_netns *ret, sbx_error *err)
 {
-    char marker;
-    struct iovec iov = {.iov_base = &marker, .iov_len = 1};
+    struct netns_msg msg = {0};
+    struct iovec iov = {.iov_base = &msg, .iov_len = sizeof(msg)};
     union {
         char buf[CMSG_SPACE(sizeof(int) * 2)];
         struct cmsghdr align;
@@ -189,7 +201,8 @@ int sbx_netpool_take(int sock, struct sbx_netns *ret, sbx_error *err)
     if (n == 0)
         return sbx__error(err, EPIPE, "the network namespace pool has stopped");
     c = CMSG_FIRSTHDR(&mh);
-    if (marker != NETPOOL_MSG || !c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+    if (n != (ssize_t)sizeof(msg) || msg.marker != NETPOOL_MSG || !c ||
+        c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
         c->cmsg_len != CMSG_LEN(sizeof(fds))) {
         if (c && c->cmsg_type == SCM_RIGHTS) {
             size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -202,6 +215,7 @@ int sbx_netpool_take(int sock, struct sbx_netns *ret, sbx_error *err)
     ret->net_fd = fds[0];
     ret->sysfs_fd = fds[1];
     ret->pool_fd = sock;
+    ret->addr = msg.addr;
     return 0;
 }
 
@@ -222,9 +236,11 @@ void sbx_netns_close(struct sbx_netns *ns)
     if (ns->pool_fd >= 0)
         (void)send(ns->pool_fd, &credit, 1, MSG_DONTWAIT | MSG_NOSIGNAL);
     ns->net_fd = ns->sysfs_fd = ns->pool_fd = -1;
+    ns->addr = 0;
 }
 
-int sbx_netpool_start(unsigned size, sbx_netpool **ret, sbx_error *err)
+int sbx_netpool_start(unsigned size, const struct sbx_network *net, sbx_netpool **ret,
+                      sbx_error *err)
 {
     struct clone_args ca = {0};
     int sv[2], pidfd = -1;
@@ -267,7 +283,7 @@ int sbx_netpool_start(unsigned size, sbx_netpool **ret, sbx_error *err)
         for (int sig = 1; sig < NSIG; sig++)
             if (sig != SIGKILL && sig != SIGSTOP)
                 signal(sig, SIG_DFL);
-        _exit(sbx_netpool_serve(sv[1], size) < 0 ? 1 : 0);
+        _exit(sbx_netpool_serve(sv[1], size, net) < 0 ? 1 : 0);
     }
     close(sv[1]);
     p->pid = pid;

@@ -606,6 +606,10 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     r = sbx__mkdir_p(sb->run_dir, 0711, err);
     if (r < 0)
         goto fail;
+    /* A pooled namespace's address is this sandbox's now. */
+    if (cfg->netns && cfg->netns->addr &&
+        sbx__lease_claim(run_root, cfg->netns->addr, cfg->id) == 0)
+        sb->addr = cfg->netns->addr;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
         r = sbx__error(err, errno, "socketpair");
         goto fail;
@@ -770,6 +774,10 @@ fail:
     sb->cg = NULL;
     if (sb->userns)
         sbx__uid_range_free(run_root, cfg->id);
+    if (sb->addr) {
+        struct sbx_network net = {.run_dir = run_root};
+        sbx__lease_release(&net, sb->addr);
+    }
     remove_dirs(sb->run_dir, sb->state_dir, NULL);
     sandbox_free(sb);
     return r;
@@ -988,6 +996,11 @@ int sbx_sandbox_destroy(sbx_sandbox *sb, sbx_error *err)
     }
     if (sb->userns)
         sbx__uid_range_free(sb->run_root, sb->id);
+    /* The veth went with the namespace, when its last process did. */
+    if (sb->addr) {
+        struct sbx_network net = {.run_dir = sb->run_root};
+        sbx__lease_release(&net, sb->addr);
+    }
     r2 = remove_dirs(sb->run_dir, sb->state_dir, r < 0 ? NULL : err);
     if (r2 < 0 && r == 0)
         r = r2;
@@ -1018,5 +1031,6 @@ int sbx_sandbox_cleanup(const char *run_dir, const char *state_dir, const char *
     if (!rd || !sd)
         return sbx__error(err, ENOMEM, "cleanup `%s`", id);
     sbx__uid_range_free(run_dir, id);
+    sbx__leases_release_owned(run_dir, id);
     return remove_dirs(rd, sd, err);
 }

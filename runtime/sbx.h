@@ -45,9 +45,26 @@ struct sbx_rlimit {
 
 /* A network namespace made ahead of time (see sbx_netpool_take()). */
 struct sbx_netns {
-    int net_fd;   /* the namespace */
-    int sysfs_fd; /* a detached read-only sysfs mounted from inside it */
-    int pool_fd;  /* the pool it came from (told when it is closed), or -1 */
+    int net_fd;    /* the namespace */
+    int sysfs_fd;  /* a detached read-only sysfs mounted from inside it */
+    int pool_fd;   /* the pool it came from (told when it is closed), or -1 */
+    uint32_t addr; /* eth0's IPv4 address (host byte order) on the sandboxes'
+                    * bridge, its lease in RUN/leases; 0: loopback only */
+};
+
+/* The sandboxes' network (network.c): a bridge with the subnet's first
+ * address, each sandbox's eth0 a veth on it (made by the namespace pool),
+ * NAT to the outside, and a firewall: nothing from a sandbox to the host
+ * itself, to private ranges (but the DNS servers on port 53) or to another
+ * sandbox, nothing from outside into a sandbox. */
+#define SBX_NETWORK_MAX_DNS 4
+struct sbx_network {
+    const char *bridge;  /* [a-z0-9]{1,12}, e.g. "sbx0" */
+    uint32_t subnet;     /* network address, host byte order */
+    unsigned prefix;     /* 8..28 */
+    const char *run_dir; /* address leases go in RUN/leases */
+    uint32_t dns[SBX_NETWORK_MAX_DNS];
+    size_t n_dns;
 };
 
 struct sbx_config {
@@ -232,7 +249,10 @@ typedef struct sbx_netpool sbx_netpool;
 
 /* Forks the pool helper, which keeps `size` namespaces ready and exits with
  * its caller.  Call it from a single-threaded process. */
-SBX_PUBLIC int sbx_netpool_start(unsigned size, sbx_netpool **ret, sbx_error *err);
+/* With net, each namespace gets its eth0 on net's bridge (the bridge must
+ * be set up: sbx_network_setup()); NULL: loopback only. */
+SBX_PUBLIC int sbx_netpool_start(unsigned size, const struct sbx_network *net, sbx_netpool **ret,
+                                 sbx_error *err);
 /* The consumer's end of the pool's socket, for sbx_netpool_take(). */
 SBX_PUBLIC int sbx_netpool_fd(const sbx_netpool *p);
 /* Stops the helper and frees p; the namespaces not taken are freed. */
@@ -251,7 +271,16 @@ SBX_PUBLIC void sbx_netns_close(struct sbx_netns *ns);
 /* The helper's loop, for a caller that runs the helper as a program of its
  * own (a daemon spawning it) on one end of a SOCK_SEQPACKET socketpair:
  * returns when the other end closes. */
-SBX_PUBLIC int sbx_netpool_serve(int sock, unsigned size);
+SBX_PUBLIC int sbx_netpool_serve(int sock, unsigned size, const struct sbx_network *net);
+
+/* Parses "A.B.C.D/P" into net->subnet and net->prefix. */
+SBX_PUBLIC int sbx_network_parse(const char *cidr, struct sbx_network *net, sbx_error *err);
+/* Makes (or updates) the bridge, its address, the firewall table
+ * (nftables `inet sandboxd_BRIDGE`, replaced whole) and turns IPv4
+ * forwarding on; clears leases nobody claimed.  Idempotent. */
+SBX_PUBLIC int sbx_network_setup(const struct sbx_network *net, sbx_error *err);
+/* Removes the firewall table and the bridge (with no sandbox on it). */
+SBX_PUBLIC int sbx_network_teardown(const struct sbx_network *net, sbx_error *err);
 
 /* Removes the cgroup parent (config cgroup_parent, default "sandboxd") in
  * every hierarchy where no sandbox uses it any more: for one-shot callers

@@ -138,14 +138,14 @@ static void ns_name(int fd, char *buf, size_t size)
 
 START_TEST(test_netpool_sandboxes)
 {
-    struct sbx_netns ns[2] = {{-1, -1, -1}, {-1, -1, -1}};
+    struct sbx_netns ns[2] = {{-1, -1, -1, 0}, {-1, -1, -1, 0}};
     char names[2][64], *out[2];
     sbx_netpool *pool = NULL;
     sbx_error err = {0};
     struct sbx_exit ex;
     int r;
 
-    ck_assert_msg(sbx_netpool_start(2, &pool, &err) == 0, "netpool: %s", err.message);
+    ck_assert_msg(sbx_netpool_start(2, NULL, &pool, &err) == 0, "netpool: %s", err.message);
     for (int i = 0; i < 2; i++) {
         struct sbx_config cfg = sbx_test_config(&ctx);
 
@@ -185,14 +185,14 @@ END_TEST
 START_TEST(test_netpool_exec_joins_the_namespace)
 {
     struct sbx_config cfg = sbx_test_config(&ctx);
-    struct sbx_netns ns = {-1, -1, -1};
+    struct sbx_netns ns = {-1, -1, -1, 0};
     sbx_netpool *pool = NULL;
     sbx_error err = {0};
     char name[64], host[64] = "", *out;
     sbx_sandbox *sb;
     int rc, r;
 
-    ck_assert_msg(sbx_netpool_start(1, &pool, &err) == 0, "netpool: %s", err.message);
+    ck_assert_msg(sbx_netpool_start(1, NULL, &pool, &err) == 0, "netpool: %s", err.message);
     for (int tries = 0;
          (r = sbx_netpool_take(sbx_netpool_fd(pool), &ns, &err)) == -EAGAIN && tries < 5000;
          tries++)
@@ -229,7 +229,7 @@ END_TEST
 
 START_TEST(test_netpool_stopped)
 {
-    struct sbx_netns ns = {-1, -1, -1};
+    struct sbx_netns ns = {-1, -1, -1, 0};
     sbx_netpool *pool = NULL;
     sbx_error err = {0};
     int fds[2];
@@ -239,8 +239,8 @@ START_TEST(test_netpool_stopped)
     close(fds[1]);
     ck_assert_int_eq(sbx_netpool_take(fds[0], &ns, &err), -EPIPE);
     close(fds[0]);
-    ck_assert_int_eq(sbx_netpool_start(0, &pool, &err), -EINVAL);
-    ck_assert_int_eq(sbx_netpool_start(SBX_NETPOOL_MAX + 1, &pool, &err), -EINVAL);
+    ck_assert_int_eq(sbx_netpool_start(0, NULL, &pool, &err), -EINVAL);
+    ck_assert_int_eq(sbx_netpool_start(SBX_NETPOOL_MAX + 1, NULL, &pool, &err), -EINVAL);
 }
 END_TEST
 

@@ -1,0 +1,543 @@
+/* network.c — the sandboxes' network: a bridge, a veth per sandbox, NAT.
+ *
+ *   host                                        sandbox's network namespace
+ *   ┌───────────────────────────────┐            ┌──────────────────────────┐
+ *   │ bridge (e.g. sbx0) GATEWAY/P  │◀── veth ──▶│ eth0 ADDR/P, default via │
+ *   │ port sbxXXXXXXXX, isolated    │            │ GATEWAY; lo              │
+ *   └───────────────────────────────┘            └──────────────────────────┘
+ *   nftables table inet sandboxd_BRIDGE: masquerade to the outside; nothing
+ *   from a sandbox to the host itself, to the host's private networks or to
+ *   another sandbox; nothing from outside into a sandbox.
+ *
+ * The bridge and the firewall are set up once (sbx_network_setup(), by the
+ * daemon at its start); each veth is made with its namespace, ahead of
+ * time, by the network namespace pool's helper (netpool.c), so that a
+ * sandbox's start pays nothing for its network.  Links, addresses and
+ * routes are made over rtnetlink with libmnl; the firewall is nft's own
+ * language run through libnftables, never hand-built netlink.
+ *
+ * Addresses are leased in RUN/leases: one file per address (its dotted
+ * name), made O_EXCL by the helper when it makes the veth; a sandbox's
+ * create writes its id into it, its destroy removes it.  Leases are handed
+ * out in order from a random start, so that an address comes back only
+ * after the subnet has gone round: no stale neighbour entry or connection
+ * can point at a sandbox that has just started.
+ *
+ * Isolation between sandboxes is the bridge's: every sandbox's port is
+ * "isolated", and isolated ports do not forward to each other; what is
+ * routed through the host between two sandboxes is dropped by the forward
+ * chain (into the bridge only what answers a sandbox's own connection). */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/if.h>
+#include <nftables/libnftables.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+
+/* ---- rtnetlink ---- */
+
+struct nl {
+    struct mnl_socket *sock;
+    unsigned portid, seq;
+    char buf[8192];
+};
+
+static int nl_open(struct nl *nl, sbx_error *err)
+{
+    nl->sock = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+    if (!nl->sock)
+        return sbx__error(err, errno, "open an rtnetlink socket");
+    if (mnl_socket_bind(nl->sock, 0, MNL_SOCKET_AUTOPID) < 0) {
+        int e = errno;
+        mnl_socket_close(nl->sock);
+        nl->sock = NULL;
+        return sbx__error(err, e, "bind the rtnetlink socket");
+    }
+    nl->portid = mnl_socket_get_portid(nl->sock);
+    nl->seq = (unsigned)time(NULL);
+    return 0;
+}
+
+static void nl_close(struct nl *nl)
+{
+    if (nl->sock)
+        mnl_socket_close(nl->sock);
+    nl->sock = NULL;
+}
+
+static struct nlmsghdr *nl_msg(struct nl *nl, uint16_t type, uint16_t flags)
+{
+    struct nlmsghdr *nlh = mnl_nlmsg_put_header(nl->buf);
+
+    nlh->nlmsg_type = type;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    nlh->nlmsg_seq = ++nl->seq;
+    return nlh;
+}
+
+/* Sends one request and waits for its acknowledgement. */
+static int nl_talk(struct nl *nl, struct nlmsghdr *nlh, const char *what, sbx_error *err)
+{
+    char rbuf[8192];
+    ssize_t n;
+    int r;
+
+    if (mnl_socket_sendto(nl->sock, nlh, nlh->nlmsg_len) < 0)
+        return sbx__error(err, errno, "%s: send", what);
+    for (;;) {
+        n = mnl_socket_recvfrom(nl->sock, rbuf, sizeof(rbuf));
+        if (n < 0)
+            return sbx__error(err, errno, "%s: receive", what);
+        r = mnl_cb_run(rbuf, (size_t)n, nlh->nlmsg_seq, nl->portid, NULL, NULL);
+        if (r < 0)
+            return sbx__error(err, errno, "%s", what);
+        if (r == MNL_CB_STOP)
+            return 0;
+    }
+}
+
+static struct ifinfomsg *put_ifinfo(struct nlmsghdr *nlh, int index, unsigned flags,
+                                    unsigned change)
+{
+    struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+
+    ifi->ifi_family = AF_UNSPEC;
+    ifi->ifi_index = index;
+    ifi->ifi_flags = flags;
+    ifi->ifi_change = change;
+    return ifi;
+}
+
+static int link_up(struct nl *nl, int index, int master, const char *what, sbx_error *err)
+{
+    struct nlmsghdr *nlh = nl_msg(nl, RTM_NEWLINK, 0);
+
+    put_ifinfo(nlh, index, IFF_UP, IFF_UP);
+    if (master > 0)
+        mnl_attr_put_u32(nlh, IFLA_MASTER, (uint32_t)master);
+    return nl_talk(nl, nlh, what, err);
+}
+
+static int add_address(struct nl *nl, int index, uint32_t addr, unsigned prefix, const char *what,
+                       sbx_error *err)
+{
+    struct nlmsghdr *nlh = nl_msg(nl, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);
+    struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
+    uint32_t a = htonl(addr);
+
+    ifa->ifa_family = AF_INET;
+    ifa->ifa_prefixlen = (unsigned char)prefix;
+    ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+    ifa->ifa_index = (unsigned)index;
+    mnl_attr_put(nlh, IFA_LOCAL, sizeof(a), &a);
+    mnl_attr_put(nlh, IFA_ADDRESS, sizeof(a), &a);
+    return nl_talk(nl, nlh, what, err);
+}
+
+/* ---- addresses ---- */
+
+static uint32_t gateway(const struct sbx_network *net)
+{
+    return net->subnet + 1;
+}
+
+static uint32_t broadcast(const struct sbx_network *net)
+{
+    return net->subnet | (net->prefix ? (UINT32_MAX >> net->prefix) : UINT32_MAX);
+}
+
+void sbx__addr_format(uint32_t addr, char out[16])
+{
+    snprintf(out, 16, "%u.%u.%u.%u", addr >> 24, (addr >> 16) & 255, (addr >> 8) & 255, addr & 255);
+}
+
+int sbx_network_parse(const char *cidr, struct sbx_network *net, sbx_error *err)
+{
+    char buf[32], *slash, *end;
+    struct in_addr a;
+    long prefix;
+
+    if (!cidr || strlen(cidr) >= sizeof(buf))
+        return sbx__error(err, EINVAL, "subnet `%s` is not A.B.C.D/P", cidr ? cidr : "(null)");
+    snprintf(buf, sizeof(buf), "%s", cidr);
+    slash = strchr(buf, '/');
+    if (!slash)
+        return sbx__error(err, EINVAL, "subnet `%s` is not A.B.C.D/P", cidr);
+    *slash = '\0';
+    errno = 0;
+    prefix = strtol(slash + 1, &end, 10);
+    if (inet_pton(AF_INET, buf, &a) != 1 || errno || *end || end == slash + 1 || prefix < 8 ||
+        prefix > 28)
+        return sbx__error(err, EINVAL, "subnet `%s`: an IPv4 A.B.C.D/P with P from 8 to 28", cidr);
+    net->prefix = (unsigned)prefix;
+    net->subnet = ntohl(a.s_addr) & ~(UINT32_MAX >> prefix);
+    if (net->subnet != ntohl(a.s_addr))
+        return sbx__error(err, EINVAL, "subnet `%s` has host bits set", cidr);
+    return 0;
+}
+
+static void lease_path(const struct sbx_network *net, uint32_t addr, char *out, size_t n)
+{
+    char a[16];
+
+    sbx__addr_format(addr, a);
+    snprintf(out, n, "%s/leases/%s", net->run_dir, a);
+}
+
+/* Takes the next free address (a new lease file), going round the subnet. */
+static int lease_take(const struct sbx_network *net, uint32_t *ret, sbx_error *err)
+{
+    static uint32_t next;
+    uint32_t first = net->subnet + 2, last = broadcast(net) - 1, n = last - first + 1;
+    char path[PATH_MAX];
+
+    snprintf(path, sizeof(path), "%s/leases", net->run_dir);
+    if (sbx__mkdir_p(path, 0700, err) < 0)
+        return -errno;
+    if (next < first || next > last) {
+        uint32_t r = 0;
+        if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
+            r = (uint32_t)time(NULL);
+        next = first + r % n;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t addr = next;
+        int fd;
+
+        next = next == last ? first : next + 1;
+        lease_path(net, addr, path, sizeof(path));
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            close(fd);
+            *ret = addr;
+            return 0;
+        }
+        if (errno != EEXIST)
+            return sbx__error(err, errno, "lease `%s`", path);
+    }
+    return sbx__error(err, EADDRNOTAVAIL, "no free address in the sandboxes' subnet");
+}
+
+void sbx__lease_release(const struct sbx_network *net, uint32_t addr)
+{
+    char path[PATH_MAX];
+
+    lease_path(net, addr, path, sizeof(path));
+    (void)unlink(path);
+}
+
+int sbx__lease_claim(const char *run_dir, uint32_t addr, const char *id)
+{
+    struct sbx_network net = {.run_dir = run_dir};
+    char path[PATH_MAX];
+    int fd, r = 0;
+
+    lease_path(&net, addr, path, sizeof(path));
+    fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    if (write(fd, id, strlen(id)) != (ssize_t)strlen(id))
+        r = -EIO;
+    close(fd);
+    return r;
+}
+
+void sbx__leases_release_owned(const char *run_dir, const char *id)
+{
+    char path[PATH_MAX];
+    DIR *d;
+    struct dirent *e;
+
+    snprintf(path, sizeof(path), "%s/leases", run_dir);
+    d = opendir(path);
+    while (d && (e = readdir(d))) {
+        char owner[80];
+        int n;
+
+        if (e->d_name[0] == '.')
+            continue;
+        n = sbx__read_file_at(dirfd(d), e->d_name, owner, sizeof(owner), NULL);
+        if (n > 0 && (size_t)n == strlen(id) && !memcmp(owner, id, (size_t)n))
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* Leases nobody claimed: made by a pool that is gone (a new one is
+ * starting), their namespaces gone with it. */
+static void leases_clear_unclaimed(const struct sbx_network *net)
+{
+    char path[PATH_MAX];
+    DIR *d;
+    struct dirent *e;
+
+    snprintf(path, sizeof(path), "%s/leases", net->run_dir);
+    d = opendir(path);
+    while (d && (e = readdir(d))) {
+        struct stat st;
+
+        if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && st.st_size == 0)
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* ---- a sandbox's veth ---- */
+
+int sbx__veth_attach(const struct sbx_network *net, int host_netns, uint32_t *ret_addr,
+                     sbx_error *err)
+{
+    _cleanup_close_ int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    char host_name[IFNAMSIZ];
+    struct nl nl = {0};
+    struct nlmsghdr *nlh;
+    struct nlattr *info, *data, *peer;
+    struct rtmsg *rtm;
+    uint32_t addr = 0, gw;
+    int eth0, host_if, bridge, r;
+
+    if (own < 0)
+        return sbx__error(err, errno, "open the new network namespace");
+    r = lease_take(net, &addr, err);
+    if (r < 0)
+        return r;
+    snprintf(host_name, sizeof(host_name), "sbx%08x", addr);
+    r = nl_open(&nl, err);
+    if (r < 0)
+        goto fail;
+
+    /* eth0 here, its peer in the host's namespace. */
+    nlh = nl_msg(&nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+    put_ifinfo(nlh, 0, 0, 0);
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, "eth0");
+    info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+    data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+    peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+    put_ifinfo(nlh, 0, 0, 0);
+    mnl_attr_put_strz(nlh, IFLA_IFNAME, host_name);
+    mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)host_netns);
+    mnl_attr_nest_end(nlh, peer);
+    mnl_attr_nest_end(nlh, data);
+    mnl_attr_nest_end(nlh, info);
+    r = nl_talk(&nl, nlh, "make the sandbox's veth", err);
+    if (r < 0)
+        goto fail;
+    eth0 = (int)if_nametoindex("eth0");
+    gw = gateway(net);
+    if (eth0 <= 0) {
+        r = sbx__error(err, errno, "find eth0");
+        goto fail;
+    }
+    if ((r = add_address(&nl, eth0, addr, net->prefix, "address eth0", err)) < 0 ||
+        (r = link_up(&nl, eth0, 0, "bring eth0 up", err)) < 0)
+        goto fail;
+    nlh = nl_msg(&nl, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
+    rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+    rtm->rtm_family = AF_INET;
+    rtm->rtm_table = RT_TABLE_MAIN;
+    rtm->rtm_protocol = RTPROT_STATIC;
+    rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+    rtm->rtm_type = RTN_UNICAST;
+    {
+        uint32_t g = htonl(gw);
+        mnl_attr_put(nlh, RTA_GATEWAY, sizeof(g), &g);
+    }
+    mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)eth0);
+    if ((r = nl_talk(&nl, nlh, "route via the bridge", err)) < 0)
+        goto fail;
+    nl_close(&nl);
+
+    /* The host's end: on the bridge, isolated from the other sandboxes'. */
+    if (setns(host_netns, CLONE_NEWNET) < 0) {
+        r = sbx__error(err, errno, "enter the host's network namespace");
+        goto fail;
+    }
+    r = nl_open(&nl, err);
+    host_if = (int)if_nametoindex(host_name);
+    bridge = (int)if_nametoindex(net->bridge);
+    if (r >= 0 && (host_if <= 0 || bridge <= 0))
+        r = sbx__error(err, ENODEV, "find `%s` or the bridge `%s`", host_name, net->bridge);
+    if (r >= 0)
+        r = link_up(&nl, host_if, bridge, "put the veth on the bridge", err);
+    if (r >= 0) {
+        nlh = nl_msg(&nl, RTM_NEWLINK, 0);
+        put_ifinfo(nlh, host_if, 0, 0);
+        info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+        mnl_attr_put_strz(nlh, IFLA_INFO_SLAVE_KIND, "bridge");
+        data = mnl_attr_nest_start(nlh, IFLA_INFO_SLAVE_DATA);
+        mnl_attr_put_u8(nlh, IFLA_BRPORT_ISOLATED, 1);
+        mnl_attr_nest_end(nlh, data);
+        mnl_attr_nest_end(nlh, info);
+        r = nl_talk(&nl, nlh, "isolate the bridge port", err);
+    }
+    nl_close(&nl);
+    /* Back where the caller was. */
+    if (setns(own, CLONE_NEWNET) < 0 && r >= 0)
+        r = sbx__error(err, errno, "return to the sandbox's network namespace");
+    if (r < 0)
+        goto fail;
+    *ret_addr = addr;
+    return 0;
+
+fail:
+    nl_close(&nl);
+    sbx__lease_release(net, addr);
+    return r;
+}
+
+/* ---- the bridge and the firewall ---- */
+
+static int nft_run(const char *text, sbx_error *err)
+{
+    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    int r;
+
+    if (!ctx)
+        return sbx__error(err, ENOMEM, "libnftables context");
+    nft_ctx_buffer_output(ctx);
+    nft_ctx_buffer_error(ctx);
+    r = nft_run_cmd_from_buffer(ctx, text);
+    if (r != 0) {
+        const char *msg = nft_ctx_get_error_buffer(ctx);
+        r = sbx__error(err, EINVAL, "nftables: %.400s", msg && *msg ? msg : "failed");
+    }
+    nft_ctx_free(ctx);
+    return r;
+}
+
+/* The firewall: one table of our own, replaced whole. */
+static int firewall(const struct sbx_network *net, sbx_error *err)
+{
+    char sub[16], dns[256] = "", dns_rules[768] = "", text[4096];
+    size_t off = 0;
+
+    sbx__addr_format(net->subnet, sub);
+    for (size_t i = 0; i < net->n_dns && i < SBX_NETWORK_MAX_DNS; i++) {
+        char a[16];
+        sbx__addr_format(net->dns[i], a);
+        off += (size_t)snprintf(dns + off, sizeof(dns) - off, "%s%s", i ? ", " : "", a);
+    }
+    /* The DNS servers may sit in a private range (a host's resolver often
+     * does): those are reachable on port 53. */
+    if (net->n_dns)
+        snprintf(dns_rules, sizeof(dns_rules),
+                 "    iifname \"%1$s\" ip daddr { %2$s } udp dport 53 accept\n"
+                 "    iifname \"%1$s\" ip daddr { %2$s } tcp dport 53 accept\n",
+                 net->bridge, dns);
+    snprintf(text, sizeof(text),
+             /* Made if missing, so that the delete cannot fail. */
+             "table inet sandboxd_%1$s\n"
+             "delete table inet sandboxd_%1$s\n"
+             "table inet sandboxd_%1$s {\n"
+             /* Private and special ranges: the host's other networks. */
+             "  set private {\n"
+             "    type ipv4_addr; flags interval;\n"
+             "    elements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16,\n"
+             "                 172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/3 }\n"
+             "  }\n"
+             "  chain input {\n"
+             "    type filter hook input priority filter - 10; policy accept;\n"
+             /* Nothing on the host from a sandbox: not the daemon's TCP
+              * listener, not anything bound on the bridge's address. */
+             "    iifname \"%1$s\" ct state established,related accept\n"
+             "    iifname \"%1$s\" drop\n"
+             "  }\n"
+             "  chain forward {\n"
+             "    type filter hook forward priority filter - 10; policy accept;\n"
+             /* Into a sandbox only what answers its own connections. */
+             "    oifname \"%1$s\" ct state established,related accept\n"
+             "    oifname \"%1$s\" drop\n"
+             "    iifname \"%1$s\" meta nfproto ipv6 drop\n"
+             "    iifname \"%1$s\" ip saddr != %2$s/%3$u drop\n"
+             "%4$s"
+             "    iifname \"%1$s\" ip daddr @private drop\n"
+             "  }\n"
+             "  chain postrouting {\n"
+             "    type nat hook postrouting priority srcnat; policy accept;\n"
+             "    ip saddr %2$s/%3$u oifname != \"%1$s\" masquerade\n"
+             "  }\n"
+             "}\n",
+             net->bridge, sub, net->prefix, dns_rules);
+    return nft_run(text, err);
+}
+
+int sbx_network_setup(const struct sbx_network *net, sbx_error *err)
+{
+    struct nl nl = {0};
+    struct nlmsghdr *nlh;
+    struct nlattr *info;
+    int bridge, r;
+
+    if (!net->bridge || !*net->bridge || strlen(net->bridge) > 12 ||
+        strspn(net->bridge, "abcdefghijklmnopqrstuvwxyz0123456789") != strlen(net->bridge))
+        return sbx__error(err, EINVAL, "bridge name `%s`: 1 to 12 of [a-z0-9]",
+                          net->bridge ? net->bridge : "");
+    r = nl_open(&nl, err);
+    if (r < 0)
+        return r;
+    bridge = (int)if_nametoindex(net->bridge);
+    if (bridge <= 0) {
+        nlh = nl_msg(&nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+        put_ifinfo(nlh, 0, 0, 0);
+        mnl_attr_put_strz(nlh, IFLA_IFNAME, net->bridge);
+        info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+        mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "bridge");
+        mnl_attr_nest_end(nlh, info);
+        r = nl_talk(&nl, nlh, "make the bridge", err);
+        bridge = r < 0 ? -1 : (int)if_nametoindex(net->bridge);
+        if (r >= 0 && bridge <= 0)
+            r = sbx__error(err, ENODEV, "find the bridge `%s`", net->bridge);
+    }
+    if (r >= 0)
+        r = add_address(&nl, bridge, gateway(net), net->prefix, "address the bridge", err);
+    if (r >= 0)
+        r = link_up(&nl, bridge, 0, "bring the bridge up", err);
+    nl_close(&nl);
+    if (r < 0)
+        return r;
+    /* Routing between the bridge and the host's other interfaces. */
+    r = sbx__write_file("/proc/sys/net/ipv4/ip_forward", "1", err);
+    if (r < 0)
+        return r;
+    r = firewall(net, err);
+    if (r < 0)
+        return r;
+    leases_clear_unclaimed(net);
+    return 0;
+}
+
+int sbx_network_teardown(const struct sbx_network *net, sbx_error *err)
+{
+    struct nl nl = {0};
+    struct nlmsghdr *nlh;
+    char text[256];
+    int bridge, r;
+
+    snprintf(text, sizeof(text), "table inet sandboxd_%1$s\ndelete table inet sandboxd_%1$s\n",
+             net->bridge);
+    r = nft_run(text, err);
+    bridge = (int)if_nametoindex(net->bridge);
+    if (bridge > 0 && nl_open(&nl, err) == 0) {
+        nlh = nl_msg(&nl, RTM_DELLINK, 0);
+        put_ifinfo(nlh, bridge, 0, 0);
+        if (nl_talk(&nl, nlh, "remove the bridge", err) < 0)
+            r = -errno;
+        nl_close(&nl);
+    }
+    return r;
+}
