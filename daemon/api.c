@@ -392,8 +392,7 @@ static void list_apps(struct sbxd *d, sbxd_req *req)
 /* ---- creating a sandbox ---- */
 
 static const char *const unsupported_fields[] = {
-    "secrets", "disk_mib",        "block_network", "cidr_allowlist",
-    "ports",   "readiness_probe", "volumes",       "mounts",
+    "secrets", "disk_mib", "cidr_allowlist", "ports", "readiness_probe", "volumes", "mounts",
 };
 
 static bool is_string_map(json_t *o)
@@ -555,6 +554,8 @@ static bool validate_create(sbxd_req *req, json_t *body)
     if ((v = json_object_get(body, "hostname")) &&
         (!json_is_string(v) || !valid_hostname(json_string_value(v))))
         BAD("hostname", "must be a hostname of 1 to 63 characters");
+    if ((v = json_object_get(body, "block_network")) && !json_is_null(v) && !json_is_boolean(v))
+        BAD("block_network", "must be true or false");
     if ((v = json_object_get(body, "gpu")) && !json_is_null(v) && !json_is_false(v)) {
         sbxd_reply_error(req, 409, "failed_precondition", "field `gpu`: this host has no GPU");
         return false;
@@ -571,6 +572,8 @@ static json_t *strv_json(char **v)
         json_array_append_new(a, json_string(*v));
     return a;
 }
+
+static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec);
 
 json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img, const char *id)
 {
@@ -593,27 +596,47 @@ json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img
     }
     if (!json_is_array(ep) && img->entrypoint)
         ep = NULL;
-    return json_pack(
-        "{s:o,s:o,s:s,s:o,s:s,s:i,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:s}", "image_layers",
-        strv_json(img->layers), "env", env, "workdir",
-        json_string_value(json_object_get(body, "workdir")) ?: img->workdir, "entrypoint",
-        json_is_array(ep) ? json_incref(ep)
-                          : (img->entrypoint ? strv_json(img->entrypoint) : json_null()),
-        "hostname", json_string_value(json_object_get(body, "hostname")) ?: id, "uid", 0, "gid", 0,
-        "no_userns", 0, "memory_bytes",
-        (json_int_t)(mem ? (uint64_t)mem << 20 : d->cfg.default_memory_bytes), "pids_max",
-        (json_int_t)(pids ? pids : d->cfg.default_pids_max), "cpu_weight",
-        (json_int_t)(cpu > 0 ? (cpu * 100 > 10000 ? 10000
-                                : cpu * 100 < 1   ? 1
-                                                  : cpu * 100)
-                             : 0),
-        "cpu_quota_us", (json_int_t)(cpu_limit > 0 ? cpu_limit * 100000 : 0), "cpu_period_us",
-        (json_int_t)100000, "timeout_s",
-        json_integer_value(json_object_get(body, "timeout_s")) ?: (json_int_t)300, "idle_timeout_s",
-        json_is_integer(json_object_get(body, "idle_timeout_s"))
-            ? json_incref(json_object_get(body, "idle_timeout_s"))
-            : json_null(),
-        "output_limit", (json_int_t)d->cfg.output_limit, "cgroup_parent", d->cfg.cgroup_parent);
+    return network_spec(
+        d, body,
+        json_pack("{s:o,s:o,s:s,s:o,s:s,s:i,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:s}",
+                  "image_layers", strv_json(img->layers), "env", env, "workdir",
+                  json_string_value(json_object_get(body, "workdir")) ?: img->workdir, "entrypoint",
+                  json_is_array(ep) ? json_incref(ep)
+                                    : (img->entrypoint ? strv_json(img->entrypoint) : json_null()),
+                  "hostname", json_string_value(json_object_get(body, "hostname")) ?: id, "uid", 0,
+                  "gid", 0, "no_userns", 0, "memory_bytes",
+                  (json_int_t)(mem ? (uint64_t)mem << 20 : d->cfg.default_memory_bytes), "pids_max",
+                  (json_int_t)(pids ? pids : d->cfg.default_pids_max), "cpu_weight",
+                  (json_int_t)(cpu > 0 ? (cpu * 100 > 10000 ? 10000
+                                          : cpu * 100 < 1   ? 1
+                                                            : cpu * 100)
+                                       : 0),
+                  "cpu_quota_us", (json_int_t)(cpu_limit > 0 ? cpu_limit * 100000 : 0),
+                  "cpu_period_us", (json_int_t)100000, "timeout_s",
+                  json_integer_value(json_object_get(body, "timeout_s")) ?: (json_int_t)300,
+                  "idle_timeout_s",
+                  json_is_integer(json_object_get(body, "idle_timeout_s"))
+                      ? json_incref(json_object_get(body, "idle_timeout_s"))
+                      : json_null(),
+                  "output_limit", (json_int_t)d->cfg.output_limit, "cgroup_parent",
+                  d->cfg.cgroup_parent));
+}
+
+/* The spec's network: the daemon's bridge (and its DNS servers) unless the
+ * request blocks the network or the daemon has none: then loopback only. */
+static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec)
+{
+    if (!spec)
+        return NULL;
+    if (json_is_true(json_object_get(body, "block_network"))) {
+        json_object_set_new(spec, "block_network", json_true());
+    } else if (d->cfg.network) {
+        json_object_set_new(
+            spec, "network",
+            json_pack("{s:s,s:s}", "bridge", d->cfg.bridge, "subnet", d->cfg.subnet));
+        json_object_set_new(spec, "resolv_conf", json_string(d->resolv_conf));
+    }
+    return spec;
 }
 
 static void claimed(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)

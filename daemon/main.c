@@ -10,7 +10,9 @@
 
 #include "sbx.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -39,6 +41,9 @@ static void usage(FILE *f)
            "  --tokens FILE       bearer tokens for TCP, one per line\n"
            "  --monitor PATH      the sandboxd-monitor binary\n"
            "  --no-zygote         start each monitor as a new program (slower; see sandboxd(8))\n"
+           "  --bridge NAME       the sandboxes' bridge (default sbx0)\n"
+           "  --subnet CIDR       the sandboxes' IPv4 subnet (default 10.88.0.0/16)\n"
+           "  --no-network        sandboxes get loopback only (no bridge, no NAT)\n"
            "  -h, --help          this help\n");
 }
 
@@ -150,6 +155,38 @@ static int load_config(struct sbxd_config *cfg, const char *path)
         json_decref(cfg->pool);
         cfg->pool = json_incref(v);
     }
+    if ((v = json_object_get(c, "network"))) {
+        json_t *b = json_object_get(v, "bridge"), *s = json_object_get(v, "subnet");
+        json_t *dns = json_object_get(v, "dns"), *a;
+        size_t i;
+        bool ok = json_is_false(v) ||
+                  (json_is_object(v) && (!b || json_is_string(b)) && (!s || json_is_string(s)) &&
+                   (!dns || (json_is_array(dns) && json_array_size(dns) <= SBX_NETWORK_MAX_DNS)));
+
+        json_array_foreach(dns, i, a)
+        {
+            struct in_addr in;
+            ok &= json_is_string(a) && inet_pton(AF_INET, json_string_value(a), &in) == 1;
+        }
+        if (!ok) {
+            sbxd_log(NULL,
+                     "config %s: `network` must be false or {\"bridge\":NAME, "
+                     "\"subnet\":\"A.B.C.D/P\", \"dns\":[up to %d IPv4 addresses]}",
+                     path, SBX_NETWORK_MAX_DNS);
+            json_decref(c);
+            return -EINVAL;
+        }
+        cfg->network = !json_is_false(v);
+        /* The strings live in the object, which the config keeps. */
+        json_decref(cfg->network_json);
+        cfg->network_json = json_incref(v);
+        if (b)
+            cfg->bridge = json_string_value(b);
+        if (s)
+            cfg->subnet = json_string_value(s);
+        if (dns)
+            cfg->dns = dns;
+    }
     if ((v = json_object_get(c, "netns_pool"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
             json_integer_value(v) > SBX_NETPOOL_MAX) {
@@ -161,6 +198,84 @@ static int load_config(struct sbxd_config *cfg, const char *path)
         cfg->netns_pool = (unsigned)json_integer_value(v);
     }
     json_decref(c);
+    return 0;
+}
+
+/* The host's IPv4 resolvers that a sandbox can reach: /etc/resolv.conf's,
+ * or systemd-resolved's upstream ones when that names only a local stub. */
+static size_t host_dns(uint32_t *out, size_t max)
+{
+    static const char *const files[] = {"/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"};
+    size_t n = 0;
+
+    for (size_t f = 0; f < 2 && n == 0; f++) {
+        FILE *fp = fopen(files[f], "re");
+        char line[512], addr[64];
+
+        while (fp && n < max && fgets(line, sizeof(line), fp)) {
+            struct in_addr in;
+            if (sscanf(line, " nameserver %63s", addr) == 1 && inet_pton(AF_INET, addr, &in) == 1 &&
+                (ntohl(in.s_addr) >> 24) != 127)
+                out[n++] = ntohl(in.s_addr);
+        }
+        if (fp)
+            fclose(fp);
+    }
+    return n;
+}
+
+/* The bridge, the firewall, and RUN/resolv.conf for the sandboxes. */
+static int network_start(struct sbxd *d)
+{
+    char text[512], addr[16];
+    sbx_error err = {0};
+    size_t off = 0, i;
+    json_t *a;
+
+    if (!d->cfg.network)
+        return 0;
+    if (sbx_network_parse(d->cfg.subnet, &d->net, &err) < 0) {
+        sbxd_log(NULL, "network: %s", err.message);
+        return -1;
+    }
+    d->net.bridge = d->cfg.bridge;
+    d->net.run_dir = d->cfg.run_dir;
+    if (d->cfg.dns) {
+        json_array_foreach(d->cfg.dns, i, a)
+        {
+            struct in_addr in;
+            if (inet_pton(AF_INET, json_string_value(a), &in) == 1)
+                d->net.dns[d->net.n_dns++] = ntohl(in.s_addr);
+        }
+    } else {
+        d->net.n_dns = host_dns(d->net.dns, SBX_NETWORK_MAX_DNS);
+    }
+    if (d->net.n_dns == 0)
+        sbxd_log(NULL, "network: no DNS server a sandbox can reach (set \"dns\" in the config): "
+                       "names will not resolve inside");
+    for (i = 0; i < d->net.n_dns; i++) {
+        struct in_addr in = {.s_addr = htonl(d->net.dns[i])};
+        inet_ntop(AF_INET, &in, addr, sizeof(addr));
+        off += (size_t)snprintf(text + off, sizeof(text) - off, "nameserver %s\n", addr);
+    }
+    snprintf(d->resolv_conf, sizeof(d->resolv_conf), "%s/resolv.conf", d->cfg.run_dir);
+    {
+        int fd = open(d->resolv_conf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || sbxd_write_all(fd, text, off) < 0 || fchmod(fd, 0644) < 0) {
+            sbxd_log(NULL, "network: write %s: %s", d->resolv_conf, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        close(fd);
+    }
+    if (sbx_network_setup(&d->net, &err) < 0) {
+        sbxd_log(NULL,
+                 "cannot set up the sandboxes' network: %s (--no-network, or \"network\": false "
+                 "in the config, gives sandboxes loopback only)",
+                 err.message);
+        return -1;
+    }
     return 0;
 }
 
@@ -212,10 +327,14 @@ int main(int argc, char **argv)
         {"image-store", required_argument, NULL, 'I'},
         {"cgroup-parent", required_argument, NULL, 'C'},
         {"no-zygote", no_argument, NULL, 'Z'},
+        {"bridge", required_argument, NULL, 'B'},
+        {"subnet", required_argument, NULL, 'N'},
+        {"no-network", no_argument, NULL, 'O'},
         {NULL, 0, NULL, 0},
     };
     struct sbxd d = {0};
-    const char *config = NULL, *tokens_file = NULL;
+    const char *config = NULL, *tokens_file = NULL, *bridge = NULL, *subnet = NULL;
+    bool no_network = false;
     char *monitor = NULL;
     struct sbxd_http_config hc = {0};
     uv_signal_t sigterm, sigint;
@@ -236,6 +355,9 @@ int main(int argc, char **argv)
         .default_pids_max = 4096,
         .cgroup_parent = "sandboxd",
         .netns_pool = 8,
+        .network = true,
+        .bridge = "sbx0",
+        .subnet = "10.88.0.0/16",
     };
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -269,6 +391,15 @@ int main(int argc, char **argv)
         case 'Z':
             no_zygote = true;
             break;
+        case 'B':
+            bridge = optarg;
+            break;
+        case 'N':
+            subnet = optarg;
+            break;
+        case 'O':
+            no_network = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -283,6 +414,13 @@ int main(int argc, char **argv)
     }
     if (config && load_config(&d.cfg, config) < 0)
         return 1;
+    /* The command line wins over the config. */
+    if (bridge)
+        d.cfg.bridge = bridge;
+    if (subnet)
+        d.cfg.subnet = subnet;
+    if (no_network)
+        d.cfg.network = false;
     d.cfg.no_zygote |= no_zygote;
     if (!d.cfg.image_store)
         d.cfg.image_store = d.cfg.state_dir;
@@ -319,6 +457,8 @@ int main(int argc, char **argv)
         return 1;
     }
     sbxd_spares_start(&d);
+    if (network_start(&d) < 0)
+        return 1;
     hc.unix_path = d.cfg.socket_path;
     hc.tcp_listen = d.cfg.listen;
     hc.tokens = (const char *const *)d.cfg.tokens;
@@ -355,9 +495,13 @@ int main(int argc, char **argv)
     /* Pooled sandboxes are nobody's: they go with the daemon. */
     sbxd_pool_stop(&d);
     sbxd_zygote_stop(&d);
-    /* With no sandbox left, leave no empty cgroup parent behind either. */
-    if (d.n_running == 0)
+    /* With no sandbox left, leave no empty cgroup parent behind either, nor
+     * the bridge and the firewall. */
+    if (d.n_running == 0) {
         (void)sbx_cgroup_prune(d.cfg.cgroup_parent, NULL);
+        if (d.cfg.network)
+            (void)sbx_network_teardown(&d.net, NULL);
+    }
     /* Let go of everything, so that a leak checker sees only real leaks:
      * the sandboxes first (their pending requests are answered while the
      * HTTP layer still holds them; the monitors run on), then HTTP. */
@@ -372,6 +516,7 @@ int main(int argc, char **argv)
     (void)uv_loop_close(d.loop);
     json_decref(d.apps);
     json_decref(d.cfg.pool);
+    json_decref(d.cfg.network_json);
     for (char **t = d.cfg.tokens; t && *t; t++)
         free(*t);
     free(d.cfg.tokens);

@@ -254,8 +254,8 @@ static int wait_for(int fd, int control_fd, int timeout_ms)
     }
 }
 
-int zygote_serve(int control_fd, char **argv, unsigned netpool_size, struct monitor_args *ret,
-                 json_t **ret_hold)
+int zygote_serve(int control_fd, char **argv, unsigned netpool_size, const struct sbx_network *net,
+                 struct monitor_args *ret, json_t **ret_hold)
 {
     sbx_netpool *pool = NULL;
     pid_t self = getpid();
@@ -274,7 +274,7 @@ int zygote_serve(int control_fd, char **argv, unsigned netpool_size, struct moni
      * copy of the socket).  Without one, monitors make their own. */
     if (netpool_size > 0) {
         sbx_error err = {0};
-        if (sbx_netpool_start(netpool_size, NULL, &pool, &err) < 0)
+        if (sbx_netpool_start(netpool_size, net, &pool, &err) < 0)
             mlog("zygote: network namespace pool: %s", err.message);
     }
 

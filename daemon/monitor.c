@@ -196,6 +196,11 @@ struct spec {
     gid_t gid;
     bool no_userns;
     bool pooled; /* made ahead: idle, no timeouts, until a "claim" */
+    /* The daemon's network, when the sandbox is on it (eth0 on its bridge). */
+    bool on_network;
+    struct sbx_network network;
+    bool block_network; /* loopback only */
+    const char *resolv_conf;
     struct sbx_limits limits;
     uint64_t timeout_s, idle_timeout_s, output_limit;
 };
@@ -2055,6 +2060,26 @@ static int spec_load(const char *path, struct spec *s, char *why, size_t why_len
             strstr(s->cgroup_parent, ".."))
             BAD("spec: \"cgroup_parent\" must be a relative cgroup path");
     }
+    v = json_object_get(s->root, "network");
+    if (v && !json_is_null(v)) {
+        sbx_error err = {0};
+        s->network.bridge = json_string_value(json_object_get(v, "bridge"));
+        if (!json_is_object(v) || !s->network.bridge ||
+            sbx_network_parse(json_string_value(json_object_get(v, "subnet")), &s->network, &err) <
+                0)
+            BAD("spec: \"network\" must be {\"bridge\":NAME,\"subnet\":\"A.B.C.D/P\"}");
+        s->on_network = true;
+    }
+    v = json_object_get(s->root, "block_network");
+    if (v && !json_is_null(v) && !json_is_boolean(v))
+        BAD("spec: \"block_network\" must be a boolean");
+    s->block_network = json_is_true(v);
+    if (s->block_network && s->on_network)
+        BAD("spec: \"block_network\" and \"network\" together");
+    v = json_object_get(s->root, "resolv_conf");
+    if (v && !json_is_null(v) &&
+        (!(s->resolv_conf = json_string_value(v)) || s->resolv_conf[0] != '/'))
+        BAD("spec: \"resolv_conf\" must be an absolute path");
     v = json_object_get(s->root, "pooled");
     if (v && !json_is_null(v) && !json_is_boolean(v))
         BAD("spec: \"pooled\" must be a boolean");
@@ -2227,6 +2252,7 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
     cfg.limits = m->spec.limits;
     cfg.cgroup_parent = m->spec.cgroup_parent;
     cfg.state_spare = m->spec.state_spare;
+    cfg.resolv_conf = m->spec.resolv_conf;
     cfg.stdio[0] = cfg.stdio[1] = cfg.stdio[2] = -1;
     /* The monitor raised its own fd limit; the sandbox keeps the usual one. */
     {
@@ -2248,15 +2274,28 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
         cfg.stdio[1] = pipes[1][1];
         cfg.stdio[2] = pipes[2][1];
     }
-    /* A network namespace made ahead when the zygote's pool has one ready;
-     * else the sandbox makes its own.  The pool is of no more use to us
-     * after this create: our copy of its socket goes. */
-    if (m->netpool_fd >= 0) {
+    /* A network namespace made ahead when the zygote's pool has one ready
+     * (on the daemon's network when there is one: the pool's all are);
+     * else one made here with its eth0, or, off the network, by the
+     * sandbox itself (loopback only).  A sandbox that blocks the network
+     * takes none of the pool's, which have eth0.  The pool is of no more
+     * use to us after this create: our copy of its socket goes. */
+    if (m->netpool_fd >= 0 && !m->spec.block_network) {
         int t = sbx_netpool_take(m->netpool_fd, &ns, &err);
         if (t == 0)
             cfg.netns = &ns;
         else if (t != -EAGAIN)
             mlog("network namespace pool: %s", err.message);
+    }
+    if (!cfg.netns && m->spec.on_network) {
+        m->spec.network.run_dir = m->run_dir;
+        r = sbx_netns_make(&m->spec.network, &ns, &err);
+        if (r < 0) {
+            *code = errno_code(-r);
+            snprintf(why, why_len, "%s", err.message);
+            goto out;
+        }
+        cfg.netns = &ns;
     }
     r = sbx_sandbox_create(&cfg, &m->sb, &err);
     sbx_netns_close(&ns);
@@ -2491,7 +2530,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: sandboxd-monitor --id SB --spec FILE --run-dir RUN --state-dir STATE "
                "[--log FILE] [--client-fd FD]\n"
-               "       sandboxd-monitor --zygote FD [--netpool N]\n"
+               "       sandboxd-monitor --zygote FD [--netpool N] [--network BRIDGE,SUBNET "
+               "--run-dir RUN]\n"
                "Creates sandbox SB and owns it; see daemon/monitor-proto.h.\n");
 }
 
@@ -2657,12 +2697,20 @@ static int monitor_main(const struct monitor_args *a)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"id", required_argument, NULL, 'i'},      {"spec", required_argument, NULL, 's'},
-        {"run-dir", required_argument, NULL, 'r'}, {"state-dir", required_argument, NULL, 'S'},
-        {"log", required_argument, NULL, 'l'},     {"client-fd", required_argument, NULL, 'c'},
-        {"zygote", required_argument, NULL, 'z'},  {"netpool", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"id", required_argument, NULL, 'i'},
+        {"spec", required_argument, NULL, 's'},
+        {"run-dir", required_argument, NULL, 'r'},
+        {"state-dir", required_argument, NULL, 'S'},
+        {"log", required_argument, NULL, 'l'},
+        {"client-fd", required_argument, NULL, 'c'},
+        {"zygote", required_argument, NULL, 'z'},
+        {"netpool", required_argument, NULL, 'n'},
+        {"network", required_argument, NULL, 'N'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
+    struct sbx_network net = {0};
+    bool on_network = false;
     struct monitor_args a = {.client_fd = -1, .netpool_fd = -1};
     _cleanup_json_ json_t *hold = NULL;
     int c, zygote_fd = -1, r;
@@ -2711,6 +2759,20 @@ int main(int argc, char **argv)
             netpool_size = (unsigned)n;
             break;
         }
+        case 'N': {
+            /* BRIDGE,SUBNET: the zygote's pool makes eth0 on the bridge. */
+            char *comma = strchr(optarg, ',');
+            sbx_error err = {0};
+            if (!comma || sbx_network_parse(comma + 1, &net, &err) < 0) {
+                usage(stderr);
+                close_inherited(-1);
+                return print_status(&a, "invalid_argument", "--network BRIDGE,A.B.C.D/P", 0);
+            }
+            *comma = '\0';
+            net.bridge = optarg;
+            on_network = true;
+            break;
+        }
         case 'h':
             usage(stdout);
             return 0;
@@ -2726,7 +2788,12 @@ int main(int argc, char **argv)
             return 2;
         }
         close_inherited(zygote_fd);
-        r = zygote_serve(zygote_fd, argv, netpool_size, &a, &hold);
+        if (on_network && !a.run_dir) {
+            usage(stderr);
+            return 2;
+        }
+        net.run_dir = a.run_dir;
+        r = zygote_serve(zygote_fd, argv, netpool_size, on_network ? &net : NULL, &a, &hold);
         if (r <= 0)
             return r < 0 ? 1 : 0;
         /* A fresh child with its request: on to the monitor. */

@@ -7,6 +7,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "sbx.h"
+
 /* What one monitor is started with: its command line, or a zygote request. */
 struct monitor_args {
     const char *id, *spec, *run_dir, *state_dir, *log;
@@ -28,9 +30,9 @@ struct monitor_args {
  * request; the child then runs the monitor and owns *ret_hold, which the
  * strings of *ret point into.  With netpool_size > 0 the zygote keeps that
  * many network namespaces made ahead (sbx_netpool_start()) for its
- * monitors to take. */
-int zygote_serve(int control_fd, char **argv, unsigned netpool_size, struct monitor_args *ret,
-                 json_t **ret_hold);
+ * monitors to take, each with eth0 on net's bridge when net is given. */
+int zygote_serve(int control_fd, char **argv, unsigned netpool_size, const struct sbx_network *net,
+                 struct monitor_args *ret, json_t **ret_hold);
 
 /* The monitor's log line (stderr: the --log file once started). */
 void mlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -324,8 +324,11 @@ bool sbxd_pool_fits(struct sbxd *d, json_t *body)
     json_t *v;
 
     (void)d;
-    /* A pooled sandbox's hostname is its id, set when it was made. */
+    /* A pooled sandbox's hostname is its id, set when it was made; its
+     * network is the daemon's. */
     if ((v = json_object_get(body, "hostname")) && !json_is_null(v))
+        return false;
+    if (json_is_true(json_object_get(body, "block_network")))
         return false;
     return true;
 }

@@ -10,6 +10,7 @@
 
 #include "http.h"
 #include "monitor-proto.h"
+#include "sbx.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -41,6 +42,11 @@ struct sbxd_config {
     int64_t default_pids_max;
     const char *cgroup_parent;
     json_t *pool; /* {"image": N}: sandboxes made ahead per image (pool.c) */
+    /* The sandboxes' network (runtime/network.c); off: loopback only */
+    bool network;
+    const char *bridge, *subnet;
+    json_t *dns;          /* ["A.B.C.D", ...] or NULL: the host's resolvers */
+    json_t *network_json; /* the config's "network", which the strings point into */
 };
 
 struct sbxd_proc;
@@ -117,6 +123,8 @@ struct sbxd {
     unsigned n_running;
     json_t *apps; /* {"name": {"app_id":..., "name":...}} */
     struct sbxd_zygote *zygote;
+    struct sbx_network net; /* when cfg.network */
+    char resolv_conf[4096]; /* RUN/resolv.conf: the sandboxes' DNS servers */
     double started_at;
     unsigned long long created_total, execs_total;
 };

@@ -83,13 +83,24 @@ static void zygote_exited(uv_process_t *p, int64_t status, int sig)
 static void zygote_spawn(struct sbxd_zygote *z)
 {
     struct sbxd *d = z->d;
-    char pool[16];
-    char *args[] = {(char *)d->cfg.monitor_path, "--zygote", "3", "--netpool", pool, NULL};
+    char pool[16], network[64];
+    /* On the daemon's network, the pool's namespaces come with eth0. */
+    char *args[] = {(char *)d->cfg.monitor_path,
+                    "--zygote",
+                    "3",
+                    "--netpool",
+                    pool,
+                    d->cfg.network ? "--network" : NULL,
+                    network,
+                    "--run-dir",
+                    (char *)d->cfg.run_dir,
+                    NULL};
     uv_stdio_container_t stdio[4];
     uv_process_options_t opts = {0};
     int sv[2], r;
 
     snprintf(pool, sizeof(pool), "%u", d->cfg.netns_pool);
+    snprintf(network, sizeof(network), "%s,%s", d->cfg.bridge, d->cfg.subnet);
     if (z->stopping || z->proc_open)
         return;
     /* Ours non-blocking (a full socket means "spawn instead"), the

@@ -338,7 +338,8 @@ struct sbx__rootfs {
     size_t n_layers;
     const int *layer_fds; /* idmapped detached trees, or NULL without userns */
     bool userns;
-    int sysfs_fd; /* a detached sysfs to move to /sys, or -1: mount one */
+    int sysfs_fd;            /* a detached sysfs to move to /sys, or -1: mount one */
+    const char *resolv_conf; /* a host file bound read-only at /etc/resolv.conf, or NULL */
 };
 
 /* In the sandbox's new mount namespace: builds the root filesystem (overlay,

@@ -114,6 +114,23 @@ struct netns_msg {
     uint32_t addr;
 } __attribute__((packed));
 
+int sbx_netns_make(const struct sbx_network *net, struct sbx_netns *ret, sbx_error *err)
+{
+    _cleanup_close_ int own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int r;
+
+    if (own < 0)
+        return sbx__error(err, errno, "open our own network namespace");
+    r = sbx__netns_make(ret, net, own, err);
+    if (setns(own, CLONE_NEWNET) < 0) {
+        /* Cannot happen (we are root where we came from); carrying on in
+         * the new namespace would be wrong. */
+        sbx__error(err, errno, "return to our own network namespace");
+        abort();
+    }
+    return r;
+}
+
 static int send_netns(int sock, const struct sbx_netns *ns)
 {
     struct netns_msg msg = {.marker = NETPOOL_MSG, .addr = ns->addr};

@@ -34,6 +34,7 @@
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
 #include <linux/if_link.h>
+#include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <net/if.h>
@@ -375,6 +376,20 @@ int sbx__veth_attach(const struct sbx_network *net, int host_netns, uint32_t *re
     if (r >= 0)
         r = link_up(&nl, host_if, bridge, "put the veth on the bridge", err);
     if (r >= 0) {
+        /* An earlier holder of the address may be known to the host still:
+         * its stale neighbour entry would send the replies to a dead MAC. */
+        struct ndmsg *nd;
+        uint32_t a = htonl(addr);
+        sbx_error ignored;
+
+        nlh = nl_msg(&nl, RTM_DELNEIGH, 0);
+        nd = mnl_nlmsg_put_extra_header(nlh, sizeof(*nd));
+        nd->ndm_family = AF_INET;
+        nd->ndm_ifindex = bridge;
+        mnl_attr_put(nlh, NDA_DST, sizeof(a), &a);
+        (void)nl_talk(&nl, nlh, "forget the address's old neighbour", &ignored);
+    }
+    if (r >= 0) {
         nlh = nl_msg(&nl, RTM_NEWLINK, 0);
         put_ifinfo(nlh, host_if, 0, 0);
         info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
@@ -455,21 +470,21 @@ static int firewall(const struct sbx_network *net, sbx_error *err)
              /* Nothing on the host from a sandbox: not the daemon's TCP
               * listener, not anything bound on the bridge's address. */
              "    iifname \"%1$s\" ct state established,related accept\n"
-             "    iifname \"%1$s\" drop\n"
+             "    iifname \"%1$s\" counter drop\n"
              "  }\n"
              "  chain forward {\n"
              "    type filter hook forward priority filter - 10; policy accept;\n"
              /* Into a sandbox only what answers its own connections. */
              "    oifname \"%1$s\" ct state established,related accept\n"
-             "    oifname \"%1$s\" drop\n"
-             "    iifname \"%1$s\" meta nfproto ipv6 drop\n"
-             "    iifname \"%1$s\" ip saddr != %2$s/%3$u drop\n"
+             "    oifname \"%1$s\" counter drop\n"
+             "    iifname \"%1$s\" meta nfproto ipv6 counter drop\n"
+             "    iifname \"%1$s\" ip saddr != %2$s/%3$u counter drop\n"
              "%4$s"
-             "    iifname \"%1$s\" ip daddr @private drop\n"
+             "    iifname \"%1$s\" ip daddr @private counter drop\n"
              "  }\n"
              "  chain postrouting {\n"
              "    type nat hook postrouting priority srcnat; policy accept;\n"
-             "    ip saddr %2$s/%3$u oifname != \"%1$s\" masquerade\n"
+             "    ip saddr %2$s/%3$u oifname != \"%1$s\" counter masquerade\n"
              "  }\n"
              "}\n",
              net->bridge, sub, net->prefix, dns_rules);
@@ -502,6 +517,24 @@ int sbx_network_setup(const struct sbx_network *net, sbx_error *err)
         bridge = r < 0 ? -1 : (int)if_nametoindex(net->bridge);
         if (r >= 0 && bridge <= 0)
             r = sbx__error(err, ENODEV, "find the bridge `%s`", net->bridge);
+    }
+    if (r >= 0) {
+        /* A bridge without an address of its own takes its lowest port's,
+         * so every veth that comes or goes could change the gateway's MAC
+         * under the sandboxes' feet (their neighbour entries then point at
+         * nothing until they expire): give it a fixed one, locally
+         * administered, from its name and subnet. */
+        unsigned char mac[6] = {0x02, 0x5b};
+        uint32_t h = 2166136261u;
+
+        for (const char *c = net->bridge; *c; c++)
+            h = (h ^ (unsigned char)*c) * 16777619u;
+        h = (h ^ net->subnet) * 16777619u;
+        memcpy(mac + 2, &h, 4);
+        nlh = nl_msg(&nl, RTM_NEWLINK, 0);
+        put_ifinfo(nlh, bridge, 0, 0);
+        mnl_attr_put(nlh, IFLA_ADDRESS, sizeof(mac), mac);
+        r = nl_talk(&nl, nlh, "set the bridge's MAC address", err);
     }
     if (r >= 0)
         r = add_address(&nl, bridge, gateway(net), net->prefix, "address the bridge", err);

@@ -110,6 +110,32 @@ static int setup_dev(sbx_error *err)
     return 0;
 }
 
+/* The host's file, read-only, over the image's /etc/resolv.conf (made
+ * when missing; a symlink, as systemd-resolved's images have, replaced). */
+static int bind_resolv_conf(const char *src, sbx_error *err)
+{
+    struct stat st;
+    int r;
+
+    if ((r = ensure_dir("etc", err)) < 0)
+        return r;
+    /* Opening the image's own file for writing would copy it up: only a
+     * missing one (or a link) is made. */
+    r = lstat("etc/resolv.conf", &st);
+    if (r < 0 && errno != ENOENT)
+        return sbx__error(err, errno, "stat `/etc/resolv.conf`");
+    if (r == 0 && !S_ISREG(st.st_mode) && unlink("etc/resolv.conf") < 0)
+        return sbx__error(err, errno, "replace `/etc/resolv.conf`");
+    if ((r < 0 || !S_ISREG(st.st_mode)) && (r = ensure_file("etc/resolv.conf", err)) < 0)
+        return r;
+    if ((r = do_mount(src, "etc/resolv.conf", NULL, MS_BIND, NULL, err)) < 0 ||
+        (r = do_mount(NULL, "etc/resolv.conf", NULL,
+                      MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
+                      err)) < 0)
+        return r;
+    return 0;
+}
+
 static int mask_paths(sbx_error *err)
 {
     for (size_t i = 0; i < SBX_ARRAY_SIZE(masked_paths); i++) {
@@ -209,6 +235,8 @@ int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err)
         (r = do_mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err)) < 0)
         return r;
     if ((r = mask_paths(err)) < 0)
+        return r;
+    if (p->resolv_conf && (r = bind_resolv_conf(p->resolv_conf, err)) < 0)
         return r;
 
     /* pivot_root(".", ".") stacks the old root on top of the new one; the

@@ -259,6 +259,7 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
         .layer_fds = layer_fds,
         .userns = a->sb->userns,
         .sysfs_fd = a->sysfs_fd,
+        .resolv_conf = cfg->resolv_conf,
     };
     char work[PATH_MAX];
 

@@ -92,6 +92,10 @@ struct sbx_config {
      * create takes it (renamed to the sandbox's) instead of making its
      * writable layer's directories.  NULL, or one that is gone: made here. */
     const char *state_spare;
+    /* A host file bound read-only at the sandbox's /etc/resolv.conf (the
+     * daemon's, naming the DNS servers its network lets through); NULL:
+     * the image's own. */
+    const char *resolv_conf;
 };
 
 enum sbx_finish {
@@ -273,6 +277,11 @@ SBX_PUBLIC void sbx_netns_close(struct sbx_netns *ns);
  * returns when the other end closes. */
 SBX_PUBLIC int sbx_netpool_serve(int sock, unsigned size, const struct sbx_network *net);
 
+/* Makes a network namespace as the pool's helper does (with eth0 on net's
+ * bridge when net is given), for a caller whose pool has none ready; the
+ * calling thread stays in its own namespace.  Release with
+ * sbx_netns_close(). */
+SBX_PUBLIC int sbx_netns_make(const struct sbx_network *net, struct sbx_netns *ret, sbx_error *err);
 /* Parses "A.B.C.D/P" into net->subnet and net->prefix. */
 SBX_PUBLIC int sbx_network_parse(const char *cidr, struct sbx_network *net, sbx_error *err);
 /* Makes (or updates) the bridge, its address, the firewall table

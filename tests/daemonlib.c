@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-char dl_dir[64], dl_sock[128], dl_run[128], dl_cgparent[64];
+char dl_dir[64], dl_sock[128], dl_run[128], dl_cgparent[64], dl_bridge[16], dl_subnet[32];
 pid_t dl_daemon_pid;
 
 static char state[128];
@@ -170,7 +170,8 @@ bool dl_spawn_daemon(const char *config)
         /* The list ends at the first NULL: no config, no --config. */
         execl(daemon, "sandboxd", "--socket", dl_sock, "--state-dir", state, "--run-dir", dl_run,
               "--image-store", image_store, "--monitor", monitor, "--cgroup-parent", dl_cgparent,
-              config ? "--config" : (char *)NULL, config, (char *)NULL);
+              "--bridge", dl_bridge, "--subnet", dl_subnet, config ? "--config" : (char *)NULL,
+              config, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {
@@ -234,6 +235,14 @@ void dl_delete_all_and_stop(void)
     delete_listed_and_stop(dl_call("GET", "/v1/sandboxes?state=all", NULL, 200), 60);
 }
 
+void dl_net_names(char bridge[16], char subnet[32])
+{
+    /* Never the host's own (a daemon may run there, on sbx0): one per test
+     * program, each test's daemon in turn. */
+    snprintf(bridge, 16, "sbxd%d", (int)(getpid() % 100000));
+    snprintf(subnet, 32, "10.215.%d.0/24", (int)(getpid() % 250));
+}
+
 int dl_init(const char *name)
 {
     if (geteuid() != 0) {
@@ -246,6 +255,7 @@ int dl_init(const char *name)
         return 77;
     }
     snprintf(tag, sizeof(tag), "%s", name);
+    dl_net_names(dl_bridge, dl_subnet);
     snprintf(session, sizeof(session), "/run/sbx-%s.XXXXXX", tag);
     if (!mkdtemp(session)) {
         perror(session);

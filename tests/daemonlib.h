@@ -20,6 +20,8 @@ extern char dl_dir[64];      /* the test's own directory */
 extern char dl_sock[128];    /* the daemon's unix socket */
 extern char dl_run[128];     /* the daemon's --run-dir (monitors name it) */
 extern char dl_cgparent[64]; /* the daemon's --cgroup-parent */
+extern char dl_bridge[16];   /* the daemon's --bridge (its sandboxes' network) */
+extern char dl_subnet[32];   /* and --subnet */
 extern pid_t dl_daemon_pid;  /* the running daemon, 0 when none */
 
 /* A response body (NUL-terminated) and what came with it. */
@@ -36,6 +38,8 @@ struct dl_buf {
  * 99 when the session directory cannot be made.  `tag` also names the
  * cgroup parents: sandboxd-TAG-PID. */
 int dl_init(const char *tag);
+/* A bridge name and subnet of this test program's own. */
+void dl_net_names(char bridge[16], char subnet[32]);
 
 /* Check kills a failed test's process without running its teardown; the
  * monitors, in their own sessions, live on.  This starts a daemon on every

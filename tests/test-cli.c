@@ -365,7 +365,8 @@ START_TEST(test_tcp_and_token)
         snprintf(listen, sizeof(listen), "127.0.0.1:%d", ntohs(sa.sin_port));
         execl(getenv("SBX_DAEMON") ? getenv("SBX_DAEMON") : "./sandboxd", "sandboxd", "--socket",
               sock, "--state-dir", state, "--run-dir", run, "--listen", listen, "--tokens", tokens,
-              "--cgroup-parent", cgparent, (char *)NULL);
+              "--cgroup-parent", cgparent, "--bridge", dl_bridge, "--subnet", dl_subnet,
+              (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 500 && access(sock, F_OK) < 0; i++) {

@@ -206,7 +206,8 @@ START_TEST(test_bad_requests)
         {"{\"env\":{\"A\":1}}", "400"},
         {"{\"name\":\"../x\"}", "400"},
         {"{\"volumes\":{\"/data\":\"v\"}}", "400"},
-        {"{\"block_network\":true}", "400"},
+        {"{\"cidr_allowlist\":[\"1.2.3.0/24\"]}", "400"},
+        {"{\"block_network\":\"yes\"}", "400"},
         {"{\"surprise\":1}", "400"},
         {"{\"image\":\"no-such-image\"}", "404"},
         {"{\"gpu\":\"any\"}", "409"},
@@ -703,6 +704,9 @@ START_TEST(test_netns_pool)
 {
     char *id[2], *out[2];
 
+    /* Off the network, where a sandbox without a pooled namespace makes
+     * its own (loopback only) and shows it. */
+    dl_restart_with_config("{\"network\": false}");
     /* The pool fills in the background after the daemon starts (its helper
      * runs at idle priority): a create before then makes its own namespace,
      * so the first pooled ones may take a moment. */
@@ -729,12 +733,55 @@ START_TEST(test_netns_pool)
         free(id[i]);
     }
 
-    dl_restart_with_config("{\"netns_pool\": 0}");
+    dl_restart_with_config("{\"network\": false, \"netns_pool\": 0}");
     id[0] = dl_create("{\"image\":\"busybox\"}");
     out[0] = dl_exec_out(id[0], "cat /proc/sys/net/ipv4/ip_unprivileged_port_start");
     ck_assert_str_eq(out[0], "1024\n");
     free(out[0]);
     free(id[0]);
+}
+END_TEST
+
+/* On the daemon's network (the default): eth0 with an address of the
+ * subnet, the daemon's resolv.conf, whether the namespace came from the
+ * pool or was made on the way; block_network: loopback only. */
+START_TEST(test_sandbox_network)
+{
+    char prefix[32], *id, *out;
+    json_t *r;
+
+    snprintf(prefix, sizeof(prefix), "%.*s", (int)(strrchr(dl_subnet, '.') - dl_subnet + 1),
+             dl_subnet);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            dl_restart_with_config("{\"netns_pool\": 0}");
+        id = dl_create("{\"image\":\"busybox\"}");
+        out = dl_exec_out(id, "ls /sys/class/net | tr '\\\\n' ' '; echo; "
+                              "ip -4 -o addr show eth0 | cut -d' ' -f7; cat /etc/resolv.conf");
+        ck_assert_msg(!strncmp(out, "eth0 lo \n", 8), "pass %d: %s", pass, out);
+        ck_assert_msg(strstr(out, prefix), "pass %d: no address in %s: %s", pass, dl_subnet, out);
+        {
+            /* The daemon's resolv.conf, as the sandbox sees it. */
+            char path[256], want[512] = "";
+            FILE *f;
+            snprintf(path, sizeof(path), "%s/resolv.conf", dl_run);
+            f = fopen(path, "re");
+            ck_assert_ptr_nonnull(f);
+            want[fread(want, 1, sizeof(want) - 1, f)] = '\0';
+            fclose(f);
+            ck_assert_msg(strstr(out, want), "resolv.conf: %s", out);
+        }
+        free(out);
+        json_decref(dl_call("DELETE", dl_sbpath((char[128]){0}, 128, id, ""), NULL, 204));
+        free(id);
+    }
+    id = dl_create("{\"image\":\"busybox\",\"block_network\":true}");
+    out = dl_exec_out(id, "ls /sys/class/net");
+    ck_assert_str_eq(out, "lo\n");
+    free(out);
+    free(id);
+    r = dl_call("POST", "/v1/sandboxes", "{\"image\":\"busybox\",\"block_network\":1}", 400);
+    json_decref(r);
 }
 END_TEST
 
@@ -971,6 +1018,7 @@ int main(void)
     tcase_add_test(tc, test_zygote_loses_request);
     tcase_add_test(tc, test_no_zygote);
     tcase_add_test(tc, test_netns_pool);
+    tcase_add_test(tc, test_sandbox_network);
     tcase_add_test(tc, test_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
