@@ -7,6 +7,7 @@
 #include "image.h"
 #include "sbx.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -392,7 +393,7 @@ static void list_apps(struct sbxd *d, sbxd_req *req)
 /* ---- creating a sandbox ---- */
 
 static const char *const unsupported_fields[] = {
-    "secrets", "disk_mib", "cidr_allowlist", "ports", "readiness_probe", "volumes", "mounts",
+    "secrets", "disk_mib", "ports", "readiness_probe", "volumes", "mounts",
 };
 
 static bool is_string_map(json_t *o)
@@ -477,6 +478,26 @@ static const char *const known_fields[] = {
 
 /* Validates the create body; replies 400 naming the field and returns false
  * on the first problem. */
+/* "A.B.C.D" or "A.B.C.D/P" (P 0..32). */
+static bool valid_cidr(const char *s)
+{
+    char buf[32], *slash, *end;
+    struct in_addr a;
+    long p = 32;
+
+    if (!s || strlen(s) >= sizeof(buf))
+        return false;
+    snprintf(buf, sizeof(buf), "%s", s);
+    if ((slash = strchr(buf, '/'))) {
+        *slash = '\0';
+        errno = 0;
+        p = strtol(slash + 1, &end, 10);
+        if (errno || *end || end == slash + 1 || p < 0 || p > 32)
+            return false;
+    }
+    return inet_pton(AF_INET, buf, &a) == 1;
+}
+
 static bool validate_create(sbxd_req *req, json_t *body)
 {
     const char *key;
@@ -556,6 +577,20 @@ static bool validate_create(sbxd_req *req, json_t *body)
         BAD("hostname", "must be a hostname of 1 to 63 characters");
     if ((v = json_object_get(body, "block_network")) && !json_is_null(v) && !json_is_boolean(v))
         BAD("block_network", "must be true or false");
+    if ((v = json_object_get(body, "cidr_allowlist")) && !json_is_null(v)) {
+        size_t i;
+        json_t *c;
+
+        if (!json_is_array(v) || json_array_size(v) > 64)
+            BAD("cidr_allowlist", "must be an array of at most 64 IPv4 CIDRs");
+        json_array_foreach(v, i, c)
+        {
+            if (!valid_cidr(json_string_value(c)))
+                BAD("cidr_allowlist", "has an entry that is not an IPv4 A.B.C.D[/P]");
+        }
+        if (json_is_true(json_object_get(body, "block_network")))
+            BAD("cidr_allowlist", "cannot go with block_network");
+    }
     if ((v = json_object_get(body, "gpu")) && !json_is_null(v) && !json_is_false(v)) {
         sbxd_reply_error(req, 409, "failed_precondition", "field `gpu`: this host has no GPU");
         return false;
@@ -635,6 +670,8 @@ static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec)
             spec, "network",
             json_pack("{s:s,s:s}", "bridge", d->cfg.bridge, "subnet", d->cfg.subnet));
         json_object_set_new(spec, "resolv_conf", json_string(d->resolv_conf));
+        if (json_is_array(json_object_get(body, "cidr_allowlist")))
+            json_object_set(spec, "cidr_allowlist", json_object_get(body, "cidr_allowlist"));
     }
     return spec;
 }

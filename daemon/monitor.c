@@ -199,7 +199,9 @@ struct spec {
     /* The daemon's network, when the sandbox is on it (eth0 on its bridge). */
     bool on_network;
     struct sbx_network network;
-    bool block_network; /* loopback only */
+    bool block_network;          /* loopback only */
+    const char **cidr_allowlist; /* on the network: only these destinations */
+    size_t n_cidr_allowlist;
     const char *resolv_conf;
     struct sbx_limits limits;
     uint64_t timeout_s, idle_timeout_s, output_limit;
@@ -228,6 +230,7 @@ struct monitor {
     const char *finish_reason;
     int returncode;
     int64_t deadline, last_activity, finish_deadline;
+    uint32_t allowed_addr; /* the sandbox's eth0, while its allowlist is in the firewall */
 
     struct proc **procs;
     size_t n_procs, cap_procs, n_running;
@@ -1049,6 +1052,20 @@ static bool finish_ready(struct monitor *m)
     return true;
 }
 
+/* Takes the sandbox's allowlist out of the firewall (before its address
+ * is released with the sandbox). */
+static void allowlist_clear(struct monitor *m)
+{
+    sbx_error err = {0};
+
+    if (!m->allowed_addr)
+        return;
+    m->spec.network.run_dir = m->run_dir;
+    if (sbx_network_allow_clear(&m->spec.network, m->allowed_addr, &err) < 0)
+        mlog("clear the allowlist: %s", err.message);
+    m->allowed_addr = 0;
+}
+
 /* Everything is on disk or given up on: the records, then the sandbox goes. */
 static void finish_complete(struct monitor *m)
 {
@@ -1095,6 +1112,7 @@ static void finish_complete(struct monitor *m)
     client_send(m, json_pack("{s:s,s:o,s:s}", "ev", "finished", "returncode",
                              m->returncode >= 0 ? json_integer(m->returncode) : json_null(),
                              "finish_reason", m->finish_reason));
+    allowlist_clear(m);
     if (sbx_sandbox_destroy(m->sb, &err) < 0)
         mlog("destroy: %s", err.message);
     m->sb = NULL;
@@ -1990,6 +2008,7 @@ static void loop(struct monitor *m)
 
 static void spec_free(struct spec *s)
 {
+    free(s->cidr_allowlist);
     free(s->layers);
     free(s->env);
     free(s->entrypoint);
@@ -2076,6 +2095,13 @@ static int spec_load(const char *path, struct spec *s, char *why, size_t why_len
     s->block_network = json_is_true(v);
     if (s->block_network && s->on_network)
         BAD("spec: \"block_network\" and \"network\" together");
+    v = json_object_get(s->root, "cidr_allowlist");
+    if (v && !json_is_null(v)) {
+        s->cidr_allowlist = strv_of(v, false, false, &ok);
+        if (!ok || !s->on_network)
+            BAD("spec: \"cidr_allowlist\" must be an array of strings, with \"network\"");
+        s->n_cidr_allowlist = json_array_size(v);
+    }
     v = json_object_get(s->root, "resolv_conf");
     if (v && !json_is_null(v) &&
         (!(s->resolv_conf = json_string_value(v)) || s->resolv_conf[0] != '/'))
@@ -2297,7 +2323,22 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
         }
         cfg.netns = &ns;
     }
+    /* The allowlist is in the firewall before anything runs inside. */
+    if (m->spec.cidr_allowlist && cfg.netns && cfg.netns->addr) {
+        m->spec.network.run_dir = m->run_dir;
+        r = sbx_network_allow(&m->spec.network, cfg.netns->addr, m->spec.cidr_allowlist,
+                              m->spec.n_cidr_allowlist, &err);
+        if (r < 0) {
+            sbx_netns_close(&ns);
+            *code = errno_code(-r);
+            snprintf(why, why_len, "%s", err.message);
+            goto out;
+        }
+        m->allowed_addr = cfg.netns->addr;
+    }
     r = sbx_sandbox_create(&cfg, &m->sb, &err);
+    if (r < 0)
+        allowlist_clear(m);
     sbx_netns_close(&ns);
     if (m->netpool_fd >= 0) {
         close(m->netpool_fd);
@@ -2347,6 +2388,7 @@ fail_created:
     watch_close(m, &m->pidfd_w);
     watch_close(m, &m->exit_w);
     watch_close(m, &m->oom_w);
+    allowlist_clear(m);
     (void)sbx_sandbox_destroy(m->sb, NULL);
     m->sb = NULL;
     m->state = MON_FINISHING;

@@ -328,7 +328,8 @@ bool sbxd_pool_fits(struct sbxd *d, json_t *body)
      * network is the daemon's. */
     if ((v = json_object_get(body, "hostname")) && !json_is_null(v))
         return false;
-    if (json_is_true(json_object_get(body, "block_network")))
+    if (json_is_true(json_object_get(body, "block_network")) ||
+        json_is_array(json_object_get(body, "cidr_allowlist")))
         return false;
     return true;
 }

@@ -379,6 +379,8 @@ int sbx__netns_make(struct sbx_netns *ret, const struct sbx_network *net, int ho
 int sbx__veth_attach(const struct sbx_network *net, int host_netns, uint32_t *ret_addr,
                      sbx_error *err);
 void sbx__addr_format(uint32_t addr, char out[16]);
+/* "A.B.C.D/P" (P 0..32) into ret->subnet (host bits cleared), ret->prefix. */
+int sbx__cidr_parse(const char *cidr, struct sbx_network *ret);
 /* Writes the sandbox's id into its address's lease (RUN/leases/ADDR). */
 int sbx__lease_claim(const char *run_dir, uint32_t addr, const char *id);
 void sbx__lease_release(const struct sbx_network *net, uint32_t addr);

@@ -42,6 +42,7 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -155,7 +156,7 @@ static uint32_t gateway(const struct sbx_network *net)
 
 static uint32_t broadcast(const struct sbx_network *net)
 {
-    return net->subnet | (net->prefix ? (UINT32_MAX >> net->prefix) : UINT32_MAX);
+    return net->subnet | ~(net->prefix == 0 ? 0 : UINT32_MAX << (32 - net->prefix));
 }
 
 void sbx__addr_format(uint32_t addr, char out[16])
@@ -163,27 +164,53 @@ void sbx__addr_format(uint32_t addr, char out[16])
     snprintf(out, 16, "%u.%u.%u.%u", addr >> 24, (addr >> 16) & 255, (addr >> 8) & 255, addr & 255);
 }
 
-int sbx_network_parse(const char *cidr, struct sbx_network *net, sbx_error *err)
+static uint32_t mask_of(unsigned prefix)
+{
+    return prefix == 0 ? 0 : UINT32_MAX << (32 - prefix);
+}
+
+/* "A.B.C.D/P" (P 0..32) into *ret_net (host bits cleared) and *ret_prefix;
+ * the address as given in *ret_addr. */
+static int cidr_parse(const char *cidr, uint32_t *ret_net, unsigned *ret_prefix, uint32_t *ret_addr)
 {
     char buf[32], *slash, *end;
     struct in_addr a;
     long prefix;
 
     if (!cidr || strlen(cidr) >= sizeof(buf))
-        return sbx__error(err, EINVAL, "subnet `%s` is not A.B.C.D/P", cidr ? cidr : "(null)");
+        return -EINVAL;
     snprintf(buf, sizeof(buf), "%s", cidr);
     slash = strchr(buf, '/');
     if (!slash)
-        return sbx__error(err, EINVAL, "subnet `%s` is not A.B.C.D/P", cidr);
+        return -EINVAL;
     *slash = '\0';
     errno = 0;
     prefix = strtol(slash + 1, &end, 10);
-    if (inet_pton(AF_INET, buf, &a) != 1 || errno || *end || end == slash + 1 || prefix < 8 ||
-        prefix > 28)
-        return sbx__error(err, EINVAL, "subnet `%s`: an IPv4 A.B.C.D/P with P from 8 to 28", cidr);
-    net->prefix = (unsigned)prefix;
-    net->subnet = ntohl(a.s_addr) & ~(UINT32_MAX >> prefix);
-    if (net->subnet != ntohl(a.s_addr))
+    if (inet_pton(AF_INET, buf, &a) != 1 || errno || *end || end == slash + 1 || prefix < 0 ||
+        prefix > 32)
+        return -EINVAL;
+    *ret_prefix = (unsigned)prefix;
+    *ret_addr = ntohl(a.s_addr);
+    *ret_net = *ret_addr & mask_of((unsigned)prefix);
+    return 0;
+}
+
+int sbx__cidr_parse(const char *cidr, struct sbx_network *ret)
+{
+    uint32_t addr;
+
+    return cidr_parse(cidr, &ret->subnet, &ret->prefix, &addr);
+}
+
+int sbx_network_parse(const char *cidr, struct sbx_network *net, sbx_error *err)
+{
+    uint32_t addr;
+
+    if (cidr_parse(cidr, &net->subnet, &net->prefix, &addr) < 0 || net->prefix < 8 ||
+        net->prefix > 28)
+        return sbx__error(err, EINVAL, "subnet `%s`: an IPv4 A.B.C.D/P with P from 8 to 28",
+                          cidr ? cidr : "(null)");
+    if (net->subnet != addr)
         return sbx__error(err, EINVAL, "subnet `%s` has host bits set", cidr);
     return 0;
 }
@@ -196,21 +223,35 @@ static void lease_path(const struct sbx_network *net, uint32_t addr, char *out, 
     snprintf(out, n, "%s/leases/%s", net->run_dir, a);
 }
 
-/* Takes the next free address (a new lease file), going round the subnet. */
+/* Takes the next free address (a new lease file), going round the subnet.
+ * The cursor is shared by every process that leases (the pool's helper,
+ * monitors making a namespace themselves): RUN/leases/.next, under an
+ * flock.  An address thus comes back only after the whole subnet has been
+ * handed out, long after its last holder's veth has gone (the kernel
+ * removes it in the background, with the namespace). */
 static int lease_take(const struct sbx_network *net, uint32_t *ret, sbx_error *err)
 {
-    static uint32_t next;
-    uint32_t first = net->subnet + 2, last = broadcast(net) - 1, n = last - first + 1;
-    char path[PATH_MAX];
+    uint32_t first = net->subnet + 2, last = broadcast(net) - 1, n = last - first + 1, next = 0;
+    char path[PATH_MAX], buf[16] = "";
+    _cleanup_close_ int cur = -1;
+    ssize_t len;
+    int r = -EADDRNOTAVAIL;
 
     snprintf(path, sizeof(path), "%s/leases", net->run_dir);
     if (sbx__mkdir_p(path, 0700, err) < 0)
         return -errno;
+    snprintf(path, sizeof(path), "%s/leases/.next", net->run_dir);
+    cur = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (cur < 0 || flock(cur, LOCK_EX) < 0)
+        return sbx__error(err, errno, "lock `%s`", path);
+    len = pread(cur, buf, sizeof(buf) - 1, 0);
+    if (len > 0)
+        next = (uint32_t)strtoul(buf, NULL, 10);
     if (next < first || next > last) {
-        uint32_t r = 0;
-        if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r))
-            r = (uint32_t)time(NULL);
-        next = first + r % n;
+        uint32_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
+            rnd = (uint32_t)time(NULL);
+        next = first + rnd % n;
     }
     for (uint32_t i = 0; i < n; i++) {
         uint32_t addr = next;
@@ -222,12 +263,21 @@ static int lease_take(const struct sbx_network *net, uint32_t *ret, sbx_error *e
         if (fd >= 0) {
             close(fd);
             *ret = addr;
-            return 0;
+            r = 0;
+            break;
         }
-        if (errno != EEXIST)
-            return sbx__error(err, errno, "lease `%s`", path);
+        if (errno != EEXIST) {
+            r = sbx__error(err, errno, "lease `%s`", path);
+            break;
+        }
     }
-    return sbx__error(err, EADDRNOTAVAIL, "no free address in the sandboxes' subnet");
+    len = snprintf(buf, sizeof(buf), "%u", next);
+    if (pwrite(cur, buf, (size_t)len, 0) != len || ftruncate(cur, len) < 0) {
+        /* A cursor lost is a random start next time: no harm. */
+    }
+    if (r == -EADDRNOTAVAIL)
+        return sbx__error(err, EADDRNOTAVAIL, "no free address in the sandboxes' subnet");
+    return r;
 }
 
 void sbx__lease_release(const struct sbx_network *net, uint32_t addr)
@@ -299,6 +349,8 @@ static void leases_clear_unclaimed(const struct sbx_network *net)
 
 /* ---- a sandbox's veth ---- */
 
+static void allow_record_path(const char *run_dir, uint32_t addr, char *out, size_t n);
+
 int sbx__veth_attach(const struct sbx_network *net, int host_netns, uint32_t *ret_addr,
                      sbx_error *err)
 {
@@ -313,31 +365,50 @@ int sbx__veth_attach(const struct sbx_network *net, int host_netns, uint32_t *re
 
     if (own < 0)
         return sbx__error(err, errno, "open the new network namespace");
-    r = lease_take(net, &addr, err);
-    if (r < 0)
-        return r;
-    snprintf(host_name, sizeof(host_name), "sbx%08x", addr);
     r = nl_open(&nl, err);
     if (r < 0)
-        goto fail;
+        return r;
+    /* A veth of the address's last holder may still be there, its
+     * namespace being freed by the kernel: then the next address. */
+    for (int attempt = 0;; attempt++) {
+        r = lease_take(net, &addr, err);
+        if (r < 0) {
+            nl_close(&nl);
+            return r;
+        }
+        /* An allowlist a killed monitor never cleared must not bind the
+         * address's next sandbox. */
+        {
+            char path[PATH_MAX];
+            allow_record_path(net->run_dir, addr, path, sizeof(path));
+            if (access(path, F_OK) == 0)
+                (void)sbx_network_allow_clear(net, addr, NULL);
+        }
+        snprintf(host_name, sizeof(host_name), "sbx%08x", addr);
 
-    /* eth0 here, its peer in the host's namespace. */
-    nlh = nl_msg(&nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-    put_ifinfo(nlh, 0, 0, 0);
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, "eth0");
-    info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
-    mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
-    data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
-    peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
-    put_ifinfo(nlh, 0, 0, 0);
-    mnl_attr_put_strz(nlh, IFLA_IFNAME, host_name);
-    mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)host_netns);
-    mnl_attr_nest_end(nlh, peer);
-    mnl_attr_nest_end(nlh, data);
-    mnl_attr_nest_end(nlh, info);
-    r = nl_talk(&nl, nlh, "make the sandbox's veth", err);
-    if (r < 0)
-        goto fail;
+        /* eth0 here, its peer in the host's namespace. */
+        nlh = nl_msg(&nl, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
+        put_ifinfo(nlh, 0, 0, 0);
+        mnl_attr_put_strz(nlh, IFLA_IFNAME, "eth0");
+        info = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+        mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+        data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+        peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+        put_ifinfo(nlh, 0, 0, 0);
+        mnl_attr_put_strz(nlh, IFLA_IFNAME, host_name);
+        mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, (uint32_t)host_netns);
+        mnl_attr_nest_end(nlh, peer);
+        mnl_attr_nest_end(nlh, data);
+        mnl_attr_nest_end(nlh, info);
+        r = nl_talk(&nl, nlh, "make the sandbox's veth", err);
+        if (r == -EEXIST && attempt < 16) {
+            sbx__lease_release(net, addr);
+            continue;
+        }
+        if (r < 0)
+            goto fail;
+        break;
+    }
     eth0 = (int)if_nametoindex("eth0");
     gw = gateway(net);
     if (eth0 <= 0) {
@@ -435,10 +506,12 @@ static int nft_run(const char *text, sbx_error *err)
     return r;
 }
 
-/* The firewall: one table of our own, replaced whole. */
+/* The firewall: one table of our own.  Its base chains and the private
+ * set are rewritten whole (one transaction); the sandboxes' allowlists
+ * (the map and its chains) are kept: they belong to running sandboxes. */
 static int firewall(const struct sbx_network *net, sbx_error *err)
 {
-    char sub[16], dns[256] = "", dns_rules[768] = "", text[4096];
+    char sub[16], dns[256] = "", dns_rules[768] = "", text[6144];
     size_t off = 0;
 
     sbx__addr_format(net->subnet, sub);
@@ -448,47 +521,160 @@ static int firewall(const struct sbx_network *net, sbx_error *err)
         off += (size_t)snprintf(dns + off, sizeof(dns) - off, "%s%s", i ? ", " : "", a);
     }
     /* The DNS servers may sit in a private range (a host's resolver often
-     * does): those are reachable on port 53. */
+     * does): those are reachable on port 53, allowlist or not. */
     if (net->n_dns)
         snprintf(dns_rules, sizeof(dns_rules),
-                 "    iifname \"%1$s\" ip daddr { %2$s } udp dport 53 accept\n"
-                 "    iifname \"%1$s\" ip daddr { %2$s } tcp dport 53 accept\n",
+                 "add rule inet sandboxd_%1$s forward iifname \"%1$s\" ip daddr { %2$s } "
+                 "udp dport 53 accept\n"
+                 "add rule inet sandboxd_%1$s forward iifname \"%1$s\" ip daddr { %2$s } "
+                 "tcp dport 53 accept\n",
                  net->bridge, dns);
     snprintf(text, sizeof(text),
-             /* Made if missing, so that the delete cannot fail. */
-             "table inet sandboxd_%1$s\n"
-             "delete table inet sandboxd_%1$s\n"
              "table inet sandboxd_%1$s {\n"
+             "  set private { type ipv4_addr; flags interval; }\n"
+             "  map allowlists { type ipv4_addr : verdict; }\n"
+             "  chain input { type filter hook input priority filter - 10; policy accept; }\n"
+             "  chain forward { type filter hook forward priority filter - 10; policy accept; }\n"
+             "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+             "}\n"
+             "flush set inet sandboxd_%1$s private\n"
+             "flush chain inet sandboxd_%1$s input\n"
+             "flush chain inet sandboxd_%1$s forward\n"
+             "flush chain inet sandboxd_%1$s postrouting\n"
              /* Private and special ranges: the host's other networks. */
-             "  set private {\n"
-             "    type ipv4_addr; flags interval;\n"
-             "    elements = { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 127.0.0.0/8, 169.254.0.0/16,\n"
-             "                 172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/3 }\n"
-             "  }\n"
-             "  chain input {\n"
-             "    type filter hook input priority filter - 10; policy accept;\n"
+             "add element inet sandboxd_%1$s private { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, "
+             "127.0.0.0/8, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/3 }\n"
              /* Nothing on the host from a sandbox: not the daemon's TCP
               * listener, not anything bound on the bridge's address. */
-             "    iifname \"%1$s\" ct state established,related accept\n"
-             "    iifname \"%1$s\" counter drop\n"
-             "  }\n"
-             "  chain forward {\n"
-             "    type filter hook forward priority filter - 10; policy accept;\n"
+             "add rule inet sandboxd_%1$s input iifname \"%1$s\" ct state established,related "
+             "accept\n"
+             "add rule inet sandboxd_%1$s input iifname \"%1$s\" counter drop\n"
              /* Into a sandbox only what answers its own connections. */
-             "    oifname \"%1$s\" ct state established,related accept\n"
-             "    oifname \"%1$s\" counter drop\n"
-             "    iifname \"%1$s\" meta nfproto ipv6 counter drop\n"
-             "    iifname \"%1$s\" ip saddr != %2$s/%3$u counter drop\n"
+             "add rule inet sandboxd_%1$s forward oifname \"%1$s\" ct state established,related "
+             "accept\n"
+             "add rule inet sandboxd_%1$s forward oifname \"%1$s\" counter drop\n"
+             "add rule inet sandboxd_%1$s forward iifname \"%1$s\" meta nfproto ipv6 counter drop\n"
+             "add rule inet sandboxd_%1$s forward iifname \"%1$s\" ip saddr != %2$s/%3$u counter "
+             "drop\n"
              "%4$s"
-             "    iifname \"%1$s\" ip daddr @private counter drop\n"
-             "  }\n"
-             "  chain postrouting {\n"
-             "    type nat hook postrouting priority srcnat; policy accept;\n"
-             "    ip saddr %2$s/%3$u oifname != \"%1$s\" counter masquerade\n"
-             "  }\n"
-             "}\n",
+             "add rule inet sandboxd_%1$s forward iifname \"%1$s\" ip daddr @private counter drop\n"
+             /* A sandbox with an allowlist: only there (sbx_network_allow). */
+             "add rule inet sandboxd_%1$s forward iifname \"%1$s\" ip saddr vmap @allowlists\n"
+             "add rule inet sandboxd_%1$s postrouting ip saddr %2$s/%3$u oifname != \"%1$s\" "
+             "counter masquerade\n",
              net->bridge, sub, net->prefix, dns_rules);
     return nft_run(text, err);
+}
+
+/* RUN/allowlists/ADDR: a sandbox's allowlist is in the firewall. */
+static void allow_record_path(const char *run_dir, uint32_t addr, char *out, size_t n)
+{
+    char a[16];
+
+    sbx__addr_format(addr, a);
+    snprintf(out, n, "%s/allowlists/%s", run_dir, a);
+}
+
+int sbx_network_allow(const struct sbx_network *net, uint32_t addr, const char *const *cidrs,
+                      size_t n, sbx_error *err)
+{
+    char a[16], path[PATH_MAX], set[4096] = "", text[8192];
+    size_t off = 0;
+    int fd, r;
+
+    sbx__addr_format(addr, a);
+    for (size_t i = 0; i < n; i++) {
+        struct sbx_network c;
+        char cidr[64];
+
+        /* Only what parses goes into the rule: A.B.C.D or A.B.C.D/P. */
+        snprintf(cidr, sizeof(cidr), "%s%s", cidrs[i], strchr(cidrs[i], '/') ? "" : "/32");
+        if (strlen(cidrs[i]) > 18 || sbx__cidr_parse(cidr, &c) < 0)
+            return sbx__error(err, EINVAL, "allowlist entry `%s` is not A.B.C.D[/P]", cidrs[i]);
+        sbx__addr_format(c.subnet, cidr);
+        off += (size_t)snprintf(set + off, sizeof(set) - off, "%s%s/%u", i ? ", " : "", cidr,
+                                c.prefix);
+        if (off >= sizeof(set))
+            return sbx__error(err, E2BIG, "allowlist of %zu entries", n);
+    }
+    snprintf(path, sizeof(path), "%s/allowlists", net->run_dir);
+    if ((r = sbx__mkdir_p(path, 0700, err)) < 0)
+        return r;
+    allow_record_path(net->run_dir, addr, path, sizeof(path));
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return sbx__error(err, errno, "record `%s`", path);
+    close(fd);
+    {
+        /* The allowed destinations go back to the forward chain (and on to
+         * its accept); everything else stops here.  One transaction. */
+        char rule[4400] = "";
+        if (n)
+            snprintf(rule, sizeof(rule),
+                     "add rule inet sandboxd_%s allow_%08x ip daddr { %s } return\n", net->bridge,
+                     addr, set);
+        snprintf(text, sizeof(text),
+                 "add chain inet sandboxd_%1$s allow_%2$08x\n"
+                 "flush chain inet sandboxd_%1$s allow_%2$08x\n"
+                 "%3$s"
+                 "add rule inet sandboxd_%1$s allow_%2$08x counter drop\n"
+                 "add element inet sandboxd_%1$s allowlists { %4$s : jump allow_%2$08x }\n",
+                 net->bridge, addr, rule, a);
+    }
+    r = nft_run(text, err);
+    if (r < 0)
+        (void)unlink(path);
+    return r;
+}
+
+int sbx_network_allow_clear(const struct sbx_network *net, uint32_t addr, sbx_error *err)
+{
+    char a[16], path[PATH_MAX], text[512];
+    int r;
+
+    allow_record_path(net->run_dir, addr, path, sizeof(path));
+    if (access(path, F_OK) < 0)
+        return 0;
+    sbx__addr_format(addr, a);
+    /* The element first: the chain cannot go while the map jumps to it.
+     * Each on its own: either may be gone already. */
+    snprintf(text, sizeof(text), "delete element inet sandboxd_%s allowlists { %s }\n", net->bridge,
+             a);
+    (void)nft_run(text, NULL);
+    snprintf(text, sizeof(text), "delete chain inet sandboxd_%s allow_%08x\n", net->bridge, addr);
+    r = nft_run(text, err);
+    /* Gone either way: a table without it (a new daemon's) has nothing to remove. */
+    (void)unlink(path);
+    return r == -EINVAL ? 0 : r;
+}
+
+/* Allowlists of sandboxes that are gone (their leases are not claimed):
+ * a monitor killed outright never cleared its own. */
+static void allowlists_reconcile(const struct sbx_network *net)
+{
+    char path[PATH_MAX];
+    DIR *d;
+    struct dirent *e;
+
+    snprintf(path, sizeof(path), "%s/allowlists", net->run_dir);
+    d = opendir(path);
+    while (d && (e = readdir(d))) {
+        struct sbx_network c;
+        char lease[PATH_MAX], cidr[32];
+        struct stat st;
+
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(cidr, sizeof(cidr), "%s/32", e->d_name);
+        if (sbx__cidr_parse(cidr, &c) < 0)
+            continue;
+        lease_path(net, c.subnet, lease, sizeof(lease));
+        if (stat(lease, &st) == 0 && st.st_size > 0)
+            continue; /* claimed: its sandbox runs */
+        (void)sbx_network_allow_clear(net, c.subnet, NULL);
+    }
+    if (d)
+        closedir(d);
 }
 
 int sbx_network_setup(const struct sbx_network *net, sbx_error *err)
@@ -551,6 +737,7 @@ int sbx_network_setup(const struct sbx_network *net, sbx_error *err)
     if (r < 0)
         return r;
     leases_clear_unclaimed(net);
+    allowlists_reconcile(net);
     return 0;
 }
 

@@ -288,6 +288,16 @@ SBX_PUBLIC int sbx_network_parse(const char *cidr, struct sbx_network *net, sbx_
  * (nftables `inet sandboxd_BRIDGE`, replaced whole) and turns IPv4
  * forwarding on; clears leases nobody claimed.  Idempotent. */
 SBX_PUBLIC int sbx_network_setup(const struct sbx_network *net, sbx_error *err);
+/* Lets the sandbox at addr (its eth0's) reach only these destinations
+ * ("A.B.C.D" or "A.B.C.D/P"; none: nothing), besides the DNS servers on
+ * port 53; the private ranges stay out of reach.  Call before anything
+ * runs in the sandbox; clear it before its address is released.  Kept
+ * across sbx_network_setup() (a daemon restart); one whose sandbox's lease
+ * is gone is removed then. */
+SBX_PUBLIC int sbx_network_allow(const struct sbx_network *net, uint32_t addr,
+                                 const char *const *cidrs, size_t n, sbx_error *err);
+SBX_PUBLIC int sbx_network_allow_clear(const struct sbx_network *net, uint32_t addr,
+                                       sbx_error *err);
 /* Removes the firewall table and the bridge (with no sandbox on it). */
 SBX_PUBLIC int sbx_network_teardown(const struct sbx_network *net, sbx_error *err);
 

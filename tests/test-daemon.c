@@ -206,7 +206,7 @@ START_TEST(test_bad_requests)
         {"{\"env\":{\"A\":1}}", "400"},
         {"{\"name\":\"../x\"}", "400"},
         {"{\"volumes\":{\"/data\":\"v\"}}", "400"},
-        {"{\"cidr_allowlist\":[\"1.2.3.0/24\"]}", "400"},
+        {"{\"ports\":[8000]}", "400"},
         {"{\"block_network\":\"yes\"}", "400"},
         {"{\"surprise\":1}", "400"},
         {"{\"image\":\"no-such-image\"}", "404"},
@@ -782,6 +782,32 @@ START_TEST(test_sandbox_network)
     free(id);
     r = dl_call("POST", "/v1/sandboxes", "{\"image\":\"busybox\",\"block_network\":1}", 400);
     json_decref(r);
+
+    /* An allowlist is in the firewall while its sandbox runs (what it lets
+     * through is test-network's), and goes with it; bad entries are 400. */
+    {
+        char cmd[256];
+        id = dl_create("{\"image\":\"busybox\",\"cidr_allowlist\":[\"198.51.100.0/24\","
+                       "\"203.0.113.7\"]}");
+        out = dl_exec_out(id, "true");
+        free(out);
+        snprintf(cmd, sizeof(cmd),
+                 "nft list table inet sandboxd_%s | grep -q 'ip daddr { 198.51.100.0/24, "
+                 "203.0.113.7 } return'",
+                 dl_bridge);
+        ck_assert_int_eq(system(cmd), 0);
+        json_decref(dl_call("DELETE", dl_sbpath((char[128]){0}, 128, id, ""), NULL, 204));
+        snprintf(cmd, sizeof(cmd), "nft list table inet sandboxd_%s | grep -q allow_", dl_bridge);
+        for (int i = 0; i < 200 && system(cmd) == 0; i++)
+            usleep(10000);
+        ck_assert_int_ne(system(cmd), 0);
+        free(id);
+    }
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"cidr_allowlist\":[\"10.0.0.0/33\"]}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"cidr_allowlist\":[\"fd00::/8\"]}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"cidr_allowlist\":\"1.2.3.4\"}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes",
+                        "{\"cidr_allowlist\":[\"1.2.3.4\"],\"block_network\":true}", 400));
 }
 END_TEST
 

@@ -324,6 +324,66 @@ START_TEST(test_what_a_sandbox_cannot_reach)
 }
 END_TEST
 
+/* With an allowlist a sandbox reaches only those destinations (but the
+ * private ranges, still); the allowlist goes with the sandbox. */
+START_TEST(test_allowlist)
+{
+    const char *only_outside[1], *elsewhere[] = {"198.51.100.0/24"};
+    struct sbx_netns ns = {-1, -1, -1, 0};
+    struct sbx_config cfg;
+    char cmd[256], want[64], allowed[32];
+    sbx_error err = {0};
+    struct sbx_exit ex;
+    sbx_sandbox *sb;
+    int p[2];
+
+    snprintf(allowed, sizeof(allowed), "%s/32", OUTSIDE_ADDR);
+    only_outside[0] = allowed;
+    snprintf(cmd, sizeof(cmd), "echo outside $(nc -w 2 %s 8080 </dev/null || echo refused)",
+             OUTSIDE_ADDR);
+    for (int pass = 0; pass < 2; pass++) {
+        char buf[256] = "";
+        ssize_t n;
+
+        ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+        for (int tries = 0;
+             sbx_netpool_take(sbx_netpool_fd(pool), &ns, &err) == -EAGAIN && tries < 5000; tries++)
+            usleep(1000);
+        ck_assert_uint_ne(ns.addr, 0);
+        ck_assert_msg(
+            sbx_network_allow(&net, ns.addr, pass == 0 ? only_outside : elsewhere, 1, &err) == 0,
+            "allow: %s", err.message);
+        ck_assert_int_eq(
+            sh("nft list chain inet sandboxd_%s allow_%08x >/dev/null 2>&1", bridge, ns.addr), 0);
+        cfg = sbx_test_config(&ctx);
+        cfg.netns = &ns;
+        cfg.argv = (const char *const[]){"sh", "-c", cmd, NULL};
+        cfg.stdio[1] = cfg.stdio[2] = p[1];
+        ck_assert_msg(sbx_sandbox_create(&cfg, &sb, &err) == 0, "create: %s", err.message);
+        close(p[1]);
+        for (size_t len = 0;
+             len < sizeof(buf) - 1 && (n = read(p[0], buf + len, sizeof(buf) - 1 - len)) > 0;)
+            len += (size_t)n;
+        close(p[0]);
+        snprintf(want, sizeof(want), "outside %s\n", pass == 0 ? OUTSIDE_HOST : "refused");
+        ck_assert_msg(strstr(buf, want), "pass %d: %s", pass, buf);
+        ck_assert_int_eq(sbx_sandbox_wait(sb, 10000, &ex, &err), 1);
+        ck_assert_int_eq(sbx_network_allow_clear(&net, ns.addr, &err), 0);
+        ck_assert_int_ne(
+            sh("nft list chain inet sandboxd_%s allow_%08x >/dev/null 2>&1", bridge, ns.addr), 0);
+        sbx_netns_close(&ns);
+        ck_assert_msg(sbx_sandbox_destroy(sb, &err) == 0, "%s", err.message);
+    }
+    /* Entries that are not IPv4 CIDRs never reach the firewall. */
+    ck_assert_int_eq(
+        sbx_network_allow(&net, net.subnet + 9, (const char *const[]){"1.2.3.4/33"}, 1, &err),
+        -EINVAL);
+    ck_assert_int_eq(sbx_network_allow(&net, net.subnet + 9,
+                                       (const char *const[]){"1.2.3.4; flush ruleset"}, 1, &err),
+                     -EINVAL);
+}
+END_TEST
+
 static Suite *network_suite(void)
 {
     Suite *s = suite_create("network");
@@ -335,6 +395,7 @@ static Suite *network_suite(void)
     tcase_add_test(tc, test_eth0_and_lease);
     tcase_add_test(tc, test_egress_is_masqueraded);
     tcase_add_test(tc, test_what_a_sandbox_cannot_reach);
+    tcase_add_test(tc, test_allowlist);
     suite_add_tcase(s, tc);
     return s;
 }
