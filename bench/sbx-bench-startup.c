@@ -50,11 +50,14 @@ struct bench_options {
     bool summary;
     uint64_t memory_mib;
     long netpool; /* pre-made network namespaces kept ready; 0: none */
+    const char *network; /* BRIDGE,SUBNET: eth0 on a bridge, as the daemon's sandboxes */
     bool exec;    /* time execs into one sandbox instead of starts */
 };
 
 static sbx_netpool *netpool;
 static long netpool_misses;
+static struct sbx_network net;
+static bool on_network;
 
 /* Set by SIGINT/SIGTERM: finish the sandbox in hand, destroy it, and stop, so
  * that an interrupted run leaves nothing behind. */
@@ -125,6 +128,15 @@ static int run_one(const struct bench_options *o, const struct sbx_image *img, l
             fprintf(stderr, "sbx-bench-startup: %s\n", err.message);
             return -1;
         }
+    }
+    /* On the network, a namespace the pool did not have is made here with
+     * its eth0, as the daemon's monitor does. */
+    if (on_network && !cfg.netns) {
+        if (sbx_netns_make(&net, &ns, &err) < 0) {
+            fprintf(stderr, "sbx-bench-startup: %s\n", err.message);
+            return -1;
+        }
+        cfg.netns = &ns;
     }
     r = sbx_sandbox_create(&cfg, &sb, &err);
     sbx_netns_close(&ns);
@@ -234,6 +246,8 @@ static void usage(FILE *f)
             "      --cgroup-parent P   cgroup parent, relative to ours (default %s)\n"
             "      --no-userns         run as real root (no user namespace)\n"
             "      --memory MIB        set a memory limit (shows the cgroup's cost)\n"
+            "      --network BR,SUBNET eth0 on bridge BR (made, and removed after) in SUBNET,\n"
+            "                          NAT and the firewall, as the daemon's sandboxes\n"
             "      --netpool N         keep N network namespaces made ahead (default 0:\n"
             "                          each sandbox makes its own)\n"
             "      --exec              time N execs of /bin/true into one sandbox instead\n"
@@ -270,6 +284,7 @@ int main(int argc, char **argv)
         {"no-userns", no_argument, NULL, 'U'},
         {"memory", required_argument, NULL, 'm'},
         {"netpool", required_argument, NULL, 'P'},
+        {"network", required_argument, NULL, 'N'},
         {"exec", no_argument, NULL, 'E'},
         {"summary", no_argument, NULL, 's'},
         {"teardown-out", required_argument, NULL, 'T'},
@@ -326,6 +341,11 @@ int main(int argc, char **argv)
             if (parse_number(optarg, "--netpool", 0, SBX_NETPOOL_MAX, &o.netpool) < 0)
                 return 2;
             break;
+        case 'N':
+            o.network = optarg;
+            if (!strchr(optarg, ','))
+                return 2;
+            break;
         case 'E':
             o.exec = true;
             break;
@@ -358,7 +378,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "sbx-bench-startup: out of memory for %ld samples\n", o.iterations);
         goto out;
     }
-    if (o.netpool > 0 && sbx_netpool_start((unsigned)o.netpool, NULL, &netpool, &err) < 0) {
+    if (o.network) {
+        /* BRIDGE,SUBNET; the run dir holds the address leases. */
+        static char bridge[32];
+        const char *comma = strchr(o.network, ',');
+        snprintf(bridge, sizeof(bridge), "%.*s", (int)(comma - o.network), o.network);
+        if (sbx_network_parse(comma + 1, &net, &err) < 0) {
+            fprintf(stderr, "sbx-bench-startup: --network: %s\n", err.message);
+            goto out;
+        }
+        net.bridge = bridge;
+        net.run_dir = o.run_dir;
+        if (sbx_network_setup(&net, &err) < 0) {
+            fprintf(stderr, "sbx-bench-startup: %s\n", err.message);
+            goto out;
+        }
+        on_network = true;
+    }
+    if (o.netpool > 0 &&
+        sbx_netpool_start((unsigned)o.netpool, on_network ? &net : NULL, &netpool, &err) < 0) {
         fprintf(stderr, "sbx-bench-startup: %s\n", err.message);
         goto out;
     }
@@ -429,6 +467,8 @@ int main(int argc, char **argv)
     rc = 0;
 out:
     sbx_netpool_stop(netpool);
+    if (on_network)
+        (void)sbx_network_teardown(&net, NULL);
     free(startup);
     free(teardown);
     sbx_image_free(img);
