@@ -49,9 +49,9 @@ struct bench_options {
     bool no_userns;
     bool summary;
     uint64_t memory_mib;
-    long netpool; /* pre-made network namespaces kept ready; 0: none */
+    long netpool;        /* pre-made network namespaces kept ready; 0: none */
     const char *network; /* BRIDGE,SUBNET: eth0 on a bridge, as the daemon's sandboxes */
-    bool exec;    /* time execs into one sandbox instead of starts */
+    bool exec;           /* time execs into one sandbox instead of starts */
 };
 
 static sbx_netpool *netpool;

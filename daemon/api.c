@@ -156,6 +156,9 @@ static void wait_timeout(uv_timer_t *t)
 
     if (w->kind == SBXD_WAIT_SANDBOX)
         sbxd_reply_json(w->req, 200, sbxd_sandbox_record(d, w->sb));
+    else if (w->kind == SBXD_WAIT_READY)
+        sbxd_reply_error(w->req, 504, "deadline_exceeded",
+                         "sandbox `%s`: the readiness probe has not passed yet", w->sb->id);
     else if (w->kind == SBXD_WAIT_PROC)
         sbxd_reply_json(w->req, 200, json_pack("{s:n}", "returncode"));
     waiter_free(w);
@@ -171,6 +174,13 @@ void sbxd_wake_sandbox(struct sbxd *d, struct sbxd_sandbox *sb)
         next = w->next;
         if (w->kind == SBXD_WAIT_SANDBOX && !strcmp(sb->state, "finished")) {
             sbxd_reply_json(w->req, 200, sbxd_sandbox_record(d, sb));
+            waiter_free(w);
+        } else if (w->kind == SBXD_WAIT_READY && !strcmp(sb->state, "ready")) {
+            sbxd_reply_json(w->req, 200, sbxd_sandbox_record(d, sb));
+            waiter_free(w);
+        } else if (w->kind == SBXD_WAIT_READY && !strcmp(sb->state, "finished")) {
+            sbxd_reply_error(w->req, 409, "failed_precondition",
+                             "sandbox `%s` finished before its readiness probe passed", sb->id);
             waiter_free(w);
         } else if (w->kind == SBXD_WAIT_EVENTS) {
             events_pump(d, w);
@@ -393,7 +403,7 @@ static void list_apps(struct sbxd *d, sbxd_req *req)
 /* ---- creating a sandbox ---- */
 
 static const char *const unsupported_fields[] = {
-    "secrets", "disk_mib", "ports", "readiness_probe", "volumes", "mounts",
+    "secrets", "disk_mib", "ports", "volumes", "mounts",
 };
 
 static bool is_string_map(json_t *o)
@@ -577,6 +587,28 @@ static bool validate_create(sbxd_req *req, json_t *body)
         BAD("hostname", "must be a hostname of 1 to 63 characters");
     if ((v = json_object_get(body, "block_network")) && !json_is_null(v) && !json_is_boolean(v))
         BAD("block_network", "must be true or false");
+    if ((v = json_object_get(body, "readiness_probe")) && !json_is_null(v)) {
+        json_t *tcp = json_object_get(v, "tcp"), *ex = json_object_get(v, "exec"), *iv;
+        const char *member;
+        json_t *x;
+
+        if (!json_is_object(v) || (!tcp == !ex))
+            BAD("readiness_probe", "must be {\"tcp\":PORT} or {\"exec\":[argv]}");
+        if (tcp && (!json_is_integer(tcp) || json_integer_value(tcp) < 1 ||
+                    json_integer_value(tcp) > 65535))
+            BAD("readiness_probe", "has a `tcp` port that is not 1..65535");
+        if (ex && !is_argv(ex))
+            BAD("readiness_probe", "has an `exec` that is not a non-empty array of strings");
+        iv = json_object_get(v, "interval_ms");
+        if (iv &&
+            (!json_is_integer(iv) || json_integer_value(iv) < 10 || json_integer_value(iv) > 60000))
+            BAD("readiness_probe", "has an `interval_ms` that is not 10..60000");
+        json_object_foreach(v, member, x)
+        {
+            if (strcmp(member, "tcp") && strcmp(member, "exec") && strcmp(member, "interval_ms"))
+                BAD("readiness_probe", "has an unknown member");
+        }
+    }
     if ((v = json_object_get(body, "cidr_allowlist")) && !json_is_null(v)) {
         size_t i;
         json_t *c;
@@ -663,6 +695,8 @@ static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec)
 {
     if (!spec)
         return NULL;
+    if (json_is_object(json_object_get(body, "readiness_probe")))
+        json_object_set(spec, "readiness_probe", json_object_get(body, "readiness_probe"));
     if (json_is_true(json_object_get(body, "block_network"))) {
         json_object_set_new(spec, "block_network", json_true());
     } else if (d->cfg.network) {
@@ -913,6 +947,37 @@ static void list_sandboxes(struct sbxd *d, sbxd_req *req)
     }
     json_decref(want);
     sbxd_reply_json(req, 200, json_pack("{s:o}", "sandboxes", list));
+}
+
+/* GET .../ready: until the readiness probe passes (200 with the record);
+ * 409 without a probe or once finished, 504 at the timeout (default 300 s). */
+static void ready_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    double timeout;
+    struct sbxd_waiter *w;
+
+    if (!json_is_object(json_object_get(sb->request, "readiness_probe"))) {
+        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` has no readiness probe",
+                         sb->id);
+        return;
+    }
+    if (!parse_timeout(req, sbxd_req_query(req, "timeout_s"), 300, 86400, &timeout))
+        return;
+    if (!strcmp(sb->state, "ready")) {
+        sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
+        return;
+    }
+    if (!strcmp(sb->state, "finished")) {
+        sbxd_reply_error(req, 409, "failed_precondition",
+                         "sandbox `%s` finished before its readiness probe passed", sb->id);
+        return;
+    }
+    w = waiter_new(d, sb, req, SBXD_WAIT_READY);
+    if (!w) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    uv_timer_start(&w->timer, wait_timeout, (uint64_t)(timeout * 1000), 0);
 }
 
 static void wait_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
@@ -1475,8 +1540,7 @@ static void route_sandbox(struct sbxd *d, sbxd_req *req, const char *method, cha
     else if (!strcmp(what, "files") || !strcmp(what, "ls") || !strcmp(what, "mkdir"))
         sbxd_files_handle(d, req, sb, what);
     else if (IS("GET") && !strcmp(what, "ready"))
-        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` has no readiness probe",
-                         sb->id);
+        ready_sandbox(d, req, sb);
     else if ((!strcmp(what, "stdout") || !strcmp(what, "stderr") || !strcmp(what, "stdin"))) {
         struct sbxd_proc *p = sbxd_proc_find(sb, SBXD_ENTRYPOINT_ID);
         if (!p) {

@@ -102,6 +102,22 @@
  * (state_spare, optional: the name of a state dir made ahead for the
  * runtime, sbx_state_spare_make(); cfg.state_spare)
  *
+ * Network (all optional): "network":{"bridge":NAME,"subnet":"A.B.C.D/P"}
+ * puts the sandbox on the daemon's bridge (eth0 from the zygote's pool, or
+ * made by the monitor: sbx_netns_make()); "block_network":true gives it
+ * loopback only; "cidr_allowlist":["A.B.C.D/P",..] (with "network") limits
+ * its destinations (sbx_network_allow(), in place before anything runs,
+ * cleared before its address is released); "resolv_conf":PATH is bound
+ * read-only at its /etc/resolv.conf.
+ *
+ * "readiness_probe" (optional): {"tcp":PORT} (a connection to PORT on the
+ * sandbox's own loopback, from a socket made in its network namespace) or
+ * {"exec":[argv]} (run like an exec, its returncode 0 passes; not a
+ * process of the sandbox's, not activity), every "interval_ms" (default
+ * 100) from the start (or the claim).  On a pass the monitor records the
+ * event "ready" and sends {"ev":"event","event":"ready"}; after 5 minutes
+ * without one it stops probing and the sandbox runs on.
+ *
  * "pooled":true (optional): a sandbox made ahead of any request (the
  * daemon's pool, daemon/pool.c).  Its entrypoint must be null and it has no
  * timeouts; the monitor creates it idle, records no "scheduled"/"started"

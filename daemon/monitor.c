@@ -15,11 +15,15 @@
 #include "monitor-proto.h"
 #include "sbx.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,6 +135,7 @@ enum watch_kind {
     W_STATUS, /* an exec's status_pidfd */
     W_OUTPUT,
     W_STDIN,
+    W_PROBE, /* a readiness probe's exec: its status_pidfd */
 };
 
 struct watch {
@@ -203,6 +208,10 @@ struct spec {
     const char **cidr_allowlist; /* on the network: only these destinations */
     size_t n_cidr_allowlist;
     const char *resolv_conf;
+    /* readiness probe: a TCP port on the sandbox's loopback, or a command */
+    int probe_tcp;
+    const char **probe_exec;
+    int64_t probe_interval_ms;
     struct sbx_limits limits;
     uint64_t timeout_s, idle_timeout_s, output_limit;
 };
@@ -232,11 +241,23 @@ struct monitor {
     int64_t deadline, last_activity, finish_deadline;
     uint32_t allowed_addr; /* the sandbox's eth0, while its allowlist is in the firewall */
 
+    /* The readiness probe, from the start until it passes or gives up. */
+    struct {
+        bool active;
+        int64_t next_at, give_up_at;
+        int netns_fd, own_netns_fd; /* for a TCP probe: the sandbox's and ours */
+        struct sbx_process sp;      /* an exec probe running */
+        bool running;
+        struct watch w;
+    } probe;
+
     struct proc **procs;
     size_t n_procs, cap_procs, n_running;
 };
 
 /* ---- small helpers ---- */
+
+static void probe_start(struct monitor *m);
 
 static bool valid_id(const char *s)
 {
@@ -1676,6 +1697,7 @@ static int op_claim(struct monitor *m, json_t *req, json_t *reply, struct op_err
     m->deadline = timeout_s ? now_ms() + (int64_t)timeout_s * 1000 : 0;
     append_simple_event(m, "scheduled");
     append_simple_event(m, "started");
+    probe_start(m);
     mlog("claimed%s", m->spec.entrypoint ? ", entrypoint started" : "");
     r = op_status(m, req, reply, e);
 out:
@@ -1836,6 +1858,132 @@ static int64_t min_deadline(int64_t a, int64_t b)
 }
 
 /* The next moment something is due, 0 for none; does what is due now. */
+/* ---- the readiness probe ---- */
+
+/* A probe that has not passed by then stops; the sandbox runs on. */
+#define PROBE_GIVE_UP_MS (5 * 60 * 1000)
+
+static void probe_stop(struct monitor *m)
+{
+    if (m->probe.running) {
+        syscall(SYS_pidfd_send_signal, m->probe.sp.pidfd, SIGKILL, NULL, 0);
+        watch_close(m, &m->probe.w);
+        closep(&m->probe.sp.pidfd);
+        closep(&m->probe.sp.status_pidfd);
+        m->probe.sp.pidfd = m->probe.sp.status_pidfd = -1;
+        m->probe.running = false;
+    }
+    closep(&m->probe.netns_fd);
+    closep(&m->probe.own_netns_fd);
+    m->probe.netns_fd = m->probe.own_netns_fd = -1;
+    m->probe.active = false;
+}
+
+/* Starts probing (the sandbox has started: created, or claimed). */
+static void probe_start(struct monitor *m)
+{
+    m->probe.netns_fd = m->probe.own_netns_fd = -1;
+    m->probe.w = (struct watch){.kind = W_PROBE, .fd = -1};
+    m->probe.sp = (struct sbx_process){.pidfd = -1, .pty_master = -1, .status_pidfd = -1};
+    if (!m->spec.probe_tcp && !m->spec.probe_exec)
+        return;
+    m->probe.active = true;
+    m->probe.next_at = now_ms();
+    m->probe.give_up_at = m->probe.next_at + PROBE_GIVE_UP_MS;
+}
+
+static void probe_passed(struct monitor *m)
+{
+    probe_stop(m);
+    mlog("ready: the readiness probe passed");
+    append_simple_event(m, "ready");
+    client_send(m, json_pack("{s:s,s:s,s:f}", "ev", "event", "event", "ready", "at", now_real()));
+}
+
+/* A TCP connection to the port on the sandbox's own loopback: a socket
+ * made in its network namespace (the monitor is single-threaded: it steps
+ * in and straight out again). */
+static bool probe_tcp(struct monitor *m)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)m->spec.probe_tcp),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd, so_error = -1;
+    socklen_t len = sizeof(so_error);
+
+    if (m->probe.netns_fd < 0) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)sbx_sandbox_pid(m->sb));
+        m->probe.netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        m->probe.own_netns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (m->probe.netns_fd < 0 || m->probe.own_netns_fd < 0)
+            return false;
+    }
+    if (setns(m->probe.netns_fd, CLONE_NEWNET) < 0)
+        return false;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (setns(m->probe.own_netns_fd, CLONE_NEWNET) < 0) {
+        /* Never carry on in the sandbox's network. */
+        mlog("return to our own network namespace: %s", strerror(errno));
+        abort();
+    }
+    if (fd < 0)
+        return false;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+        so_error = 0;
+    } else if (errno == EINPROGRESS) {
+        /* On loopback the answer is a matter of microseconds. */
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        if (poll(&pf, 1, 50) == 1)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
+    }
+    close(fd);
+    return so_error == 0;
+}
+
+static void probe_run(struct monitor *m)
+{
+    struct sbx_exec_config cfg = {.argv = m->spec.probe_exec,
+                                  .env = m->spec.env,
+                                  .workdir = m->spec.workdir,
+                                  .uid = m->spec.uid,
+                                  .gid = m->spec.gid,
+                                  .stdio = {-1, -1, -1}};
+    sbx_error err = {0};
+
+    if (m->spec.probe_tcp) {
+        if (probe_tcp(m))
+            probe_passed(m);
+        return;
+    }
+    /* An exec probe: its output goes nowhere, it is no activity. */
+    if (sbx_sandbox_exec(m->sb, &cfg, &m->probe.sp, &err) < 0) {
+        mlog("readiness probe: %s", err.message);
+        return;
+    }
+    if (watch_dup(m, &m->probe.w, m->probe.sp.status_pidfd, EPOLLIN) < 0) {
+        syscall(SYS_pidfd_send_signal, m->probe.sp.pidfd, SIGKILL, NULL, 0);
+        closep(&m->probe.sp.pidfd);
+        closep(&m->probe.sp.status_pidfd);
+        m->probe.sp.pidfd = m->probe.sp.status_pidfd = -1;
+        return;
+    }
+    m->probe.running = true;
+}
+
+/* The probe command's end. */
+static void probe_reaped(struct monitor *m)
+{
+    int rc = -1;
+
+    if (sbx_process_wait(&m->probe.sp, 0, &rc, NULL) == 0)
+        return;
+    watch_close(m, &m->probe.w);
+    m->probe.running = false;
+    if (rc == 0)
+        probe_passed(m);
+}
+
 static int64_t run_deadlines(struct monitor *m)
 {
     int64_t now = now_ms(), next = 0;
@@ -1851,6 +1999,22 @@ static int64_t run_deadlines(struct monitor *m)
         }
         if (!m->terminating)
             next = min_deadline(m->deadline, idle_at);
+    }
+    if (m->probe.active && m->state == MON_RUNNING && !m->terminating) {
+        if (now >= m->probe.give_up_at) {
+            mlog("readiness probe: not passed in %d s: given up (the sandbox runs on)",
+                 PROBE_GIVE_UP_MS / 1000);
+            probe_stop(m);
+        } else {
+            if (now >= m->probe.next_at && !m->probe.running) {
+                m->probe.next_at = now + m->spec.probe_interval_ms;
+                probe_run(m);
+            }
+            if (m->probe.active)
+                next = min_deadline(next, min_deadline(m->probe.next_at, m->probe.give_up_at));
+        }
+    } else if (m->probe.active) {
+        probe_stop(m);
     }
     for (size_t i = 0; i < m->n_procs; i++) {
         struct proc *p = m->procs[i];
@@ -1935,6 +2099,10 @@ static void dispatch(struct monitor *m, struct watch *w, uint32_t events)
         (void)!read(w->fd, &n, sizeof(n));
         break;
     }
+    case W_PROBE:
+        if (w->fd >= 0)
+            probe_reaped(m);
+        break;
     case W_STATUS: {
         struct proc *p = (struct proc *)((char *)w - offsetof(struct proc, status_w));
         if (w->fd >= 0)
@@ -2009,6 +2177,7 @@ static void loop(struct monitor *m)
 static void spec_free(struct spec *s)
 {
     free(s->cidr_allowlist);
+    free(s->probe_exec);
     free(s->layers);
     free(s->env);
     free(s->entrypoint);
@@ -2101,6 +2270,24 @@ static int spec_load(const char *path, struct spec *s, char *why, size_t why_len
         if (!ok || !s->on_network)
             BAD("spec: \"cidr_allowlist\" must be an array of strings, with \"network\"");
         s->n_cidr_allowlist = json_array_size(v);
+    }
+    v = json_object_get(s->root, "readiness_probe");
+    if (v && !json_is_null(v)) {
+        json_t *tcp = json_object_get(v, "tcp"), *ex = json_object_get(v, "exec");
+        uint64_t iv = 100;
+        if (!json_is_object(v) || !tcp == !ex ||
+            (tcp && (!json_is_integer(tcp) || json_integer_value(tcp) < 1 ||
+                     json_integer_value(tcp) > 65535)) ||
+            !get_uint(v, "interval_ms", 60000, &iv) || iv < 10)
+            BAD("spec: \"readiness_probe\" must be {\"tcp\":PORT} or {\"exec\":[..]}, "
+                "with interval_ms 10..60000");
+        if (ex) {
+            s->probe_exec = strv_of(ex, true, false, &ok);
+            if (!ok)
+                BAD("spec: \"readiness_probe\".exec must be a non-empty array of strings");
+        }
+        s->probe_tcp = tcp ? (int)json_integer_value(tcp) : 0;
+        s->probe_interval_ms = (int64_t)iv;
     }
     v = json_object_get(s->root, "resolv_conf");
     if (v && !json_is_null(v) &&
@@ -2497,8 +2684,10 @@ static int monitor_run(struct monitor *m, int ready_fd, const char *log_path, in
         (void)sbx_sandbox_cleanup(m->run_dir, m->state_dir, m->spec.cgroup_parent, m->id, &err);
         goto fail;
     }
-    if (!m->spec.pooled)
+    if (!m->spec.pooled) {
         append_simple_event(m, "started");
+        probe_start(m);
+    }
     mlog("started the sandbox, pid %d%s", (int)sbx_sandbox_pid(m->sb),
          m->spec.pooled ? " (pooled: idle until claimed)" : "");
     report(ready_fd, NULL, NULL);
@@ -2530,6 +2719,8 @@ fail:
 
 static void monitor_free(struct monitor *m)
 {
+    if (m->probe.active)
+        probe_stop(m);
     for (size_t i = 0; i < m->n_procs; i++) {
         struct proc *p = m->procs[i];
         for (int s = 0; s < 2; s++) {

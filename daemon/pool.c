@@ -329,7 +329,8 @@ bool sbxd_pool_fits(struct sbxd *d, json_t *body)
     if ((v = json_object_get(body, "hostname")) && !json_is_null(v))
         return false;
     if (json_is_true(json_object_get(body, "block_network")) ||
-        json_is_array(json_object_get(body, "cidr_allowlist")))
+        json_is_array(json_object_get(body, "cidr_allowlist")) ||
+        json_is_object(json_object_get(body, "readiness_probe")))
         return false;
     return true;
 }

@@ -76,7 +76,7 @@ struct sbxd_waiter {
     bool timer_active;
 };
 
-enum { SBXD_WAIT_SANDBOX = 1, SBXD_WAIT_PROC, SBXD_WAIT_STREAM, SBXD_WAIT_EVENTS };
+enum { SBXD_WAIT_SANDBOX = 1, SBXD_WAIT_PROC, SBXD_WAIT_STREAM, SBXD_WAIT_EVENTS, SBXD_WAIT_READY };
 
 struct sbxd_proc {
     struct sbxd_proc *next;

@@ -811,6 +811,73 @@ START_TEST(test_sandbox_network)
 }
 END_TEST
 
+/* Readiness probes: a TCP port on the sandbox's loopback (busybox's httpd,
+ * started a second late) and a command; GET /ready waits for the
+ * pass (504 at its timeout), says 409 without a probe or once the sandbox
+ * finished without passing; the "ready" state and event. */
+START_TEST(test_readiness_probes)
+{
+    char path[256], *id;
+    struct dl_buf b;
+    json_t *r;
+
+    id =
+        dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\",\"mkdir /tmp/www; "
+                  "echo hello > /tmp/www/index.html; sleep 1; exec httpd -f -p 8080 -h /tmp/www\"],"
+                  "\"readiness_probe\":{\"tcp\":8080,\"interval_ms\":20}}");
+    json_decref(
+        dl_call("GET", dl_sbpath(path, sizeof(path), id, "/ready?timeout_s=0.2"), NULL, 504));
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/ready?timeout_s=60"), NULL, 200);
+    ck_assert_str_eq(dl_str(r, "state"), "ready");
+    ck_assert(json_is_number(json_object_get(r, "ready_at")));
+    json_decref(r);
+    ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/events"), NULL, 0, &b),
+                     200);
+    ck_assert_msg(strstr(b.data, "\"ready\""), "%s", b.data);
+    free(b.data);
+    {
+        /* It really serves: from inside, on the port the probe saw. */
+        char *out = dl_exec_out(id, "wget -q -O - http://127.0.0.1:8080/");
+        ck_assert_str_eq(out, "hello\n");
+        free(out);
+    }
+    json_decref(dl_call("DELETE", dl_sbpath(path, sizeof(path), id, ""), NULL, 204));
+    free(id);
+
+    /* An exec probe: passes once the file is there. */
+    id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sh\",\"-c\","
+                   "\"sleep 1; touch /tmp/ready; sleep 100\"],"
+                   "\"readiness_probe\":{\"exec\":[\"test\",\"-f\",\"/tmp/ready\"],"
+                   "\"interval_ms\":50}}");
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/ready?timeout_s=0.3"), NULL, 504);
+    json_decref(r);
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/ready?timeout_s=30"), NULL, 200);
+    ck_assert_str_eq(dl_str(r, "state"), "ready");
+    json_decref(r);
+    /* Probes are no process of the sandbox's. */
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/processes"), NULL, 200);
+    ck_assert_int_eq(json_array_size(json_object_get(r, "processes")), 0);
+    json_decref(r);
+    json_decref(dl_call("DELETE", dl_sbpath(path, sizeof(path), id, ""), NULL, 204));
+    free(id);
+
+    /* A probe that never passes, in a sandbox that ends: 409 then. */
+    id = dl_create("{\"image\":\"busybox\",\"entrypoint\":[\"sleep\",\"0.5\"],"
+                   "\"readiness_probe\":{\"exec\":[\"false\"]}}");
+    json_decref(
+        dl_call("GET", dl_sbpath(path, sizeof(path), id, "/ready?timeout_s=30"), NULL, 409));
+    free(id);
+    /* No probe: 409 at once. */
+    id = dl_create("{\"image\":\"busybox\"}");
+    json_decref(dl_call("GET", dl_sbpath(path, sizeof(path), id, "/ready"), NULL, 409));
+    free(id);
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"readiness_probe\":{\"tcp\":0}}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes",
+                        "{\"readiness_probe\":{\"tcp\":80,\"exec\":[\"true\"]}}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"readiness_probe\":{\"http\":\"/\"}}", 400));
+}
+END_TEST
+
 /* A stdin body far above the monitor protocol's line limit arrives whole,
  * in order, and costs the sandbox nothing. */
 START_TEST(test_big_stdin)
@@ -1045,6 +1112,7 @@ int main(void)
     tcase_add_test(tc, test_no_zygote);
     tcase_add_test(tc, test_netns_pool);
     tcase_add_test(tc, test_sandbox_network);
+    tcase_add_test(tc, test_readiness_probes);
     tcase_add_test(tc, test_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
