@@ -159,6 +159,9 @@ static void wait_timeout(uv_timer_t *t)
     else if (w->kind == SBXD_WAIT_READY)
         sbxd_reply_error(w->req, 504, "deadline_exceeded",
                          "sandbox `%s`: the readiness probe has not passed yet", w->sb->id);
+    else if (w->kind == SBXD_WAIT_TUNNELS)
+        sbxd_reply_error(w->req, 504, "deadline_exceeded", "sandbox `%s`: no tunnels yet",
+                         w->sb->id);
     else if (w->kind == SBXD_WAIT_PROC)
         sbxd_reply_json(w->req, 200, json_pack("{s:n}", "returncode"));
     waiter_free(w);
@@ -174,6 +177,13 @@ void sbxd_wake_sandbox(struct sbxd *d, struct sbxd_sandbox *sb)
         next = w->next;
         if (w->kind == SBXD_WAIT_SANDBOX && !strcmp(sb->state, "finished")) {
             sbxd_reply_json(w->req, 200, sbxd_sandbox_record(d, sb));
+            waiter_free(w);
+        } else if (w->kind == SBXD_WAIT_TUNNELS && sb->tunnels && strcmp(sb->state, "finished")) {
+            sbxd_reply_json(w->req, 200, json_incref(sb->tunnels));
+            waiter_free(w);
+        } else if (w->kind == SBXD_WAIT_TUNNELS && !strcmp(sb->state, "finished")) {
+            sbxd_reply_error(w->req, 409, "failed_precondition",
+                             "sandbox `%s` has finished: its tunnels are closed", sb->id);
             waiter_free(w);
         } else if (w->kind == SBXD_WAIT_READY && !strcmp(sb->state, "ready")) {
             sbxd_reply_json(w->req, 200, sbxd_sandbox_record(d, sb));
@@ -403,7 +413,10 @@ static void list_apps(struct sbxd *d, sbxd_req *req)
 /* ---- creating a sandbox ---- */
 
 static const char *const unsupported_fields[] = {
-    "secrets", "disk_mib", "ports", "volumes", "mounts",
+    "secrets",
+    "disk_mib",
+    "volumes",
+    "mounts",
 };
 
 static bool is_string_map(json_t *o)
@@ -587,6 +600,26 @@ static bool validate_create(sbxd_req *req, json_t *body)
         BAD("hostname", "must be a hostname of 1 to 63 characters");
     if ((v = json_object_get(body, "block_network")) && !json_is_null(v) && !json_is_boolean(v))
         BAD("block_network", "must be true or false");
+    if ((v = json_object_get(body, "ports")) && !json_is_null(v)) {
+        size_t i;
+        json_t *p;
+
+        if (!json_is_array(v) || json_array_size(v) > 16)
+            BAD("ports", "must be an array of at most 16 ports");
+        json_array_foreach(v, i, p)
+        {
+            json_t *n = json_is_object(p) ? json_object_get(p, "port") : p;
+            json_t *tls = json_is_object(p) ? json_object_get(p, "tls") : NULL;
+            if (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 65535 ||
+                (tls && !json_is_boolean(tls)))
+                BAD("ports", "must hold ports 1..65535 or {\"port\":N,\"tls\":bool}");
+            if (json_is_true(tls)) {
+                sbxd_reply_error(req, 400, "invalid_argument",
+                                 "field `ports`: tls tunnels are not served by this sandboxd yet");
+                return false;
+            }
+        }
+    }
     if ((v = json_object_get(body, "readiness_probe")) && !json_is_null(v)) {
         json_t *tcp = json_object_get(v, "tcp"), *ex = json_object_get(v, "exec"), *iv;
         const char *member;
@@ -697,6 +730,17 @@ static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec)
         return NULL;
     if (json_is_object(json_object_get(body, "readiness_probe")))
         json_object_set(spec, "readiness_probe", json_object_get(body, "readiness_probe"));
+    if (json_array_size(json_object_get(body, "ports")) > 0) {
+        json_t *ports = json_array(), *p;
+        size_t i;
+        json_array_foreach(json_object_get(body, "ports"), i, p)
+        {
+            json_t *n = json_is_object(p) ? json_object_get(p, "port") : p;
+            json_array_append_new(ports, json_pack("{s:O,s:b}", "port", n, "tls", 0));
+        }
+        json_object_set_new(spec, "ports", ports);
+        json_object_set_new(spec, "tunnel_bind", json_string(d->cfg.tunnel_bind));
+    }
     if (json_is_true(json_object_get(body, "block_network"))) {
         json_object_set_new(spec, "block_network", json_true());
     } else if (d->cfg.network) {
@@ -947,6 +991,36 @@ static void list_sandboxes(struct sbxd *d, sbxd_req *req)
     }
     json_decref(want);
     sbxd_reply_json(req, 200, json_pack("{s:o}", "sandboxes", list));
+}
+
+/* GET .../tunnels: the map once the monitor has its listeners (at once
+ * for a sandbox without ports); 409 once finished, 504 at the timeout. */
+static void tunnels_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    double timeout;
+    struct sbxd_waiter *w;
+
+    if (!parse_timeout(req, sbxd_req_query(req, "timeout_s"), 50, 86400, &timeout))
+        return;
+    if (json_array_size(json_object_get(sb->request, "ports")) == 0) {
+        sbxd_reply_json(req, 200, json_object());
+        return;
+    }
+    if (!strcmp(sb->state, "finished")) {
+        sbxd_reply_error(req, 409, "failed_precondition",
+                         "sandbox `%s` has finished: its tunnels are closed", sb->id);
+        return;
+    }
+    if (sb->tunnels) {
+        sbxd_reply_json(req, 200, json_incref(sb->tunnels));
+        return;
+    }
+    w = waiter_new(d, sb, req, SBXD_WAIT_TUNNELS);
+    if (!w) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    uv_timer_start(&w->timer, wait_timeout, (uint64_t)(timeout * 1000), 0);
 }
 
 /* GET .../ready: until the readiness probe passes (200 with the record);
@@ -1541,6 +1615,8 @@ static void route_sandbox(struct sbxd *d, sbxd_req *req, const char *method, cha
         sbxd_files_handle(d, req, sb, what);
     else if (IS("GET") && !strcmp(what, "ready"))
         ready_sandbox(d, req, sb);
+    else if (IS("GET") && !strcmp(what, "tunnels"))
+        tunnels_sandbox(d, req, sb);
     else if ((!strcmp(what, "stdout") || !strcmp(what, "stderr") || !strcmp(what, "stdin"))) {
         struct sbxd_proc *p = sbxd_proc_find(sb, SBXD_ENTRYPOINT_ID);
         if (!p) {

@@ -98,6 +98,9 @@ static char **read_tokens(const char *path)
     return tokens;
 }
 
+/* The config's tunnel_bind, when it has one (freed at exit). */
+static char *tunnel_bind_owned;
+
 static int load_config(struct sbxd_config *cfg, const char *path)
 {
     json_error_t jerr;
@@ -186,6 +189,18 @@ static int load_config(struct sbxd_config *cfg, const char *path)
             cfg->subnet = json_string_value(s);
         if (dns)
             cfg->dns = dns;
+    }
+    if ((v = json_object_get(c, "tunnel_bind"))) {
+        struct in_addr a;
+        if (!json_is_string(v) || inet_pton(AF_INET, json_string_value(v), &a) != 1) {
+            sbxd_log(NULL, "config %s: `tunnel_bind` must be an IPv4 address", path);
+            json_decref(c);
+            return -EINVAL;
+        }
+        free(tunnel_bind_owned);
+        tunnel_bind_owned = strdup(json_string_value(v));
+        if (tunnel_bind_owned)
+            cfg->tunnel_bind = tunnel_bind_owned;
     }
     if ((v = json_object_get(c, "netns_pool"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
@@ -358,6 +373,7 @@ int main(int argc, char **argv)
         .network = true,
         .bridge = "sbx0",
         .subnet = "10.88.0.0/16",
+        .tunnel_bind = "127.0.0.1",
     };
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
@@ -517,6 +533,7 @@ int main(int argc, char **argv)
     json_decref(d.apps);
     json_decref(d.cfg.pool);
     json_decref(d.cfg.network_json);
+    free(tunnel_bind_owned);
     for (char **t = d.cfg.tokens; t && *t; t++)
         free(*t);
     free(d.cfg.tokens);

@@ -149,6 +149,13 @@ static void handle_event(struct sbxd_monitor *m, json_t *msg)
         const char *name = json_string_value(json_object_get(msg, "event"));
         if (name)
             sbxd_sandbox_set_state(d, sb, name);
+    } else if (!strcmp(ev, "tunnels")) {
+        json_t *t = json_object_get(msg, "tunnels");
+        if (json_is_object(t)) {
+            json_decref(sb->tunnels);
+            sb->tunnels = json_incref(t);
+            sbxd_wake_sandbox(d, sb);
+        }
     } else if (!strcmp(ev, "finished")) {
         json_t *rc = json_object_get(msg, "returncode");
         sbxd_sandbox_finished(d, sb, json_is_integer(rc) ? (int)json_integer_value(rc) : -1,
@@ -617,7 +624,12 @@ static void ignore_reply(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply,
         /* A status reply: everything before it is in the files. */
         if (json_is_integer(json_object_get(reply, "init_pid")))
             sb->init_pid = (int)json_integer_value(json_object_get(reply, "init_pid"));
+        if (json_is_object(json_object_get(reply, "tunnels"))) {
+            json_decref(sb->tunnels);
+            sb->tunnels = json_incref(json_object_get(reply, "tunnels"));
+        }
         sbxd_sandbox_sync(d, sb);
+        sbxd_wake_sandbox(d, sb);
     }
     /* A status reply after (re)connecting: pick up finished processes. */
     {

@@ -58,6 +58,7 @@
  *   spec.json                 what to run (below)
  *   record.json, claim.json   the daemon's (registry.c, pool.c); the
  *                             monitor never reads them
+ *   tunnels.json              the tunnels' host ports (below), while open
  *   monitor.json              {"pid":N,"started_at":T}  the monitor's own pid
  *   events.ndjson             lifecycle events appended by the monitor,
  *                             {"event":"started","at":T} ... one per line
@@ -117,6 +118,17 @@
  * 100) from the start (or the claim).  On a pass the monitor records the
  * event "ready" and sends {"ev":"event","event":"ready"}; after 5 minutes
  * without one it stops probing and the sandbox runs on.
+ *
+ * Tunnels (optional): "ports":[{"port":N,"tls":false}..] (at most 16; tls
+ * is not served yet), "tunnel_bind":"A.B.C.D" (default 127.0.0.1).  Once
+ * the sandbox has started (after the status line) the monitor listens on
+ * tunnel_bind at a free port per port, writes tunnels.json
+ * {"PORT":{"host","port","url","tls"}} and sends {"ev":"tunnels",
+ * "tunnels":{..}}; "status" replies carry "tunnels" too.  Each connection
+ * is forwarded to PORT on the sandbox's own loopback (a socket made in its
+ * network namespace), both ways with back-pressure and half-closes; an
+ * open one is activity for idle_timeout_s.  All close when the sandbox
+ * ends.  A listener that cannot be made ends the sandbox as "error".
  *
  * "pooled":true (optional): a sandbox made ahead of any request (the
  * daemon's pool, daemon/pool.c).  Its entrypoint must be null and it has no

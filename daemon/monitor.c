@@ -58,6 +58,8 @@
 #define EXIT_GRACE_MS        1000  /* after an exec exits, how long to wait for its pipes' EOF */
 #define FINISH_GRACE_MS      10000 /* after the sandbox finished, how long to wait for everything */
 #define ANNOUNCE_MS          1     /* at most one output event per stream per this */
+#define MAX_TUNNELS          16
+#define TUNNEL_BUF           (64 * 1024) /* per direction of a tunnel connection */
 #define DEFAULT_OUTPUT_LIMIT (64ULL * 1024 * 1024)
 
 static void freep(void *p)
@@ -135,7 +137,10 @@ enum watch_kind {
     W_STATUS, /* an exec's status_pidfd */
     W_OUTPUT,
     W_STDIN,
-    W_PROBE, /* a readiness probe's exec: its status_pidfd */
+    W_PROBE,        /* a readiness probe's exec: its status_pidfd */
+    W_TUNNEL,       /* a tunnel's listening socket on the host */
+    W_TCONN_CLIENT, /* a tunnel connection: the host client's side */
+    W_TCONN_SERVER, /* ... and the sandbox's */
 };
 
 struct watch {
@@ -212,6 +217,10 @@ struct spec {
     int probe_tcp;
     const char **probe_exec;
     int64_t probe_interval_ms;
+    /* tunnels: the sandbox's TCP ports, listened for on the host */
+    int ports[MAX_TUNNELS];
+    size_t n_ports;
+    const char *tunnel_bind;
     struct sbx_limits limits;
     uint64_t timeout_s, idle_timeout_s, output_limit;
 };
@@ -241,12 +250,24 @@ struct monitor {
     int64_t deadline, last_activity, finish_deadline;
     uint32_t allowed_addr; /* the sandbox's eth0, while its allowlist is in the firewall */
 
+    /* The sandbox's network namespace and ours, for sockets made in its
+     * (probes, tunnel connections). */
+    int sb_netns_fd, own_netns_fd;
+
+    /* Tunnels: a listener per port, and their connections. */
+    struct tunnel {
+        struct watch w;
+        int port, host_port;
+    } tunnels[MAX_TUNNELS];
+    size_t n_tunnels;
+    struct tconn *tconns, *dead_tconns;
+    unsigned n_tconns;
+
     /* The readiness probe, from the start until it passes or gives up. */
     struct {
         bool active;
         int64_t next_at, give_up_at;
-        int netns_fd, own_netns_fd; /* for a TCP probe: the sandbox's and ours */
-        struct sbx_process sp;      /* an exec probe running */
+        struct sbx_process sp; /* an exec probe running */
         bool running;
         struct watch w;
     } probe;
@@ -258,6 +279,8 @@ struct monitor {
 /* ---- small helpers ---- */
 
 static void probe_start(struct monitor *m);
+static void tunnels_stop(struct monitor *m);
+static json_t *tunnels_json(struct monitor *m);
 
 static bool valid_id(const char *s)
 {
@@ -1033,6 +1056,7 @@ static void sandbox_finished(struct monitor *m, const struct sbx_exit *ex)
     watch_close(m, &m->exit_w);
     watch_close(m, &m->pidfd_w);
     watch_close(m, &m->oom_w);
+    tunnels_stop(m);
     for (size_t i = 0; i < m->n_procs; i++)
         stdin_close(m, m->procs[i]);
 }
@@ -1568,6 +1592,8 @@ static int op_status(struct monitor *m, json_t *req, json_t *reply, struct op_er
      * /proc/PID/root. */
     if (m->sb && m->state == MON_RUNNING)
         json_object_set_new(reply, "init_pid", json_integer(sbx_sandbox_pid(m->sb)));
+    if (m->n_tunnels)
+        json_object_set_new(reply, "tunnels", tunnels_json(m));
     if (m->state != MON_RUNNING) {
         json_object_set_new(reply, "returncode",
                             m->returncode >= 0 ? json_integer(m->returncode) : json_null());
@@ -1858,6 +1884,279 @@ static int64_t min_deadline(int64_t a, int64_t b)
 }
 
 /* The next moment something is due, 0 for none; does what is due now. */
+/* ---- sockets in the sandbox's network ---- */
+
+/* A TCP socket made in the sandbox's network namespace: the monitor is
+ * single-threaded, so it steps in with setns for the socket() call and
+ * straight out again; the socket stays the sandbox's network's. */
+static int sandbox_socket(struct monitor *m)
+{
+    int fd;
+
+    if (!m->sb)
+        return -1;
+    if (m->sb_netns_fd < 0) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)sbx_sandbox_pid(m->sb));
+        m->sb_netns_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (m->own_netns_fd < 0)
+            m->own_netns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (m->sb_netns_fd < 0 || m->own_netns_fd < 0)
+            return -1;
+    }
+    if (setns(m->sb_netns_fd, CLONE_NEWNET) < 0)
+        return -1;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (setns(m->own_netns_fd, CLONE_NEWNET) < 0) {
+        /* Never carry on in the sandbox's network. */
+        mlog("return to our own network namespace: %s", strerror(errno));
+        abort();
+    }
+    return fd;
+}
+
+/* ---- tunnels ---- */
+
+/* One connection through a tunnel: a client on the host, and the server
+ * on the sandbox's loopback.  Each direction has one buffer, filled by a
+ * read only when empty and drained by writes (back-pressure both ways); an
+ * EOF is passed on as a half-close once its buffer has drained. */
+struct tconn {
+    struct watch c, s; /* the client's socket, the sandbox's */
+    char c2s[TUNNEL_BUF], s2c[TUNNEL_BUF];
+    size_t c2s_off, c2s_len, s2c_off, s2c_len;
+    bool c_eof, s_eof, c_shut, s_shut, connecting, dead;
+    struct tconn *next, *next_dead;
+};
+
+static void tconn_events(struct monitor *m, struct tconn *t)
+{
+    uint32_t ce = 0, se = 0;
+
+    if (t->dead)
+        return;
+    if (!t->c_eof && t->c2s_len == 0 && !t->connecting)
+        ce |= EPOLLIN;
+    if (t->s2c_len > t->s2c_off)
+        ce |= EPOLLOUT;
+    if (t->connecting || t->c2s_len > t->c2s_off)
+        se |= EPOLLOUT;
+    if (!t->s_eof && t->s2c_len == 0 && !t->connecting)
+        se |= EPOLLIN;
+    watch_mod(m, &t->c, ce);
+    watch_mod(m, &t->s, se);
+}
+
+static void tconn_close(struct monitor *m, struct tconn *t)
+{
+    struct tconn **pp = &m->tconns;
+
+    if (t->dead)
+        return;
+    t->dead = true;
+    watch_close(m, &t->c);
+    watch_close(m, &t->s);
+    while (*pp && *pp != t)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = t->next;
+    /* Freed after the epoll batch: another event of it may be in it. */
+    t->next_dead = m->dead_tconns;
+    m->dead_tconns = t;
+    /* An open connection was activity; its end starts the idle clock. */
+    if (m->n_tconns > 0 && --m->n_tconns == 0)
+        m->last_activity = now_ms();
+}
+
+static void tconns_free_dead(struct monitor *m)
+{
+    while (m->dead_tconns) {
+        struct tconn *t = m->dead_tconns;
+        m->dead_tconns = t->next_dead;
+        free(t);
+    }
+}
+
+/* Moves bytes one way: from `from` into buf (when empty), from buf to `to`;
+ * passes an EOF on.  Returns false when the connection must close. */
+static bool tconn_pump(int from, int to, char *buf, size_t *off, size_t *len, bool *eof, bool *shut,
+                       bool can_read, bool can_write)
+{
+    ssize_t n;
+
+    if (can_read && *len == 0 && !*eof) {
+        n = read(from, buf, TUNNEL_BUF);
+        if (n > 0) {
+            *off = 0;
+            *len = (size_t)n;
+        } else if (n == 0) {
+            *eof = true;
+        } else if (errno != EAGAIN && errno != EINTR) {
+            return false;
+        }
+    }
+    if (can_write && *len > *off) {
+        n = send(to, buf + *off, *len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            *off += (size_t)n;
+            if (*off == *len)
+                *off = *len = 0;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            return false;
+        }
+    }
+    if (*eof && *len == 0 && !*shut) {
+        shutdown(to, SHUT_WR);
+        *shut = true;
+    }
+    return true;
+}
+
+static void tconn_event(struct monitor *m, struct tconn *t, bool server, uint32_t events)
+{
+    bool ok = true;
+
+    if (t->dead)
+        return;
+    if (server && t->connecting) {
+        int so_error = 0;
+        socklen_t len = sizeof(so_error);
+
+        if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            return;
+        getsockopt(t->s.fd, SOL_SOCKET, SO_ERROR, &so_error, &len);
+        if (so_error) {
+            tconn_close(m, t);
+            return;
+        }
+        t->connecting = false;
+    }
+    if ((events & EPOLLERR) || ((events & EPOLLHUP) && !(events & EPOLLIN))) {
+        tconn_close(m, t);
+        return;
+    }
+    /* client → sandbox, then sandbox → client */
+    ok = tconn_pump(t->c.fd, t->s.fd, t->c2s, &t->c2s_off, &t->c2s_len, &t->c_eof, &t->s_shut,
+                    !server && (events & EPOLLIN), server ? (events & EPOLLOUT) != 0 : true) &&
+         tconn_pump(t->s.fd, t->c.fd, t->s2c, &t->s2c_off, &t->s2c_len, &t->s_eof, &t->c_shut,
+                    server && (events & EPOLLIN), !server ? (events & EPOLLOUT) != 0 : true);
+    if (!ok || (t->c_shut && t->s_shut)) {
+        tconn_close(m, t);
+        return;
+    }
+    tconn_events(m, t);
+}
+
+/* A client at a tunnel's host port: a connection to the port on the
+ * sandbox's loopback, made from its network namespace. */
+static void tunnel_accept(struct monitor *m, struct tunnel *tu)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)tu->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int c = accept4(tu->w.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), s;
+    struct tconn *t;
+
+    if (c < 0)
+        return;
+    s = sandbox_socket(m);
+    t = calloc(1, sizeof(*t));
+    if (s < 0 || !t) {
+        close(c);
+        if (s >= 0)
+            close(s);
+        free(t);
+        return;
+    }
+    t->c = (struct watch){.kind = W_TCONN_CLIENT, .fd = -1};
+    t->s = (struct watch){.kind = W_TCONN_SERVER, .fd = -1};
+    if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
+        /* Nothing listens there: the client learns it by the close. */
+        close(c);
+        close(s);
+        free(t);
+        return;
+    }
+    t->connecting = true;
+    if (watch_add(m, &t->c, c, 0) < 0 || watch_add(m, &t->s, s, EPOLLOUT) < 0) {
+        if (t->c.fd < 0)
+            close(c);
+        watch_close(m, &t->c);
+        close(s);
+        free(t);
+        return;
+    }
+    t->next = m->tconns;
+    m->tconns = t;
+    m->n_tconns++;
+    m->last_activity = now_ms();
+}
+
+static json_t *tunnels_json(struct monitor *m)
+{
+    json_t *o = json_object();
+
+    for (size_t i = 0; i < m->n_tunnels; i++) {
+        char key[8], url[64];
+        snprintf(key, sizeof(key), "%d", m->tunnels[i].port);
+        snprintf(url, sizeof(url), "http://%s:%d", m->spec.tunnel_bind, m->tunnels[i].host_port);
+        json_object_set_new(o, key,
+                            json_pack("{s:s,s:i,s:s,s:b}", "host", m->spec.tunnel_bind, "port",
+                                      m->tunnels[i].host_port, "url", url, "tls", 0));
+    }
+    return o;
+}
+
+/* A host listener per port (tunnel_bind, a free port), recorded in
+ * tunnels.json and told to the daemon. */
+static int tunnels_start(struct monitor *m, char *why, size_t why_len)
+{
+    for (size_t i = 0; i < m->spec.n_ports; i++) {
+        struct sockaddr_in sa = {.sin_family = AF_INET};
+        socklen_t len = sizeof(sa);
+        struct tunnel *tu = &m->tunnels[m->n_tunnels];
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+        inet_pton(AF_INET, m->spec.tunnel_bind, &sa.sin_addr);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0 ||
+            getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+            snprintf(why, why_len, "tunnel for port %d on %s: %s", m->spec.ports[i],
+                     m->spec.tunnel_bind, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return -1;
+        }
+        tu->w = (struct watch){.kind = W_TUNNEL, .fd = -1};
+        tu->port = m->spec.ports[i];
+        tu->host_port = ntohs(sa.sin_port);
+        if (watch_add(m, &tu->w, fd, EPOLLIN) < 0) {
+            close(fd);
+            snprintf(why, why_len, "watch a tunnel: %s", strerror(errno));
+            return -1;
+        }
+        m->n_tunnels++;
+    }
+    if (m->n_tunnels) {
+        _cleanup_json_ json_t *t = tunnels_json(m);
+        (void)write_json_at(m->records_fd, "tunnels.json", t, false);
+        client_send(m, json_pack("{s:s,s:O}", "ev", "tunnels", "tunnels", t));
+        mlog("%zu tunnel%s open", m->n_tunnels, m->n_tunnels == 1 ? "" : "s");
+    }
+    return 0;
+}
+
+/* The sandbox has ended: no more listeners, no connection. */
+static void tunnels_stop(struct monitor *m)
+{
+    for (size_t i = 0; i < m->n_tunnels; i++)
+        watch_close(m, &m->tunnels[i].w);
+    m->n_tunnels = 0;
+    while (m->tconns)
+        tconn_close(m, m->tconns);
+    closep(&m->sb_netns_fd);
+    m->sb_netns_fd = -1;
+}
+
 /* ---- the readiness probe ---- */
 
 /* A probe that has not passed by then stops; the sandbox runs on. */
@@ -1873,16 +2172,12 @@ static void probe_stop(struct monitor *m)
         m->probe.sp.pidfd = m->probe.sp.status_pidfd = -1;
         m->probe.running = false;
     }
-    closep(&m->probe.netns_fd);
-    closep(&m->probe.own_netns_fd);
-    m->probe.netns_fd = m->probe.own_netns_fd = -1;
     m->probe.active = false;
 }
 
 /* Starts probing (the sandbox has started: created, or claimed). */
 static void probe_start(struct monitor *m)
 {
-    m->probe.netns_fd = m->probe.own_netns_fd = -1;
     m->probe.w = (struct watch){.kind = W_PROBE, .fd = -1};
     m->probe.sp = (struct sbx_process){.pidfd = -1, .pty_master = -1, .status_pidfd = -1};
     if (!m->spec.probe_tcp && !m->spec.probe_exec)
@@ -1900,33 +2195,15 @@ static void probe_passed(struct monitor *m)
     client_send(m, json_pack("{s:s,s:s,s:f}", "ev", "event", "event", "ready", "at", now_real()));
 }
 
-/* A TCP connection to the port on the sandbox's own loopback: a socket
- * made in its network namespace (the monitor is single-threaded: it steps
- * in and straight out again). */
+/* A TCP connection to the port on the sandbox's own loopback. */
 static bool probe_tcp(struct monitor *m)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET,
                              .sin_port = htons((uint16_t)m->spec.probe_tcp),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd, so_error = -1;
+    int fd = sandbox_socket(m), so_error = -1;
     socklen_t len = sizeof(so_error);
 
-    if (m->probe.netns_fd < 0) {
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)sbx_sandbox_pid(m->sb));
-        m->probe.netns_fd = open(path, O_RDONLY | O_CLOEXEC);
-        m->probe.own_netns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-        if (m->probe.netns_fd < 0 || m->probe.own_netns_fd < 0)
-            return false;
-    }
-    if (setns(m->probe.netns_fd, CLONE_NEWNET) < 0)
-        return false;
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (setns(m->probe.own_netns_fd, CLONE_NEWNET) < 0) {
-        /* Never carry on in the sandbox's network. */
-        mlog("return to our own network namespace: %s", strerror(errno));
-        abort();
-    }
     if (fd < 0)
         return false;
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
@@ -1992,7 +2269,8 @@ static int64_t run_deadlines(struct monitor *m)
         int64_t idle_at = 0;
         if (m->deadline && now >= m->deadline)
             terminate_with(m, "timeout");
-        if (m->spec.idle_timeout_s && m->n_running == 0) {
+        /* Activity: an exec running, stdin written, a tunnel connection open. */
+        if (m->spec.idle_timeout_s && m->n_running == 0 && m->n_tconns == 0) {
             idle_at = m->last_activity + (int64_t)m->spec.idle_timeout_s * 1000;
             if (now >= idle_at)
                 terminate_with(m, "idle_timeout");
@@ -2103,6 +2381,16 @@ static void dispatch(struct monitor *m, struct watch *w, uint32_t events)
         if (w->fd >= 0)
             probe_reaped(m);
         break;
+    case W_TUNNEL:
+        if (w->fd >= 0)
+            tunnel_accept(m, (struct tunnel *)w);
+        break;
+    case W_TCONN_CLIENT:
+        tconn_event(m, (struct tconn *)((char *)w - offsetof(struct tconn, c)), false, events);
+        break;
+    case W_TCONN_SERVER:
+        tconn_event(m, (struct tconn *)((char *)w - offsetof(struct tconn, s)), true, events);
+        break;
     case W_STATUS: {
         struct proc *p = (struct proc *)((char *)w - offsetof(struct proc, status_w));
         if (w->fd >= 0)
@@ -2169,6 +2457,7 @@ static void loop(struct monitor *m)
         for (int i = 0; i < n; i++)
             dispatch(m, evs[i].data.ptr, evs[i].events);
         client_free_dead(m);
+        tconns_free_dead(m);
     }
 }
 
@@ -2288,6 +2577,28 @@ static int spec_load(const char *path, struct spec *s, char *why, size_t why_len
         }
         s->probe_tcp = tcp ? (int)json_integer_value(tcp) : 0;
         s->probe_interval_ms = (int64_t)iv;
+    }
+    v = json_object_get(s->root, "ports");
+    if (v && !json_is_null(v)) {
+        size_t i;
+        json_t *p;
+        if (!json_is_array(v) || json_array_size(v) > MAX_TUNNELS)
+            BAD("spec: \"ports\" must be an array of at most %d ports", MAX_TUNNELS);
+        json_array_foreach(v, i, p)
+        {
+            json_t *n = json_is_object(p) ? json_object_get(p, "port") : p;
+            if (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 65535 ||
+                json_is_true(json_object_get(p, "tls")))
+                BAD("spec: \"ports\": each a port 1..65535 (tls is not served yet)");
+            s->ports[s->n_ports++] = (int)json_integer_value(n);
+        }
+    }
+    s->tunnel_bind = "127.0.0.1";
+    v = json_object_get(s->root, "tunnel_bind");
+    if (v && !json_is_null(v)) {
+        struct in_addr a;
+        if (!(s->tunnel_bind = json_string_value(v)) || inet_pton(AF_INET, s->tunnel_bind, &a) != 1)
+            BAD("spec: \"tunnel_bind\" must be an IPv4 address");
     }
     v = json_object_get(s->root, "resolv_conf");
     if (v && !json_is_null(v) &&
@@ -2694,6 +3005,16 @@ static int monitor_run(struct monitor *m, int ready_fd, const char *log_path, in
     /* The first line on the daemon's own connection (nothing was queued
      * before it: the loop has not run yet). */
     client_send(m, status_json(NULL, NULL, getpid()));
+    /* Tunnels after it: their event must not come first. */
+    if (!m->spec.pooled && tunnels_start(m, why, sizeof(why)) < 0) {
+        /* Asked for and not there: the sandbox is not what was asked. */
+        _cleanup_json_ json_t *ev =
+            json_pack("{s:s,s:f,s:s}", "event", "error", "at", now_real(), "message", why);
+        mlog("%s", why);
+        if (ev)
+            append_event(m, ev);
+        terminate_with(m, "error");
+    }
 
     loop(m);
 
@@ -2721,6 +3042,10 @@ static void monitor_free(struct monitor *m)
 {
     if (m->probe.active)
         probe_stop(m);
+    if (m->ep >= 0)
+        tunnels_stop(m);
+    tconns_free_dead(m);
+    closep(&m->own_netns_fd);
     for (size_t i = 0; i < m->n_procs; i++) {
         struct proc *p = m->procs[i];
         for (int s = 0; s < 2; s++) {
@@ -2823,6 +3148,7 @@ static int monitor_main(const struct monitor_args *a)
     m.exit_w = (struct watch){.kind = W_SANDBOX, .fd = -1};
     m.pidfd_w = (struct watch){.kind = W_SANDBOX, .fd = -1};
     m.oom_w = (struct watch){.kind = W_OOM, .fd = -1};
+    m.sb_netns_fd = m.own_netns_fd = -1;
     m.state = MON_FINISHING; /* until the sandbox exists */
     if (!m.id || !a->spec || !m.run_dir || !m.state_dir)
         return print_status(a, "invalid_argument",

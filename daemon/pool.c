@@ -330,7 +330,8 @@ bool sbxd_pool_fits(struct sbxd *d, json_t *body)
         return false;
     if (json_is_true(json_object_get(body, "block_network")) ||
         json_is_array(json_object_get(body, "cidr_allowlist")) ||
-        json_is_object(json_object_get(body, "readiness_probe")))
+        json_is_object(json_object_get(body, "readiness_probe")) ||
+        json_array_size(json_object_get(body, "ports")) > 0)
         return false;
     return true;
 }

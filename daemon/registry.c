@@ -86,13 +86,14 @@ json_t *sbxd_sandbox_record(struct sbxd *d, struct sbxd_sandbox *sb)
 
     (void)d;
     return json_pack(
-        "{s:s,s:s,s:s?,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:O,s:{},s:o}", "sandbox_id", sb->id, "app",
+        "{s:s,s:s,s:s?,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:O,s:O,s:o}", "sandbox_id", sb->id, "app",
         sb->app, "name", sb->name, "image", sb->image, "state", sb->state, "created_at",
         time_or_null(sb->created_at), "started_at", time_or_null(sb->started_at), "ready_at",
         time_or_null(sb->ready_at), "finished_at", time_or_null(sb->finished_at), "returncode",
         sb->has_returncode ? json_integer(sb->returncode) : json_null(), "finish_reason",
         sb->finish_reason[0] ? json_string(sb->finish_reason) : json_null(), "tags", sb->tags,
-        "tunnels", "resources", resources ? resources : json_object());
+        "tunnels", sb->tunnels && strcmp(sb->state, "finished") ? sb->tunnels : json_object(),
+        "resources", resources ? resources : json_object());
 }
 
 json_t *sbxd_sandbox_record_file(struct sbxd_sandbox *sb)
@@ -225,6 +226,7 @@ void sbxd_sandbox_forget(struct sbxd *d, struct sbxd_sandbox *sb)
     json_decref(sb->request);
     json_decref(sb->env);
     json_decref(sb->pool_layers);
+    json_decref(sb->tunnels);
     free(sb);
 }
 
@@ -352,10 +354,26 @@ static bool load_exit(struct sbxd *d, struct sbxd_sandbox *sb)
     return true;
 }
 
+/* The tunnels the monitor opened (tunnels.json), if any. */
+static void load_tunnels(struct sbxd *d, struct sbxd_sandbox *sb)
+{
+    char *path = sbxd_records_path(d, sb->id, "tunnels.json");
+    json_t *t = path ? sbxd_read_json(path) : NULL;
+
+    free(path);
+    if (json_is_object(t)) {
+        json_decref(sb->tunnels);
+        sb->tunnels = t;
+    } else {
+        json_decref(t);
+    }
+}
+
 bool sbxd_sandbox_sync(struct sbxd *d, struct sbxd_sandbox *sb)
 {
     load_events(d, sb);
     load_procs(d, sb);
+    load_tunnels(d, sb);
     return !strcmp(sb->state, "finished") || load_exit(d, sb);
 }
 
@@ -413,6 +431,7 @@ static struct sbxd_sandbox *load_one(struct sbxd *d, const char *id)
     json_decref(rec);
     load_events(d, sb);
     load_procs(d, sb);
+    load_tunnels(d, sb);
 
     (void)ex;
     if (sb->pooled) {

@@ -45,8 +45,9 @@ struct sbxd_config {
     /* The sandboxes' network (runtime/network.c); off: loopback only */
     bool network;
     const char *bridge, *subnet;
-    json_t *dns;          /* ["A.B.C.D", ...] or NULL: the host's resolvers */
-    json_t *network_json; /* the config's "network", which the strings point into */
+    json_t *dns;             /* ["A.B.C.D", ...] or NULL: the host's resolvers */
+    json_t *network_json;    /* the config's "network", which the strings point into */
+    const char *tunnel_bind; /* the host address tunnels listen on */
 };
 
 struct sbxd_proc;
@@ -76,7 +77,14 @@ struct sbxd_waiter {
     bool timer_active;
 };
 
-enum { SBXD_WAIT_SANDBOX = 1, SBXD_WAIT_PROC, SBXD_WAIT_STREAM, SBXD_WAIT_EVENTS, SBXD_WAIT_READY };
+enum {
+    SBXD_WAIT_SANDBOX = 1,
+    SBXD_WAIT_PROC,
+    SBXD_WAIT_STREAM,
+    SBXD_WAIT_EVENTS,
+    SBXD_WAIT_READY,
+    SBXD_WAIT_TUNNELS
+};
 
 struct sbxd_proc {
     struct sbxd_proc *next;
@@ -111,6 +119,7 @@ struct sbxd_sandbox {
     bool deleted;
     /* made ahead (pool.c): in d->pool, nobody's until claimed */
     bool pooled, pool_ready, pool_doomed;
+    json_t *tunnels;     /* {"PORT":{"host","port","url","tls"}} while they are open, or NULL */
     json_t *pool_layers; /* the image's layers it was made of */
 };
 

@@ -11,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -206,7 +209,7 @@ START_TEST(test_bad_requests)
         {"{\"env\":{\"A\":1}}", "400"},
         {"{\"name\":\"../x\"}", "400"},
         {"{\"volumes\":{\"/data\":\"v\"}}", "400"},
-        {"{\"ports\":[8000]}", "400"},
+        {"{\"secrets\":[\"s\"]}", "400"},
         {"{\"block_network\":\"yes\"}", "400"},
         {"{\"surprise\":1}", "400"},
         {"{\"image\":\"no-such-image\"}", "404"},
@@ -878,6 +881,137 @@ START_TEST(test_readiness_probes)
 }
 END_TEST
 
+/* A TCP connection to 127.0.0.1:port (blocking), or -1. */
+static int tcp_connect(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* Everything a server sends on one connection after `request`. */
+static size_t tcp_fetch(int port, const char *request, char *buf, size_t size)
+{
+    int fd = tcp_connect(port);
+    size_t len = 0;
+    ssize_t n;
+
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, request, strlen(request)), (ssize_t)strlen(request));
+    while (len < size && (n = read(fd, buf + len, size - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    return len;
+}
+
+/* Tunnels: a host port per sandbox port, listed by GET /tunnels and in the
+ * record; traffic both ways (4 MiB through it, byte for byte); an open
+ * connection is activity for idle_timeout_s; all closed at the end. */
+START_TEST(test_tunnels)
+{
+    static char buf[5 << 20];
+    char path[256], req[128], *id;
+    json_t *r, *t;
+    size_t len;
+    int port, fd;
+
+    id = dl_create("{\"image\":\"busybox\",\"ports\":[8080,{\"port\":8081}],\"entrypoint\":"
+                   "[\"sh\",\"-c\",\"mkdir /tmp/www; echo hello > /tmp/www/index.html; "
+                   "head -c 4194304 /dev/urandom > /tmp/www/big; md5sum < /tmp/www/big > "
+                   "/tmp/www/big.md5; exec httpd -f -p 8080 -h /tmp/www\"],"
+                   "\"readiness_probe\":{\"tcp\":8080,\"interval_ms\":20}}");
+    json_decref(
+        dl_call("GET", dl_sbpath(path, sizeof(path), id, "/ready?timeout_s=30"), NULL, 200));
+    t = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/tunnels?timeout_s=10"), NULL, 200);
+    ck_assert_str_eq(dl_str(json_object_get(t, "8080"), "host"), "127.0.0.1");
+    port = (int)json_integer_value(json_object_get(json_object_get(t, "8080"), "port"));
+    ck_assert_int_gt(port, 0);
+    ck_assert_ptr_nonnull(json_object_get(t, "8081"));
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, ""), NULL, 200);
+    ck_assert(json_equal(json_object_get(r, "tunnels"), t));
+    json_decref(r);
+    json_decref(t);
+
+    len = tcp_fetch(port, "GET / HTTP/1.0\r\n\r\n", buf, sizeof(buf) - 1);
+    buf[len] = '\0';
+    ck_assert_msg(strstr(buf, "200 OK") && strstr(buf, "\r\n\r\nhello\n"), "%s", buf);
+    /* 4 MiB, compared with the digest taken inside. */
+    snprintf(req, sizeof(req), "GET /big HTTP/1.0\r\n\r\n");
+    len = tcp_fetch(port, req, buf, sizeof(buf));
+    {
+        char *body = memmem(buf, len, "\r\n\r\n", 4), *out, cmd[256];
+        FILE *f;
+        ck_assert_ptr_nonnull(body);
+        body += 4;
+        ck_assert_uint_eq(len - (size_t)(body - buf), 4194304);
+        snprintf(cmd, sizeof(cmd), "%s/big.bin", dl_dir);
+        f = fopen(cmd, "we");
+        ck_assert_uint_eq(fwrite(body, 1, 4194304, f), 4194304);
+        fclose(f);
+        out = dl_exec_out(id, "cat /tmp/www/big.md5");
+        snprintf(cmd, sizeof(cmd), "md5sum < %s/big.bin | grep -q \"^%.32s\"", dl_dir, out);
+        ck_assert_msg(system(cmd) == 0, "digest differs: %s", out);
+        free(out);
+    }
+    /* Nothing listens on 8081 inside: the connection is closed at once. */
+    t = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/tunnels"), NULL, 200);
+    fd = tcp_connect((int)json_integer_value(json_object_get(json_object_get(t, "8081"), "port")));
+    json_decref(t);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(read(fd, buf, 1), 0);
+    close(fd);
+    json_decref(
+        dl_call("POST", dl_sbpath(path, sizeof(path), id, "/terminate"), "{\"wait\":true}", 200));
+    /* Closed with the sandbox. */
+    ck_assert_int_lt(tcp_connect(port), 0);
+    json_decref(dl_call("GET", dl_sbpath(path, sizeof(path), id, "/tunnels"), NULL, 409));
+    free(id);
+
+    /* An open tunnel connection keeps an idle sandbox alive. */
+    id = dl_create("{\"image\":\"busybox\",\"ports\":[9000],\"idle_timeout_s\":1,"
+                   "\"entrypoint\":[\"nc\",\"-ll\",\"-p\",\"9000\",\"-e\",\"cat\"]}");
+    t = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/tunnels?timeout_s=10"), NULL, 200);
+    port = (int)json_integer_value(json_object_get(json_object_get(t, "9000"), "port"));
+    json_decref(t);
+    for (int i = 0; i < 50; i++) {
+        fd = tcp_connect(port);
+        ck_assert_int_ge(fd, 0);
+        ck_assert_int_eq(write(fd, "x", 1), 1);
+        if (read(fd, buf, 1) == 1)
+            break;
+        close(fd); /* nc was not listening yet */
+        fd = -1;
+        usleep(50000);
+    }
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(buf[0], 'x');
+    usleep(2500000);
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, ""), NULL, 200);
+    ck_assert_str_ne(dl_str(r, "state"), "finished");
+    json_decref(r);
+    close(fd);
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/wait?timeout_s=10"), NULL, 200);
+    ck_assert_str_eq(dl_str(r, "finish_reason"), "idle_timeout");
+    json_decref(r);
+    free(id);
+
+    id = dl_create("{\"image\":\"busybox\"}");
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/tunnels"), NULL, 200);
+    ck_assert_int_eq(json_object_size(r), 0);
+    json_decref(r);
+    free(id);
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"ports\":[0]}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"ports\":[{\"port\":80,\"tls\":1}]}", 400));
+}
+END_TEST
+
 /* A stdin body far above the monitor protocol's line limit arrives whole,
  * in order, and costs the sandbox nothing. */
 START_TEST(test_big_stdin)
@@ -1113,6 +1247,7 @@ int main(void)
     tcase_add_test(tc, test_netns_pool);
     tcase_add_test(tc, test_sandbox_network);
     tcase_add_test(tc, test_readiness_probes);
+    tcase_add_test(tc, test_tunnels);
     tcase_add_test(tc, test_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
