@@ -79,6 +79,18 @@ static void show(struct cli_client *c, json_t *rec)
     line("Resources:", res.data);
     cli_buf_free(&res);
     line("Tags:", tags);
+    {
+        /* "8080 -> http://127.0.0.1:40123, ..." */
+        struct cli_buf tun = {0};
+        json_object_foreach(json_object_get(rec, "tunnels"), k, v)
+        {
+            _cleanup_free_ char *text = cli_strdupf("%s -> %s", k, cli_str(v, "url") ?: "?");
+            cli_buf_append(&tun, tun.len ? ", " : "", tun.len ? 2 : 0);
+            cli_buf_append(&tun, text, strlen(text));
+        }
+        line("Tunnels:", tun.data);
+        cli_buf_free(&tun);
+    }
 
     if (cli_call(c, "GET", path, NULL, &procs, &err) < 0) {
         line("Processes:", err.message);

@@ -26,6 +26,7 @@ static const struct command {
     {"cp", cmd_cp, "copy files and directories between the host and a sandbox"},
     {"events", cmd_events, "a sandbox's lifecycle events"},
     {"stats", cmd_stats, "cpu, memory and pids of running sandboxes"},
+    {"tunnels", cmd_tunnels, "the host ports a sandbox's ports are served on"},
     {"tag", cmd_tag, "show, set or remove a sandbox's tags"},
     {"info", cmd_info, "the daemon: version, cgroup mode, limits, counts"},
 };

@@ -86,13 +86,14 @@ json_t *sbxd_sandbox_record(struct sbxd *d, struct sbxd_sandbox *sb)
 
     (void)d;
     return json_pack(
-        "{s:s,s:s,s:s?,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:O,s:O,s:o}", "sandbox_id", sb->id, "app",
+        "{s:s,s:s,s:s?,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:O,s:o,s:o}", "sandbox_id", sb->id, "app",
         sb->app, "name", sb->name, "image", sb->image, "state", sb->state, "created_at",
         time_or_null(sb->created_at), "started_at", time_or_null(sb->started_at), "ready_at",
         time_or_null(sb->ready_at), "finished_at", time_or_null(sb->finished_at), "returncode",
         sb->has_returncode ? json_integer(sb->returncode) : json_null(), "finish_reason",
         sb->finish_reason[0] ? json_string(sb->finish_reason) : json_null(), "tags", sb->tags,
-        "tunnels", sb->tunnels && strcmp(sb->state, "finished") ? sb->tunnels : json_object(),
+        "tunnels",
+        sb->tunnels && strcmp(sb->state, "finished") ? json_incref(sb->tunnels) : json_object(),
         "resources", resources ? resources : json_object());
 }
 

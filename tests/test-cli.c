@@ -1300,6 +1300,41 @@ START_TEST(test_tty_run_and_shell)
 }
 END_TEST
 
+/* sbx tunnels and inspect show where a sandbox's ports are served. */
+START_TEST(test_tunnels)
+{
+    char *id = dl_create("{\"image\":\"busybox\",\"ports\":[8080],\"entrypoint\":"
+                         "[\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/\"]}");
+    char *out, want[64];
+    json_t *j;
+    const char *url;
+
+    out = ok(SBX("tunnels", "--json", id));
+    j = parse(out);
+    url = json_string_value(json_object_get(json_object_get(j, "8080"), "url"));
+    ck_assert_msg(url && !strncmp(url, "http://127.0.0.1:", 17), "%s", out);
+    free(out);
+    out = ok(SBX("tunnels", id));
+    ck_assert_msg(strstr(out, "PORT") && strstr(out, "8080") && strstr(out, url), "%s", out);
+    free(out);
+    out = ok(SBX("inspect", id));
+    snprintf(want, sizeof(want), "8080 -> %s", url);
+    ck_assert_msg(strstr(out, want), "%s", out);
+    free(out);
+    json_decref(j);
+    /* A sandbox without ports has none, at once. */
+    {
+        char *idle = dl_create("{\"image\":\"busybox\"}");
+        struct proc p = SBX("tunnels", "--timeout", "1", idle);
+        ck_assert_int_eq(p.status, 0);
+        ck_assert_msg(!strstr(p.o.data, "127.0.0.1"), "%s", p.o.data);
+        proc_free(&p);
+        free(idle);
+    }
+    free(id);
+}
+END_TEST
+
 /* One case per test, so that CK_RUN_CASE=test_name runs one alone. */
 static void add(Suite *s, const char *name, const TTest *test)
 {
@@ -1328,6 +1363,7 @@ int main(void)
         return r;
     ADD(s, test_help_and_usage_errors);
     ADD(s, test_host_errors_and_info);
+    ADD(s, test_tunnels);
     ADD(s, test_tcp_and_token);
     ADD(s, test_run_output_and_returncodes);
     ADD(s, test_run_stdin_large);
