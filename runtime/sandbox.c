@@ -718,7 +718,9 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
         close(layer_fds[i]);
     n_layer_fds = 0;
     if (r < 0) {
-        (void)recv_ready(sv[0], cfg->id, MSG_DONTWAIT, err);
+        int child_r = recv_ready(sv[0], cfg->id, MSG_DONTWAIT, err);
+        if (child_r < 0 && child_r != -EPIPE)
+            r = child_r;
         goto fail_child;
     }
     if (!sb->cg) {
@@ -745,7 +747,9 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     n_layer_fds = 0;
     if (r < 0) {
         /* The child may have failed building the root file system. */
-        (void)recv_ready(sv[0], cfg->id, MSG_DONTWAIT, err);
+        int child_r = recv_ready(sv[0], cfg->id, MSG_DONTWAIT, err);
+        if (child_r < 0 && child_r != -EPIPE)
+            r = child_r;
         goto fail_child;
     }
 
