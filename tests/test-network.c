@@ -23,7 +23,7 @@ static struct sbx_test_ctx ctx;
 static struct sbx_network net;
 static sbx_netpool *pool;
 static char bridge[16], outside[32], outside_host[16], private_ns[32], private_host[16];
-static pid_t server_pid, private_pid, host_pid;
+static pid_t server_pid, private_pid, host_pid, any_pid;
 
 /* A /30 of each range per run: a namespace of an earlier run may still be
  * going away (the kernel frees them in the background), with its address. */
@@ -144,6 +144,8 @@ static void suite_setup(void)
     private_pid = serve_peer_address(private_ns, PRIVATE_ADDR, 8080);
     addr_str(net.subnet + 1, gw);
     host_pid = serve_peer_address(NULL, gw, 8081);
+    /* As the daemon's TCP listener would be: on every host address. */
+    any_pid = serve_peer_address(NULL, "0.0.0.0", 8082);
 }
 
 static void suite_teardown(void)
@@ -153,6 +155,7 @@ static void suite_teardown(void)
     stop_server(&server_pid);
     stop_server(&private_pid);
     stop_server(&host_pid);
+    stop_server(&any_pid);
     sh("ip netns del %s 2>/dev/null", outside);
     sh("ip netns del %s 2>/dev/null", private_ns);
     sh("ip link del %s 2>/dev/null", outside_host);
@@ -285,7 +288,7 @@ END_TEST
 START_TEST(test_what_a_sandbox_cannot_reach)
 {
     struct sbx_netns ns = {-1, -1, -1, 0};
-    char gw[16], cmd[512], target[16], *out;
+    char gw[16], cmd[1024], target[16], *out;
     sbx_error err = {0};
     sbx_sandbox *listener;
 
@@ -298,14 +301,22 @@ START_TEST(test_what_a_sandbox_cannot_reach)
     addr_str(ns.addr, target);
     sbx_netns_close(&ns);
     /* Its listener answers from inside its own sandbox. */
+    /* The host's listener on all addresses (a daemon's --listen 0.0.0.0)
+     * answers the host itself, but no sandbox, at the bridge's address or
+     * at another of the host's (the outside veth's). */
+    ck_assert_int_eq(sh("timeout 2 bash -c 'cat </dev/tcp/%s/8082' | grep -q .", OUTSIDE_HOST), 0);
     snprintf(cmd, sizeof(cmd),
              "echo host $(nc -w 2 %s 8081 </dev/null || echo refused); "
+             "echo any $(nc -w 2 %s 8082 </dev/null || echo refused); "
+             "echo hostaddr $(nc -w 2 %s 8082 </dev/null || echo refused); "
              "echo private $(nc -w 2 %s 8080 </dev/null || echo refused); "
              "echo sandbox $(nc -w 2 %s 9000 </dev/null || echo refused); "
              "echo outside $(nc -w 2 %s 8080 </dev/null)",
-             gw, PRIVATE_ADDR, target, OUTSIDE_ADDR);
+             gw, gw, OUTSIDE_HOST, PRIVATE_ADDR, target, OUTSIDE_ADDR);
     out = run_on_bridge(cmd, NULL);
     ck_assert_msg(strstr(out, "host refused\n"), "%s", out);
+    ck_assert_msg(strstr(out, "any refused\n"), "%s", out);
+    ck_assert_msg(strstr(out, "hostaddr refused\n"), "%s", out);
     ck_assert_msg(strstr(out, "private refused\n"), "%s", out);
     ck_assert_msg(strstr(out, "sandbox refused\n"), "%s", out);
     {
