@@ -469,6 +469,9 @@ out:
     sbx_netpool_stop(netpool);
     if (on_network)
         (void)sbx_network_teardown(&net, NULL);
+    /* Its cgroup parent too, once empty, as the daemon does at its stop:
+     * run alone (not from bench/startup), it would stay behind. */
+    (void)sbx_cgroup_prune(o.cgroup_parent, NULL);
     free(startup);
     free(teardown);
     sbx_image_free(img);

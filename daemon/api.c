@@ -169,32 +169,51 @@ static void wait_timeout(uv_timer_t *t)
 
 static void events_pump(struct sbxd *d, struct sbxd_waiter *w);
 
+/* Answers a request waiting on the sandbox (wait, ready, tunnels) if its
+ * answer is known now; returns whether it did.  The handlers ask first,
+ * and only then wait; a wake asks again. */
+static bool sandbox_answer(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, int kind)
+{
+    bool finished = !strcmp(sb->state, "finished");
+
+    switch (kind) {
+    case SBXD_WAIT_SANDBOX:
+        if (!finished)
+            return false;
+        sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
+        return true;
+    case SBXD_WAIT_READY:
+        if (!strcmp(sb->state, "ready"))
+            sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
+        else if (finished)
+            sbxd_reply_error(req, 409, "failed_precondition",
+                             "sandbox `%s` finished before its readiness probe passed", sb->id);
+        else
+            return false;
+        return true;
+    case SBXD_WAIT_TUNNELS:
+        if (finished)
+            sbxd_reply_error(req, 409, "failed_precondition",
+                             "sandbox `%s` has finished: its tunnels are closed", sb->id);
+        else if (sb->tunnels)
+            sbxd_reply_json(req, 200, json_incref(sb->tunnels));
+        else
+            return false;
+        return true;
+    }
+    return false;
+}
+
 void sbxd_wake_sandbox(struct sbxd *d, struct sbxd_sandbox *sb)
 {
     struct sbxd_waiter *w = sb->waiters.next, *next;
 
     for (; w != &sb->waiters; w = next) {
         next = w->next;
-        if (w->kind == SBXD_WAIT_SANDBOX && !strcmp(sb->state, "finished")) {
-            sbxd_reply_json(w->req, 200, sbxd_sandbox_record(d, sb));
-            waiter_free(w);
-        } else if (w->kind == SBXD_WAIT_TUNNELS && sb->tunnels && strcmp(sb->state, "finished")) {
-            sbxd_reply_json(w->req, 200, json_incref(sb->tunnels));
-            waiter_free(w);
-        } else if (w->kind == SBXD_WAIT_TUNNELS && !strcmp(sb->state, "finished")) {
-            sbxd_reply_error(w->req, 409, "failed_precondition",
-                             "sandbox `%s` has finished: its tunnels are closed", sb->id);
-            waiter_free(w);
-        } else if (w->kind == SBXD_WAIT_READY && !strcmp(sb->state, "ready")) {
-            sbxd_reply_json(w->req, 200, sbxd_sandbox_record(d, sb));
-            waiter_free(w);
-        } else if (w->kind == SBXD_WAIT_READY && !strcmp(sb->state, "finished")) {
-            sbxd_reply_error(w->req, 409, "failed_precondition",
-                             "sandbox `%s` finished before its readiness probe passed", sb->id);
-            waiter_free(w);
-        } else if (w->kind == SBXD_WAIT_EVENTS) {
+        if (w->kind == SBXD_WAIT_EVENTS)
             events_pump(d, w);
-        }
+        else if (sandbox_answer(d, w->req, sb, w->kind))
+            waiter_free(w);
     }
 }
 
@@ -673,7 +692,37 @@ static json_t *strv_json(char **v)
     return a;
 }
 
-static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec);
+/* The spec's network: the daemon's bridge (and its DNS servers) unless the
+ * request blocks the network or the daemon has none: then loopback only. */
+static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec)
+{
+    if (!spec)
+        return NULL;
+    if (json_is_object(json_object_get(body, "readiness_probe")))
+        json_object_set(spec, "readiness_probe", json_object_get(body, "readiness_probe"));
+    if (json_array_size(json_object_get(body, "ports")) > 0) {
+        json_t *ports = json_array(), *p;
+        size_t i;
+        json_array_foreach(json_object_get(body, "ports"), i, p)
+        {
+            json_t *n = json_is_object(p) ? json_object_get(p, "port") : p;
+            json_array_append_new(ports, json_pack("{s:O,s:b}", "port", n, "tls", 0));
+        }
+        json_object_set_new(spec, "ports", ports);
+        json_object_set_new(spec, "tunnel_bind", json_string(d->cfg.tunnel_bind));
+    }
+    if (json_is_true(json_object_get(body, "block_network"))) {
+        json_object_set_new(spec, "block_network", json_true());
+    } else if (d->cfg.network) {
+        json_object_set_new(
+            spec, "network",
+            json_pack("{s:s,s:s}", "bridge", d->cfg.bridge, "subnet", d->cfg.subnet));
+        json_object_set_new(spec, "resolv_conf", json_string(d->resolv_conf));
+        if (json_is_array(json_object_get(body, "cidr_allowlist")))
+            json_object_set(spec, "cidr_allowlist", json_object_get(body, "cidr_allowlist"));
+    }
+    return spec;
+}
 
 json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img, const char *id)
 {
@@ -720,38 +769,6 @@ json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img
                       : json_null(),
                   "output_limit", (json_int_t)d->cfg.output_limit, "cgroup_parent",
                   d->cfg.cgroup_parent));
-}
-
-/* The spec's network: the daemon's bridge (and its DNS servers) unless the
- * request blocks the network or the daemon has none: then loopback only. */
-static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec)
-{
-    if (!spec)
-        return NULL;
-    if (json_is_object(json_object_get(body, "readiness_probe")))
-        json_object_set(spec, "readiness_probe", json_object_get(body, "readiness_probe"));
-    if (json_array_size(json_object_get(body, "ports")) > 0) {
-        json_t *ports = json_array(), *p;
-        size_t i;
-        json_array_foreach(json_object_get(body, "ports"), i, p)
-        {
-            json_t *n = json_is_object(p) ? json_object_get(p, "port") : p;
-            json_array_append_new(ports, json_pack("{s:O,s:b}", "port", n, "tls", 0));
-        }
-        json_object_set_new(spec, "ports", ports);
-        json_object_set_new(spec, "tunnel_bind", json_string(d->cfg.tunnel_bind));
-    }
-    if (json_is_true(json_object_get(body, "block_network"))) {
-        json_object_set_new(spec, "block_network", json_true());
-    } else if (d->cfg.network) {
-        json_object_set_new(
-            spec, "network",
-            json_pack("{s:s,s:s}", "bridge", d->cfg.bridge, "subnet", d->cfg.subnet));
-        json_object_set_new(spec, "resolv_conf", json_string(d->resolv_conf));
-        if (json_is_array(json_object_get(body, "cidr_allowlist")))
-            json_object_set(spec, "cidr_allowlist", json_object_get(body, "cidr_allowlist"));
-    }
-    return spec;
 }
 
 static void claimed(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
@@ -842,7 +859,6 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     struct sbx_image *img = NULL;
     struct sbxd_sandbox *sb;
     sbx_error err;
-    char *dir, *path;
     int r;
 
     if (!body)
@@ -897,23 +913,10 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     if (json_is_array(json_object_get(spec, "entrypoint")))
         sbxd_proc_add(sb, SBXD_ENTRYPOINT_ID, json_object_get(spec, "entrypoint"));
 
-    /* From a spare when one is ready (no file made on the way), else made
-     * here: records/ID, spec.json, record.json. */
     {
         json_t *rec = sbxd_sandbox_record_file(sb);
-        r = spec && rec ? sbxd_spare_take(d, sb->id, spec, rec) : -ENOMEM;
+        r = spec && rec ? sbxd_records_create(d, sb->id, spec, rec) : -ENOMEM;
         json_decref(rec);
-    }
-    if (r == -EAGAIN) {
-        dir = sbxd_records_path(d, sb->id, NULL);
-        path = sbxd_records_path(d, sb->id, "spec.json");
-        r = dir && path ? sbxd_mkdir_p(dir, 0700) : -ENOMEM;
-        if (r >= 0)
-            r = sbxd_write_json(path, spec, false);
-        if (r >= 0)
-            r = sbxd_sandbox_save(d, sb);
-        free(dir);
-        free(path);
     }
     json_decref(spec);
     sb->next = d->sandboxes;
@@ -993,34 +996,34 @@ static void list_sandboxes(struct sbxd *d, sbxd_req *req)
     sbxd_reply_json(req, 200, json_pack("{s:o}", "sandboxes", list));
 }
 
-/* GET .../tunnels: the map once the monitor has its listeners (at once
- * for a sandbox without ports); 409 once finished, 504 at the timeout. */
-static void tunnels_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+/* Waits (timeout s) for sandbox_answer() to have the answer of kind. */
+static void sandbox_wait_for(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, int kind,
+                             double timeout)
 {
-    double timeout;
     struct sbxd_waiter *w;
 
-    if (!parse_timeout(req, sbxd_req_query(req, "timeout_s"), 50, 86400, &timeout))
+    if (sandbox_answer(d, req, sb, kind))
         return;
-    if (json_array_size(json_object_get(sb->request, "ports")) == 0) {
-        sbxd_reply_json(req, 200, json_object());
-        return;
-    }
-    if (!strcmp(sb->state, "finished")) {
-        sbxd_reply_error(req, 409, "failed_precondition",
-                         "sandbox `%s` has finished: its tunnels are closed", sb->id);
-        return;
-    }
-    if (sb->tunnels) {
-        sbxd_reply_json(req, 200, json_incref(sb->tunnels));
-        return;
-    }
-    w = waiter_new(d, sb, req, SBXD_WAIT_TUNNELS);
+    w = waiter_new(d, sb, req, kind);
     if (!w) {
         sbxd_reply_error(req, 500, "internal", "out of memory");
         return;
     }
     uv_timer_start(&w->timer, wait_timeout, (uint64_t)(timeout * 1000), 0);
+}
+
+/* GET .../tunnels: the map once the monitor has its listeners (at once
+ * for a sandbox without ports); 409 once finished, 504 at the timeout. */
+static void tunnels_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    double timeout;
+
+    if (!parse_timeout(req, sbxd_req_query(req, "timeout_s"), 50, 86400, &timeout))
+        return;
+    if (json_array_size(json_object_get(sb->request, "ports")) == 0)
+        sbxd_reply_json(req, 200, json_object());
+    else
+        sandbox_wait_for(d, req, sb, SBXD_WAIT_TUNNELS, timeout);
 }
 
 /* GET .../ready: until the readiness probe passes (200 with the record);
@@ -1028,49 +1031,27 @@ static void tunnels_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *
 static void ready_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
 {
     double timeout;
-    struct sbxd_waiter *w;
 
     if (!json_is_object(json_object_get(sb->request, "readiness_probe"))) {
         sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` has no readiness probe",
                          sb->id);
         return;
     }
-    if (!parse_timeout(req, sbxd_req_query(req, "timeout_s"), 300, 86400, &timeout))
-        return;
-    if (!strcmp(sb->state, "ready")) {
-        sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
-        return;
-    }
-    if (!strcmp(sb->state, "finished")) {
-        sbxd_reply_error(req, 409, "failed_precondition",
-                         "sandbox `%s` finished before its readiness probe passed", sb->id);
-        return;
-    }
-    w = waiter_new(d, sb, req, SBXD_WAIT_READY);
-    if (!w) {
-        sbxd_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    uv_timer_start(&w->timer, wait_timeout, (uint64_t)(timeout * 1000), 0);
+    if (parse_timeout(req, sbxd_req_query(req, "timeout_s"), 300, 86400, &timeout))
+        sandbox_wait_for(d, req, sb, SBXD_WAIT_READY, timeout);
 }
 
 static void wait_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
 {
     double timeout;
-    struct sbxd_waiter *w;
 
     if (!parse_timeout(req, sbxd_req_query(req, "timeout_s"), 55, 86400, &timeout))
         return;
-    if (!strcmp(sb->state, "finished") || timeout == 0) {
+    /* timeout_s=0: the record as it is. */
+    if (timeout == 0)
         sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
-        return;
-    }
-    w = waiter_new(d, sb, req, SBXD_WAIT_SANDBOX);
-    if (!w) {
-        sbxd_reply_error(req, 500, "internal", "out of memory");
-        return;
-    }
-    uv_timer_start(&w->timer, wait_timeout, (uint64_t)(timeout * 1000), 0);
+    else
+        sandbox_wait_for(d, req, sb, SBXD_WAIT_SANDBOX, timeout);
 }
 
 /* ---- terminate and delete ---- */
@@ -1092,17 +1073,10 @@ static void terminate_sandbox(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox
                 sbxd_sandbox_finished(d, sb, 137, "terminated");
         }
     }
-    if (!wait || !strcmp(sb->state, "finished")) {
+    if (!wait)
         sbxd_reply_json(req, 200, sbxd_sandbox_record(d, sb));
-        return;
-    }
-    {
-        struct sbxd_waiter *w = waiter_new(d, sb, req, SBXD_WAIT_SANDBOX);
-        if (!w)
-            sbxd_reply_error(req, 500, "internal", "out of memory");
-        else
-            uv_timer_start(&w->timer, wait_timeout, 60000, 0);
-    }
+    else
+        sandbox_wait_for(d, req, sb, SBXD_WAIT_SANDBOX, 60);
 }
 
 /* Forgets a sandbox: its records go, clients still waiting get answers. */

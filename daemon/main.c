@@ -98,9 +98,6 @@ static char **read_tokens(const char *path)
     return tokens;
 }
 
-/* The config's tunnel_bind, when it has one (freed at exit). */
-static char *tunnel_bind_owned;
-
 static int load_config(struct sbxd_config *cfg, const char *path)
 {
     json_error_t jerr;
@@ -155,8 +152,7 @@ static int load_config(struct sbxd_config *cfg, const char *path)
                 return -EINVAL;
             }
         }
-        json_decref(cfg->pool);
-        cfg->pool = json_incref(v);
+        cfg->pool = v;
     }
     if ((v = json_object_get(c, "network"))) {
         json_t *b = json_object_get(v, "bridge"), *s = json_object_get(v, "subnet");
@@ -180,9 +176,6 @@ static int load_config(struct sbxd_config *cfg, const char *path)
             return -EINVAL;
         }
         cfg->network = !json_is_false(v);
-        /* The strings live in the object, which the config keeps. */
-        json_decref(cfg->network_json);
-        cfg->network_json = json_incref(v);
         if (b)
             cfg->bridge = json_string_value(b);
         if (s)
@@ -197,10 +190,7 @@ static int load_config(struct sbxd_config *cfg, const char *path)
             json_decref(c);
             return -EINVAL;
         }
-        free(tunnel_bind_owned);
-        tunnel_bind_owned = strdup(json_string_value(v));
-        if (tunnel_bind_owned)
-            cfg->tunnel_bind = tunnel_bind_owned;
+        cfg->tunnel_bind = json_string_value(v);
     }
     if ((v = json_object_get(c, "netns_pool"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
@@ -212,7 +202,8 @@ static int load_config(struct sbxd_config *cfg, const char *path)
         }
         cfg->netns_pool = (unsigned)json_integer_value(v);
     }
-    json_decref(c);
+    /* Kept: the settings' strings and objects above point into it. */
+    cfg->json = c;
     return 0;
 }
 
@@ -531,9 +522,7 @@ int main(int argc, char **argv)
         usleep(5000);
     (void)uv_loop_close(d.loop);
     json_decref(d.apps);
-    json_decref(d.cfg.pool);
-    json_decref(d.cfg.network_json);
-    free(tunnel_bind_owned);
+    json_decref(d.cfg.json);
     for (char **t = d.cfg.tokens; t && *t; t++)
         free(*t);
     free(d.cfg.tokens);

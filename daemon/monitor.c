@@ -1105,7 +1105,6 @@ static void allowlist_clear(struct monitor *m)
 
     if (!m->allowed_addr)
         return;
-    m->spec.network.run_dir = m->run_dir;
     if (sbx_network_allow_clear(&m->spec.network, m->allowed_addr, &err) < 0)
         mlog("clear the allowlist: %s", err.message);
     m->allowed_addr = 0;
@@ -1915,6 +1914,26 @@ static int sandbox_socket(struct monitor *m)
     return fd;
 }
 
+/* A non-blocking connection from the sandbox's network to PORT on its
+ * loopback: the socket, *connected when already done (else in progress),
+ * or -1 when it failed at once (nothing listens there). */
+static int sandbox_connect(struct monitor *m, int port, bool *connected)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = sandbox_socket(m);
+
+    if (fd < 0)
+        return -1;
+    *connected = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (!*connected && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* ---- tunnels ---- */
 
 /* One connection through a tunnel: a client on the host, and the server
@@ -2051,15 +2070,14 @@ static void tconn_event(struct monitor *m, struct tconn *t, bool server, uint32_
  * sandbox's loopback, made from its network namespace. */
 static void tunnel_accept(struct monitor *m, struct tunnel *tu)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)tu->port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int c = accept4(tu->w.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), s;
+    bool connected;
     struct tconn *t;
 
     if (c < 0)
         return;
-    s = sandbox_socket(m);
+    /* Nothing listening there: the client learns it by the close. */
+    s = sandbox_connect(m, tu->port, &connected);
     t = calloc(1, sizeof(*t));
     if (s < 0 || !t) {
         close(c);
@@ -2070,13 +2088,7 @@ static void tunnel_accept(struct monitor *m, struct tunnel *tu)
     }
     t->c = (struct watch){.kind = W_TCONN_CLIENT, .fd = -1};
     t->s = (struct watch){.kind = W_TCONN_SERVER, .fd = -1};
-    if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS) {
-        /* Nothing listens there: the client learns it by the close. */
-        close(c);
-        close(s);
-        free(t);
-        return;
-    }
+    /* Done or not, the first EPOLLOUT tells (SO_ERROR). */
     t->connecting = true;
     if (watch_add(m, &t->c, c, 0) < 0 || watch_add(m, &t->s, s, EPOLLOUT) < 0) {
         if (t->c.fd < 0)
@@ -2198,17 +2210,15 @@ static void probe_passed(struct monitor *m)
 /* A TCP connection to the port on the sandbox's own loopback. */
 static bool probe_tcp(struct monitor *m)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons((uint16_t)m->spec.probe_tcp),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = sandbox_socket(m), so_error = -1;
+    bool connected;
+    int fd = sandbox_connect(m, m->spec.probe_tcp, &connected), so_error = -1;
     socklen_t len = sizeof(so_error);
 
     if (fd < 0)
         return false;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+    if (connected) {
         so_error = 0;
-    } else if (errno == EINPROGRESS) {
+    } else {
         /* On loopback the answer is a matter of microseconds. */
         struct pollfd pf = {.fd = fd, .events = POLLOUT};
         if (poll(&pf, 1, 50) == 1)
@@ -2812,7 +2822,6 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
             mlog("network namespace pool: %s", err.message);
     }
     if (!cfg.netns && m->spec.on_network) {
-        m->spec.network.run_dir = m->run_dir;
         r = sbx_netns_make(&m->spec.network, &ns, &err);
         if (r < 0) {
             *code = errno_code(-r);
@@ -2823,7 +2832,6 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
     }
     /* The allowlist is in the firewall before anything runs inside. */
     if (m->spec.cidr_allowlist && cfg.netns && cfg.netns->addr) {
-        m->spec.network.run_dir = m->run_dir;
         r = sbx_network_allow(&m->spec.network, cfg.netns->addr, m->spec.cidr_allowlist,
                               m->spec.n_cidr_allowlist, &err);
         if (r < 0) {
@@ -3161,6 +3169,8 @@ static int monitor_main(const struct monitor_args *a)
     if (spec_load(a->spec, &m.spec, why, sizeof(why)) < 0)
         return print_status(a, "invalid_argument", why, 0);
     m.seg_max = m.spec.output_limit / 4;
+    /* The network's address leases and allowlist records are in our run dir. */
+    m.spec.network.run_dir = m.run_dir;
 
     if (snprintf(m.sock_path, sizeof(m.sock_path), "%s/monitors/%s.sock", m.run_dir, m.id) >=
         (int)sizeof(m.sock_path)) {

@@ -152,21 +152,7 @@ static int make_one(struct sbxd *d, const char *image)
     json_object_set_new(spec, "idle_timeout_s", json_null());
     json_object_set_new(spec, "memory_bytes", json_integer((json_int_t)pool_memory(d)));
     json_object_set_new(rec, "pooled", json_true());
-    r = sbxd_spare_take(d, sb->id, spec, rec);
-    if (r == -EAGAIN) {
-        char *dir = sbxd_records_path(d, sb->id, NULL);
-        char *path = sbxd_records_path(d, sb->id, "spec.json");
-        char *rpath = sbxd_records_path(d, sb->id, "record.json");
-
-        r = dir && path && rpath ? sbxd_mkdir_p(dir, 0700) : -ENOMEM;
-        if (r >= 0)
-            r = sbxd_write_json(path, spec, false);
-        if (r >= 0)
-            r = sbxd_write_json(rpath, rec, false);
-        free(dir);
-        free(path);
-        free(rpath);
-    }
+    r = sbxd_records_create(d, sb->id, spec, rec);
     if (r < 0) {
         sbxd_log(sb->id, "pool: cannot write its records: %s", strerror(-r));
         goto out;

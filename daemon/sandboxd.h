@@ -42,11 +42,11 @@ struct sbxd_config {
     int64_t default_pids_max;
     const char *cgroup_parent;
     json_t *pool; /* {"image": N}: sandboxes made ahead per image (pool.c) */
+    json_t *json; /* the config file's object: the strings and objects here point into it */
     /* The sandboxes' network (runtime/network.c); off: loopback only */
     bool network;
     const char *bridge, *subnet;
     json_t *dns;             /* ["A.B.C.D", ...] or NULL: the host's resolvers */
-    json_t *network_json;    /* the config's "network", which the strings point into */
     const char *tunnel_bind; /* the host address tunnels listen on */
 };
 
@@ -186,6 +186,9 @@ void sbxd_spares_start(struct sbxd *d);
 /* Makes records/ID from a spare with spec.json and record.json written:
  * 0, or -EAGAIN when none is ready (the caller makes the records itself). */
 int sbxd_spare_take(struct sbxd *d, const char *id, json_t *spec, json_t *record);
+/* Makes records/ID with spec.json and record.json: from a spare when one
+ * is ready (no file made on the way), else made here. */
+int sbxd_records_create(struct sbxd *d, const char *id, json_t *spec, json_t *record);
 /* Removes records/ID: renamed away at once, deleted on the thread pool. */
 void sbxd_records_remove(struct sbxd *d, const char *id);
 /* Writes records/ID/claim.json ({"record","spec"} of a claimed pooled

@@ -366,6 +366,24 @@ static void trash(struct sbxd *d, const char *path)
         sweep_start(d);
 }
 
+int sbxd_records_create(struct sbxd *d, const char *id, json_t *spec, json_t *record)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    int r = sbxd_spare_take(d, id, spec, record);
+
+    if (r != -EAGAIN)
+        return r;
+    spare_dir(d, id, NULL, dir, sizeof(dir));
+    r = sbxd_mkdir_p(dir, 0700);
+    spare_dir(d, id, "spec.json", path, sizeof(path));
+    if (r >= 0)
+        r = sbxd_write_json(path, spec, false);
+    spare_dir(d, id, "record.json", path, sizeof(path));
+    if (r >= 0)
+        r = sbxd_write_json(path, record, false);
+    return r;
+}
+
 int sbxd_records_claim(struct sbxd *d, const char *id, json_t *claim)
 {
     char path[PATH_MAX];

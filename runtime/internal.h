@@ -383,7 +383,7 @@ void sbx__addr_format(uint32_t addr, char out[16]);
 int sbx__cidr_parse(const char *cidr, struct sbx_network *ret);
 /* Writes the sandbox's id into its address's lease (RUN/leases/ADDR). */
 int sbx__lease_claim(const char *run_dir, uint32_t addr, const char *id);
-void sbx__lease_release(const struct sbx_network *net, uint32_t addr);
+void sbx__lease_release(const char *run_dir, uint32_t addr);
 /* Removes the leases a sandbox of this id holds (crash recovery). */
 void sbx__leases_release_owned(const char *run_dir, const char *id);
 

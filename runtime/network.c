@@ -215,12 +215,12 @@ int sbx_network_parse(const char *cidr, struct sbx_network *net, sbx_error *err)
     return 0;
 }
 
-static void lease_path(const struct sbx_network *net, uint32_t addr, char *out, size_t n)
+static void lease_path(const char *run_dir, uint32_t addr, char *out, size_t n)
 {
     char a[16];
 
     sbx__addr_format(addr, a);
-    snprintf(out, n, "%s/leases/%s", net->run_dir, a);
+    snprintf(out, n, "%s/leases/%s", run_dir, a);
 }
 
 /* Takes the next free address (a new lease file), going round the subnet.
@@ -258,7 +258,7 @@ static int lease_take(const struct sbx_network *net, uint32_t *ret, sbx_error *e
         int fd;
 
         next = next == last ? first : next + 1;
-        lease_path(net, addr, path, sizeof(path));
+        lease_path(net->run_dir, addr, path, sizeof(path));
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd >= 0) {
             close(fd);
@@ -280,21 +280,20 @@ static int lease_take(const struct sbx_network *net, uint32_t *ret, sbx_error *e
     return r;
 }
 
-void sbx__lease_release(const struct sbx_network *net, uint32_t addr)
+void sbx__lease_release(const char *run_dir, uint32_t addr)
 {
     char path[PATH_MAX];
 
-    lease_path(net, addr, path, sizeof(path));
+    lease_path(run_dir, addr, path, sizeof(path));
     (void)unlink(path);
 }
 
 int sbx__lease_claim(const char *run_dir, uint32_t addr, const char *id)
 {
-    struct sbx_network net = {.run_dir = run_dir};
     char path[PATH_MAX];
     int fd, r = 0;
 
-    lease_path(&net, addr, path, sizeof(path));
+    lease_path(run_dir, addr, path, sizeof(path));
     fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return -errno;
@@ -402,7 +401,7 @@ int sbx__veth_attach(const struct sbx_network *net, int host_netns, uint32_t *re
         mnl_attr_nest_end(nlh, info);
         r = nl_talk(&nl, nlh, "make the sandbox's veth", err);
         if (r == -EEXIST && attempt < 16) {
-            sbx__lease_release(net, addr);
+            sbx__lease_release(net->run_dir, addr);
             continue;
         }
         if (r < 0)
@@ -482,7 +481,7 @@ int sbx__veth_attach(const struct sbx_network *net, int host_netns, uint32_t *re
 
 fail:
     nl_close(&nl);
-    sbx__lease_release(net, addr);
+    sbx__lease_release(net->run_dir, addr);
     return r;
 }
 
@@ -668,7 +667,7 @@ static void allowlists_reconcile(const struct sbx_network *net)
         snprintf(cidr, sizeof(cidr), "%s/32", e->d_name);
         if (sbx__cidr_parse(cidr, &c) < 0)
             continue;
-        lease_path(net, c.subnet, lease, sizeof(lease));
+        lease_path(net->run_dir, c.subnet, lease, sizeof(lease));
         if (stat(lease, &st) == 0 && st.st_size > 0)
             continue; /* claimed: its sandbox runs */
         (void)sbx_network_allow_clear(net, c.subnet, NULL);

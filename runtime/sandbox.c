@@ -107,9 +107,12 @@ static void sandbox_free(sbx_sandbox *sb)
  * joins through. */
 #define GO_MAX_FDS (SBX_MAX_LAYERS + SBX__CGROUP_MAX_DIRS)
 
-/* Sends the GO message and, with it, n fds: the idmapped layers, then
- * n_cgroup cgroup files. */
-static int send_go(int sock, const int *fds, size_t n, int n_cgroup, sbx_error *err)
+static int recv_ready(int sock, const char *id, int flags, sbx_error *err);
+
+/* Sends a GO message and, with it, n fds: the idmapped layers, then
+ * n_cgroup cgroup files.  When the child is gone, its own error (it may
+ * have failed building the root file system) is the one reported. */
+static int send_go(int sock, const int *fds, size_t n, int n_cgroup, const char *id, sbx_error *err)
 {
     struct sbx__msg m = {.type = SBX__MSG_READY, .code = n_cgroup};
     struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
@@ -132,8 +135,11 @@ static int send_go(int sock, const int *fds, size_t n, int n_cgroup, sbx_error *
         memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
     }
     while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0)
-        if (errno != EINTR)
-            return sbx__error(err, errno, "send setup to the sandbox");
+        if (errno != EINTR) {
+            int r = sbx__error(err, errno, "send setup to the sandbox");
+            int child_r = recv_ready(sock, id, MSG_DONTWAIT, err);
+            return child_r < 0 && child_r != -EPIPE ? child_r : r;
+        }
     return 0;
 }
 
@@ -713,16 +719,12 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     }
     /* GO 1: the child builds the root file system while we make the
      * cgroup. */
-    r = send_go(sv[0], layer_fds, n_layer_fds, 0, err);
+    r = send_go(sv[0], layer_fds, n_layer_fds, 0, cfg->id, err);
     for (size_t i = 0; i < n_layer_fds; i++)
         close(layer_fds[i]);
     n_layer_fds = 0;
-    if (r < 0) {
-        int child_r = recv_ready(sv[0], cfg->id, MSG_DONTWAIT, err);
-        if (child_r < 0 && child_r != -EPIPE)
-            r = child_r;
+    if (r < 0)
         goto fail_child;
-    }
     if (!sb->cg) {
         r = sb->cgops->create(sb->cgroup_parent, cfg->id, &cfg->limits, &sb->cg, err);
         if (r < 0)
@@ -741,17 +743,12 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
         if (r < 0)
             goto fail_child;
     }
-    r = send_go(sv[0], layer_fds, n_layer_fds, n_cgroup_fds, err);
+    r = send_go(sv[0], layer_fds, n_layer_fds, n_cgroup_fds, cfg->id, err);
     for (size_t i = 0; i < n_layer_fds; i++)
         close(layer_fds[i]);
     n_layer_fds = 0;
-    if (r < 0) {
-        /* The child may have failed building the root file system. */
-        int child_r = recv_ready(sv[0], cfg->id, MSG_DONTWAIT, err);
-        if (child_r < 0 && child_r != -EPIPE)
-            r = child_r;
+    if (r < 0)
         goto fail_child;
-    }
 
     r = recv_ready(sv[0], cfg->id, 0, err);
     if (r < 0)
@@ -779,10 +776,8 @@ fail:
     sb->cg = NULL;
     if (sb->userns)
         sbx__uid_range_free(run_root, cfg->id);
-    if (sb->addr) {
-        struct sbx_network net = {.run_dir = run_root};
-        sbx__lease_release(&net, sb->addr);
-    }
+    if (sb->addr)
+        sbx__lease_release(run_root, sb->addr);
     remove_dirs(sb->run_dir, sb->state_dir, NULL);
     sandbox_free(sb);
     return r;
@@ -1002,10 +997,8 @@ int sbx_sandbox_destroy(sbx_sandbox *sb, sbx_error *err)
     if (sb->userns)
         sbx__uid_range_free(sb->run_root, sb->id);
     /* The veth went with the namespace, when its last process did. */
-    if (sb->addr) {
-        struct sbx_network net = {.run_dir = sb->run_root};
-        sbx__lease_release(&net, sb->addr);
-    }
+    if (sb->addr)
+        sbx__lease_release(sb->run_root, sb->addr);
     r2 = remove_dirs(sb->run_dir, sb->state_dir, r < 0 ? NULL : err);
     if (r2 < 0 && r == 0)
         r = r2;

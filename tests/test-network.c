@@ -187,10 +187,9 @@ static void teardown(void)
     sbx_test_teardown(&ctx);
 }
 
-static sbx_sandbox *start(const char *const *argv, int out_fd, struct sbx_netns *ns)
+/* A namespace from the pool (made in the background: waits for one). */
+static void take_ns(struct sbx_netns *ns)
 {
-    struct sbx_config cfg = sbx_test_config(&ctx);
-    sbx_sandbox *sb = NULL;
     sbx_error err = {0};
     int r;
 
@@ -199,6 +198,15 @@ static sbx_sandbox *start(const char *const *argv, int out_fd, struct sbx_netns 
         usleep(1000);
     ck_assert_msg(r == 0, "take: %s", err.message);
     ck_assert_uint_ne(ns->addr, 0);
+}
+
+static sbx_sandbox *start(const char *const *argv, int out_fd, struct sbx_netns *ns)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = NULL;
+    sbx_error err = {0};
+
+    take_ns(ns);
     cfg.netns = ns;
     cfg.argv = argv;
     cfg.stdio[1] = cfg.stdio[2] = out_fd;
@@ -357,10 +365,7 @@ START_TEST(test_allowlist)
         ssize_t n;
 
         ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-        for (int tries = 0;
-             sbx_netpool_take(sbx_netpool_fd(pool), &ns, &err) == -EAGAIN && tries < 5000; tries++)
-            usleep(1000);
-        ck_assert_uint_ne(ns.addr, 0);
+        take_ns(&ns);
         ck_assert_msg(
             sbx_network_allow(&net, ns.addr, pass == 0 ? only_outside : elsewhere, 1, &err) == 0,
             "allow: %s", err.message);
