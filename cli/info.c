@@ -7,11 +7,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: sbx info [OPTIONS]\n"
-               "Shows the daemon: where it is, its version, cgroup mode, limits and counts.\n\n"
-               "      --json         the daemon's answer as JSON\n"
-               "      --host HOST    the daemon (see sbx --help)\n"
-               "  -h, --help         this help\n");
+    fprintf(f,
+            "usage: sbx info [OPTIONS]\n"
+            "Shows the daemon: where it is, its version, cgroup mode, limits and counts.\n\n"
+            "      --json         the daemon's answer as JSON\n"
+            "      --certificate  print only the certificate tls tunnels are served with\n"
+            "                     (PEM), for a client to trust: sbx info --certificate > ca.pem\n"
+            "      --host HOST    the daemon (see sbx --help)\n"
+            "  -h, --help         this help\n");
 }
 
 static void line(const char *key, const char *value)
@@ -24,10 +27,11 @@ int cmd_info(struct cli *cli, int argc, char **argv)
     static const struct option opts[] = {
         CLI_COMMON_OPTIONS,
         {"json", no_argument, NULL, CLI_OPT_JSON},
+        {"certificate", no_argument, NULL, CLI_OPT_FIRST_LOCAL},
         {NULL, 0, NULL, 0},
     };
     _cleanup_json_ json_t *info = NULL;
-    bool as_json = false;
+    bool as_json = false, certificate = false;
     struct cli_error err = {0};
     struct cli_client *c;
     json_t *limits, *counts;
@@ -45,6 +49,9 @@ int cmd_info(struct cli *cli, int argc, char **argv)
         case CLI_OPT_JSON:
             as_json = true;
             break;
+        case CLI_OPT_FIRST_LOCAL:
+            certificate = true;
+            break;
         default:
             return cli_bad_option("info", argv, CLI_EXIT_USAGE);
         }
@@ -61,6 +68,16 @@ int cmd_info(struct cli *cli, int argc, char **argv)
     }
     if (as_json)
         return cli_print_json(info) < 0 ? CLI_EXIT_FAILURE : 0;
+    if (certificate) {
+        const char *pem =
+            json_string_value(json_object_get(json_object_get(info, "tls"), "certificate"));
+        if (!pem || !*pem) {
+            fprintf(stderr, "sbx: the daemon has no certificate for tls tunnels\n");
+            return CLI_EXIT_FAILURE;
+        }
+        fputs(pem, stdout);
+        return 0;
+    }
     limits = json_object_get(info, "limits");
     counts = json_object_get(info, "counts");
     line("Host:", cli_client_name(c));
@@ -95,6 +112,11 @@ int cmd_info(struct cli *cli, int argc, char **argv)
             (long long)json_integer_value(json_object_get(limits, "max_connections")), body,
             output);
         line("Limits:", s);
+    }
+    {
+        const char *fp = cli_str(json_object_get(info, "tls"), "sha256");
+        _cleanup_free_ char *s = fp && *fp ? cli_strdupf("certificate sha256 %s", fp) : NULL;
+        line("TLS tunnels:", s);
     }
     return 0;
 }

@@ -349,6 +349,10 @@ static void get_info(struct sbxd *d, sbxd_req *req)
                                   d->cfg.pool ? json_incref(d->cfg.pool) : json_object(), "ready",
                                   (int)ready, "starting", (int)starting, "claimed",
                                   (json_int_t)claimed));
+    /* What a client trusts to reach tls tunnels. */
+    json_object_set_new(info, "tls",
+                        json_pack("{s:s,s:s}", "certificate",
+                                  d->tls_cert_pem ? d->tls_cert_pem : "", "sha256", d->tls_sha256));
     sbxd_reply_json(req, 200, info);
 }
 
@@ -632,11 +636,6 @@ static bool validate_create(sbxd_req *req, json_t *body)
             if (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 65535 ||
                 (tls && !json_is_boolean(tls)))
                 BAD("ports", "must hold ports 1..65535 or {\"port\":N,\"tls\":bool}");
-            if (json_is_true(tls)) {
-                sbxd_reply_error(req, 400, "invalid_argument",
-                                 "field `ports`: tls tunnels are not served by this sandboxd yet");
-                return false;
-            }
         }
     }
     if ((v = json_object_get(body, "readiness_probe")) && !json_is_null(v)) {
@@ -706,7 +705,12 @@ static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec)
         json_array_foreach(json_object_get(body, "ports"), i, p)
         {
             json_t *n = json_is_object(p) ? json_object_get(p, "port") : p;
-            json_array_append_new(ports, json_pack("{s:O,s:b}", "port", n, "tls", 0));
+            bool tls = json_is_true(json_object_get(p, "tls"));
+            json_array_append_new(ports, json_pack("{s:O,s:b}", "port", n, "tls", tls));
+            if (tls && !json_object_get(spec, "tls_cert")) {
+                json_object_set_new(spec, "tls_cert", json_string(d->tls_cert));
+                json_object_set_new(spec, "tls_key", json_string(d->tls_key));
+            }
         }
         json_object_set_new(spec, "ports", ports);
         json_object_set_new(spec, "tunnel_bind", json_string(d->cfg.tunnel_bind));

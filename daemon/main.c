@@ -192,6 +192,18 @@ static int load_config(struct sbxd_config *cfg, const char *path)
         }
         cfg->tunnel_bind = json_string_value(v);
     }
+    if ((v = json_object_get(c, "tls"))) {
+        json_t *crt = json_object_get(v, "certificate"), *key = json_object_get(v, "key");
+        if (!json_is_object(v) || !json_is_string(crt) || !json_is_string(key) ||
+            json_string_value(crt)[0] != '/' || json_string_value(key)[0] != '/' ||
+            json_object_size(v) != 2) {
+            sbxd_log(NULL, "config %s: `tls` must be {\"certificate\": PATH, \"key\": PATH}", path);
+            json_decref(c);
+            return -EINVAL;
+        }
+        cfg->tls_cert = json_string_value(crt);
+        cfg->tls_key = json_string_value(key);
+    }
     if ((v = json_object_get(c, "netns_pool"))) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 ||
             json_integer_value(v) > SBX_NETPOOL_MAX) {
@@ -464,7 +476,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sbxd_spares_start(&d);
-    if (network_start(&d) < 0)
+    if (network_start(&d) < 0 || sbxd_tls_init(&d) < 0)
         return 1;
     hc.unix_path = d.cfg.socket_path;
     hc.tcp_listen = d.cfg.listen;
@@ -527,6 +539,7 @@ int main(int argc, char **argv)
         free(*t);
     free(d.cfg.tokens);
     free((char *)d.cfg.monitor_path);
+    sbxd_tls_free(&d);
     sbxd_log(NULL, "stopped");
     return 0;
 }

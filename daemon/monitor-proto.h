@@ -119,8 +119,10 @@
  * event "ready" and sends {"ev":"event","event":"ready"}; after 5 minutes
  * without one it stops probing and the sandbox runs on.
  *
- * Tunnels (optional): "ports":[{"port":N,"tls":false}..] (at most 16; tls
- * is not served yet), "tunnel_bind":"A.B.C.D" (default 127.0.0.1).  Once
+ * Tunnels (optional): "ports":[{"port":N,"tls":BOOL}..] (at most 16),
+ * "tunnel_bind":"A.B.C.D" (default 127.0.0.1), and with a tls port
+ * "tls_cert":PATH,"tls_key":PATH (PEM; the client's side of its
+ * connections is TLS with them, the sandbox sees plain TCP).  Once
  * the sandbox has started (after the status line) the monitor listens on
  * tunnel_bind at a free port per port, writes tunnels.json
  * {"PORT":{"host","port","url","tls"}} and sends {"ev":"tunnels",

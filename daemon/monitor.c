@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -219,8 +220,10 @@ struct spec {
     int64_t probe_interval_ms;
     /* tunnels: the sandbox's TCP ports, listened for on the host */
     int ports[MAX_TUNNELS];
+    bool ports_tls[MAX_TUNNELS];
     size_t n_ports;
     const char *tunnel_bind;
+    const char *tls_cert, *tls_key; /* the daemon's certificate, for tls ports */
     struct sbx_limits limits;
     uint64_t timeout_s, idle_timeout_s, output_limit;
 };
@@ -258,8 +261,10 @@ struct monitor {
     struct tunnel {
         struct watch w;
         int port, host_port;
+        bool tls;
     } tunnels[MAX_TUNNELS];
     size_t n_tunnels;
+    gnutls_certificate_credentials_t tls_cred; /* loaded when a port is tls */
     struct tconn *tconns, *dead_tconns;
     unsigned n_tconns;
 
@@ -1939,14 +1944,77 @@ static int sandbox_connect(struct monitor *m, int port, bool *connected)
 /* One connection through a tunnel: a client on the host, and the server
  * on the sandbox's loopback.  Each direction has one buffer, filled by a
  * read only when empty and drained by writes (back-pressure both ways); an
- * EOF is passed on as a half-close once its buffer has drained. */
+ * EOF is passed on as a half-close once its buffer has drained.  On a tls
+ * port the client's side is a TLS session (the daemon's certificate) and
+ * the server sees plain TCP, as behind Modal's encrypted ports. */
 struct tconn {
-    struct watch c, s; /* the client's socket, the sandbox's */
+    struct watch c, s;    /* the client's socket, the sandbox's */
+    gnutls_session_t tls; /* the client's side on a tls port, or NULL */
+    bool handshaking;     /* tls: before the handshake is done */
     char c2s[TUNNEL_BUF], s2c[TUNNEL_BUF];
     size_t c2s_off, c2s_len, s2c_off, s2c_len;
     bool c_eof, s_eof, c_shut, s_shut, connecting, dead;
     struct tconn *next, *next_dead;
 };
+
+/* One side of a connection: its socket, and its TLS session if any. */
+struct tconn_end {
+    int fd;
+    gnutls_session_t tls;
+};
+
+static ssize_t tls_result(ssize_t r)
+{
+    switch (r) {
+    case GNUTLS_E_AGAIN:
+        errno = EAGAIN;
+        return -1;
+    case GNUTLS_E_INTERRUPTED:
+        errno = EINTR;
+        return -1;
+    case GNUTLS_E_PREMATURE_TERMINATION: /* a TCP EOF without close_notify */
+        return 0;
+    default:
+        if (r < 0) {
+            errno = EPROTO;
+            return -1;
+        }
+        return r;
+    }
+}
+
+static ssize_t end_recv(struct tconn_end e, char *buf, size_t n)
+{
+    if (e.tls)
+        return tls_result(gnutls_record_recv(e.tls, buf, n));
+    return read(e.fd, buf, n);
+}
+
+static ssize_t end_send(struct tconn_end e, const char *buf, size_t n)
+{
+    if (e.tls)
+        return tls_result(gnutls_record_send(e.tls, buf, n));
+    return send(e.fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Bytes a TLS session has decrypted and not yet given: no epoll event
+ * will tell of them. */
+static bool end_pending(struct tconn_end e)
+{
+    return e.tls && gnutls_record_check_pending(e.tls) > 0;
+}
+
+/* The half-close: close_notify first on TLS.  Returns false to try again. */
+static bool end_shutdown(struct tconn_end e)
+{
+    if (e.tls) {
+        int r = gnutls_bye(e.tls, GNUTLS_SHUT_WR);
+        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
+            return false;
+    }
+    shutdown(e.fd, SHUT_WR);
+    return true;
+}
 
 static void tconn_events(struct monitor *m, struct tconn *t)
 {
@@ -1954,13 +2022,19 @@ static void tconn_events(struct monitor *m, struct tconn *t)
 
     if (t->dead)
         return;
-    if (!t->c_eof && t->c2s_len == 0 && !t->connecting)
-        ce |= EPOLLIN;
-    if (t->s2c_len > t->s2c_off)
-        ce |= EPOLLOUT;
+    if (t->handshaking) {
+        ce = gnutls_record_get_direction(t->tls) ? EPOLLOUT : EPOLLIN;
+    } else {
+        if (!t->c_eof && t->c2s_len == 0 && !t->connecting)
+            ce |= EPOLLIN;
+        /* (or a close_notify that could not go out yet) */
+        if (t->s2c_len > t->s2c_off || (t->s_eof && !t->c_shut))
+            ce |= EPOLLOUT;
+    }
     if (t->connecting || t->c2s_len > t->c2s_off)
         se |= EPOLLOUT;
-    if (!t->s_eof && t->s2c_len == 0 && !t->connecting)
+    /* (nothing from the server can go on before the handshake is done) */
+    if (!t->s_eof && t->s2c_len == 0 && !t->connecting && !t->handshaking)
         se |= EPOLLIN;
     watch_mod(m, &t->c, ce);
     watch_mod(m, &t->s, se);
@@ -1973,6 +2047,9 @@ static void tconn_close(struct monitor *m, struct tconn *t)
     if (t->dead)
         return;
     t->dead = true;
+    if (t->tls)
+        gnutls_deinit(t->tls);
+    t->tls = NULL;
     watch_close(m, &t->c);
     watch_close(m, &t->s);
     while (*pp && *pp != t)
@@ -1997,14 +2074,33 @@ static void tconns_free_dead(struct monitor *m)
 }
 
 /* Moves bytes one way: from `from` into buf (when empty), from buf to `to`;
- * passes an EOF on.  Returns false when the connection must close. */
-static bool tconn_pump(int from, int to, char *buf, size_t *off, size_t *len, bool *eof, bool *shut,
-                       bool can_read, bool can_write)
+ * passes an EOF on.  A send that would block is retried by the next call
+ * with the same bytes (as TLS requires).  Returns false when the
+ * connection must close. */
+static bool tconn_pump(struct tconn_end from, struct tconn_end to, char *buf, size_t *off,
+                       size_t *len, bool *eof, bool *shut, bool can_read, bool can_write)
 {
     ssize_t n;
 
-    if (can_read && *len == 0 && !*eof) {
-        n = read(from, buf, TUNNEL_BUF);
+    /* Reads again while a TLS session holds decrypted bytes and they
+     * could go on at once; a bound keeps one connection from holding the
+     * loop. */
+    for (int round = 0; round < 16; round++) {
+        if (can_write && *len > *off) {
+            n = end_send(to, buf + *off, *len - *off);
+            if (n > 0) {
+                *off += (size_t)n;
+                if (*off == *len)
+                    *off = *len = 0;
+            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                return false;
+            } else {
+                can_write = false;
+            }
+        }
+        if (*len > 0 || *eof || !(can_read || end_pending(from)))
+            break;
+        n = end_recv(from, buf, TUNNEL_BUF);
         if (n > 0) {
             *off = 0;
             *len = (size_t)n;
@@ -2013,26 +2109,32 @@ static bool tconn_pump(int from, int to, char *buf, size_t *off, size_t *len, bo
         } else if (errno != EAGAIN && errno != EINTR) {
             return false;
         }
+        can_read = false;
+        if (n <= 0)
+            break;
     }
-    if (can_write && *len > *off) {
-        n = send(to, buf + *off, *len - *off, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            *off += (size_t)n;
-            if (*off == *len)
-                *off = *len = 0;
-        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            return false;
-        }
-    }
-    if (*eof && *len == 0 && !*shut) {
-        shutdown(to, SHUT_WR);
-        *shut = true;
-    }
+    if (*eof && *len == 0 && !*shut)
+        *shut = end_shutdown(to);
     return true;
+}
+
+/* The TLS handshake, as far as the socket lets it go.  Returns false when
+ * it failed. */
+static bool tconn_handshake(struct tconn *t)
+{
+    int r;
+
+    do
+        r = gnutls_handshake(t->tls);
+    while (r < 0 && r != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(r));
+    if (r == 0)
+        t->handshaking = false;
+    return r == 0 || r == GNUTLS_E_AGAIN;
 }
 
 static void tconn_event(struct monitor *m, struct tconn *t, bool server, uint32_t events)
 {
+    struct tconn_end c = {t->c.fd, t->tls}, s = {t->s.fd, NULL};
     bool ok = true;
 
     if (t->dead)
@@ -2054,10 +2156,23 @@ static void tconn_event(struct monitor *m, struct tconn *t, bool server, uint32_
         tconn_close(m, t);
         return;
     }
+    if (t->handshaking) {
+        if (!server && !tconn_handshake(t)) {
+            tconn_close(m, t);
+            return;
+        }
+        if (t->handshaking) {
+            tconn_events(m, t);
+            return;
+        }
+        /* Done: what the client sent with its Finished may be waiting. */
+        if (!t->connecting)
+            events |= EPOLLIN | EPOLLOUT;
+    }
     /* client → sandbox, then sandbox → client */
-    ok = tconn_pump(t->c.fd, t->s.fd, t->c2s, &t->c2s_off, &t->c2s_len, &t->c_eof, &t->s_shut,
+    ok = tconn_pump(c, s, t->c2s, &t->c2s_off, &t->c2s_len, &t->c_eof, &t->s_shut,
                     !server && (events & EPOLLIN), server ? (events & EPOLLOUT) != 0 : true) &&
-         tconn_pump(t->s.fd, t->c.fd, t->s2c, &t->s2c_off, &t->s2c_len, &t->s_eof, &t->c_shut,
+         tconn_pump(s, c, t->s2c, &t->s2c_off, &t->s2c_len, &t->s_eof, &t->c_shut,
                     server && (events & EPOLLIN), !server ? (events & EPOLLOUT) != 0 : true);
     if (!ok || (t->c_shut && t->s_shut)) {
         tconn_close(m, t);
@@ -2090,18 +2205,36 @@ static void tunnel_accept(struct monitor *m, struct tunnel *tu)
     t->s = (struct watch){.kind = W_TCONN_SERVER, .fd = -1};
     /* Done or not, the first EPOLLOUT tells (SO_ERROR). */
     t->connecting = true;
-    if (watch_add(m, &t->c, c, 0) < 0 || watch_add(m, &t->s, s, EPOLLOUT) < 0) {
-        if (t->c.fd < 0)
-            close(c);
-        watch_close(m, &t->c);
-        close(s);
-        free(t);
-        return;
+    if (tu->tls) {
+        /* The client speaks first (its hello): wait for it. */
+        if (gnutls_init(&t->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK) < 0) {
+            t->tls = NULL;
+            goto fail;
+        }
+        if (gnutls_credentials_set(t->tls, GNUTLS_CRD_CERTIFICATE, m->tls_cred) < 0 ||
+            gnutls_set_default_priority(t->tls) < 0)
+            goto fail;
+        gnutls_certificate_server_set_request(t->tls, GNUTLS_CERT_IGNORE);
+        gnutls_transport_set_int(t->tls, c);
+        t->handshaking = true;
     }
+    if (watch_add(m, &t->c, c, t->tls ? EPOLLIN : 0) < 0 || watch_add(m, &t->s, s, EPOLLOUT) < 0)
+        goto fail;
     t->next = m->tconns;
     m->tconns = t;
     m->n_tconns++;
     m->last_activity = now_ms();
+    return;
+fail:
+    if (t->tls)
+        gnutls_deinit(t->tls);
+    if (t->c.fd < 0)
+        close(c);
+    watch_close(m, &t->c);
+    if (t->s.fd < 0)
+        close(s);
+    watch_close(m, &t->s);
+    free(t);
 }
 
 static json_t *tunnels_json(struct monitor *m)
@@ -2111,10 +2244,12 @@ static json_t *tunnels_json(struct monitor *m)
     for (size_t i = 0; i < m->n_tunnels; i++) {
         char key[8], url[64];
         snprintf(key, sizeof(key), "%d", m->tunnels[i].port);
-        snprintf(url, sizeof(url), "http://%s:%d", m->spec.tunnel_bind, m->tunnels[i].host_port);
+        snprintf(url, sizeof(url), "%s://%s:%d", m->tunnels[i].tls ? "https" : "http",
+                 m->spec.tunnel_bind, m->tunnels[i].host_port);
         json_object_set_new(o, key,
                             json_pack("{s:s,s:i,s:s,s:b}", "host", m->spec.tunnel_bind, "port",
-                                      m->tunnels[i].host_port, "url", url, "tls", 0));
+                                      m->tunnels[i].host_port, "url", url, "tls",
+                                      m->tunnels[i].tls));
     }
     return o;
 }
@@ -2123,6 +2258,19 @@ static json_t *tunnels_json(struct monitor *m)
  * tunnels.json and told to the daemon. */
 static int tunnels_start(struct monitor *m, char *why, size_t why_len)
 {
+    int r;
+
+    for (size_t i = 0; i < m->spec.n_ports && !m->tls_cred; i++) {
+        if (!m->spec.ports_tls[i])
+            continue;
+        if ((r = gnutls_certificate_allocate_credentials(&m->tls_cred)) < 0 ||
+            (r = gnutls_certificate_set_x509_key_file(m->tls_cred, m->spec.tls_cert,
+                                                      m->spec.tls_key, GNUTLS_X509_FMT_PEM)) < 0) {
+            snprintf(why, why_len, "tls tunnels: certificate %s, key %s: %s", m->spec.tls_cert,
+                     m->spec.tls_key, gnutls_strerror(r));
+            return -1;
+        }
+    }
     for (size_t i = 0; i < m->spec.n_ports; i++) {
         struct sockaddr_in sa = {.sin_family = AF_INET};
         socklen_t len = sizeof(sa);
@@ -2140,6 +2288,7 @@ static int tunnels_start(struct monitor *m, char *why, size_t why_len)
         }
         tu->w = (struct watch){.kind = W_TUNNEL, .fd = -1};
         tu->port = m->spec.ports[i];
+        tu->tls = m->spec.ports_tls[i];
         tu->host_port = ntohs(sa.sin_port);
         if (watch_add(m, &tu->w, fd, EPOLLIN) < 0) {
             close(fd);
@@ -2165,6 +2314,9 @@ static void tunnels_stop(struct monitor *m)
     m->n_tunnels = 0;
     while (m->tconns)
         tconn_close(m, m->tconns);
+    if (m->tls_cred)
+        gnutls_certificate_free_credentials(m->tls_cred);
+    m->tls_cred = NULL;
     closep(&m->sb_netns_fd);
     m->sb_netns_fd = -1;
 }
@@ -2597,12 +2749,23 @@ static int spec_load(const char *path, struct spec *s, char *why, size_t why_len
         json_array_foreach(v, i, p)
         {
             json_t *n = json_is_object(p) ? json_object_get(p, "port") : p;
+            json_t *tls = json_object_get(p, "tls");
             if (!json_is_integer(n) || json_integer_value(n) < 1 || json_integer_value(n) > 65535 ||
-                json_is_true(json_object_get(p, "tls")))
-                BAD("spec: \"ports\": each a port 1..65535 (tls is not served yet)");
+                (tls && !json_is_boolean(tls)))
+                BAD("spec: \"ports\": each a port 1..65535 or {\"port\":N,\"tls\":bool}");
+            s->ports_tls[s->n_ports] = json_is_true(tls);
             s->ports[s->n_ports++] = (int)json_integer_value(n);
         }
     }
+    v = json_object_get(s->root, "tls_cert");
+    if (v && !json_is_null(v) && (!(s->tls_cert = json_string_value(v)) || s->tls_cert[0] != '/'))
+        BAD("spec: \"tls_cert\" must be an absolute path");
+    v = json_object_get(s->root, "tls_key");
+    if (v && !json_is_null(v) && (!(s->tls_key = json_string_value(v)) || s->tls_key[0] != '/'))
+        BAD("spec: \"tls_key\" must be an absolute path");
+    for (size_t i = 0; i < s->n_ports; i++)
+        if (s->ports_tls[i] && (!s->tls_cert || !s->tls_key))
+            BAD("spec: a tls port needs \"tls_cert\" and \"tls_key\"");
     s->tunnel_bind = "127.0.0.1";
     v = json_object_get(s->root, "tunnel_bind");
     if (v && !json_is_null(v)) {

@@ -13,6 +13,7 @@
 #include "sbx.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -48,6 +49,9 @@ struct sbxd_config {
     const char *bridge, *subnet;
     json_t *dns;             /* ["A.B.C.D", ...] or NULL: the host's resolvers */
     const char *tunnel_bind; /* the host address tunnels listen on */
+    /* tls tunnels: the certificate and key files ("tls" in the config);
+     * NULL: the one made at the first start (tls.c) */
+    const char *tls_cert, *tls_key;
 };
 
 struct sbxd_proc;
@@ -134,6 +138,10 @@ struct sbxd {
     struct sbxd_zygote *zygote;
     struct sbx_network net; /* when cfg.network */
     char resolv_conf[4096]; /* RUN/resolv.conf: the sandboxes' DNS servers */
+    /* The certificate tls tunnels are served with (tls.c) */
+    char tls_cert[PATH_MAX], tls_key[PATH_MAX];
+    char *tls_cert_pem;   /* its text, as /v1/info gives it */
+    char tls_sha256[100]; /* its SHA-256 fingerprint, AA:BB:.. */
     double started_at;
     unsigned long long created_total, execs_total;
 };
@@ -152,10 +160,19 @@ int sbxd_mkdir_p(const char *path, mode_t mode);
  * and the directory too, for what must outlive a host crash (apps); a
  * sandbox's records need not, the sandbox does not outlive one either. */
 int sbxd_write_json(const char *path, json_t *json, bool durable);
+/* The same for bytes, made with `mode`. */
+int sbxd_write_file(const char *path, const void *data, size_t len, mode_t mode, bool durable);
 /* Writes all of data (EINTR and short writes retried): 0 or -errno. */
 int sbxd_write_all(int fd, const void *data, size_t len);
 json_t *sbxd_read_json(const char *path);
 int sbxd_rm_rf(const char *path);
+
+/* ---- tls.c: the certificate of tls tunnels ---- */
+/* Checks the configured certificate and key, or makes STATE/tls/cert.pem
+ * and key.pem (self-signed) when there is none or the one made earlier no
+ * longer fits.  Fills d->tls_*: 0 or -errno (logged). */
+int sbxd_tls_init(struct sbxd *d);
+void sbxd_tls_free(struct sbxd *d);
 
 /* ---- registry.c: sandboxes, apps, records ---- */
 int sbxd_registry_load(struct sbxd *d);

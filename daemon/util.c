@@ -123,27 +123,21 @@ int sbxd_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
-int sbxd_write_json(const char *path, json_t *json, bool durable)
+/* Writes a file whole or not at all: a temporary beside it, renamed over it
+ * (and, when durable, fsync'd with its directory). */
+int sbxd_write_file(const char *path, const void *data, size_t len, mode_t mode, bool durable)
 {
     char tmp[PATH_MAX], dir[PATH_MAX];
-    char *text = json_dumps(json, JSON_COMPACT);
-    size_t len;
     int fd, r = 0;
 
-    if (!text)
-        return -ENOMEM;
-    len = strlen(text);
     snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        free(text);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0)
         return -errno;
-    }
-    r = sbxd_write_all(fd, text, len);
+    r = sbxd_write_all(fd, data, len);
     if (r == 0 && durable && fsync(fd) < 0)
         r = -errno;
     close(fd);
-    free(text);
     if (r == 0 && rename(tmp, path) < 0)
         r = -errno;
     if (r < 0) {
@@ -160,6 +154,18 @@ int sbxd_write_json(const char *path, json_t *json, bool durable)
         close(fd);
     }
     return 0;
+}
+
+int sbxd_write_json(const char *path, json_t *json, bool durable)
+{
+    char *text = json_dumps(json, JSON_COMPACT);
+    int r;
+
+    if (!text)
+        return -ENOMEM;
+    r = sbxd_write_file(path, text, strlen(text), 0600, durable);
+    free(text);
+    return r;
 }
 
 json_t *sbxd_read_json(const char *path)

@@ -177,6 +177,10 @@ bool dl_spawn_daemon(const char *config)
     for (int i = 0; i < 500; i++) {
         if (dl_http("GET", "/v1/health", NULL, 0, NULL) == 200)
             return true;
+        if (waitpid(dl_daemon_pid, NULL, WNOHANG) == dl_daemon_pid) {
+            dl_daemon_pid = 0; /* it gave up */
+            return false;
+        }
         usleep(10000);
     }
     return false;

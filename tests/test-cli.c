@@ -324,6 +324,19 @@ START_TEST(test_host_errors_and_info)
     j = parse(out);
     ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "version")));
     ck_assert(json_is_object(json_object_get(j, "limits")));
+    {
+        /* The certificate of tls tunnels: its fingerprint in the table,
+         * its text alone with --certificate. */
+        const char *fp = json_string_value(json_object_get(json_object_get(j, "tls"), "sha256"));
+        const char *pem =
+            json_string_value(json_object_get(json_object_get(j, "tls"), "certificate"));
+        char *info = ok(SBX("info")), *cert = ok(SBX("info", "--certificate"));
+        ck_assert_ptr_nonnull(fp);
+        ck_assert_msg(strstr(info, "TLS tunnels:") && strstr(info, fp), "%s", info);
+        ck_assert_str_eq(cert, pem);
+        free(info);
+        free(cert);
+    }
     json_decref(j);
     free(out);
 }

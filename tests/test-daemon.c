@@ -1012,6 +1012,190 @@ START_TEST(test_tunnels)
 }
 END_TEST
 
+/* A GET of url with libcurl, trusting only cafile (NULL: the system's
+ * store); returns the curl code, the body in *out (free it). */
+struct curl_body {
+    char *data;
+    size_t len;
+};
+
+static size_t curl_body_write(char *p, size_t size, size_t n, void *userdata)
+{
+    struct curl_body *b = userdata;
+    char *d = realloc(b->data, b->len + size * n + 1);
+
+    if (!d)
+        return 0;
+    memcpy(d + b->len, p, size * n);
+    b->data = d;
+    b->len += size * n;
+    d[b->len] = '\0';
+    return size * n;
+}
+
+static CURLcode url_get(const char *url, const char *cafile, struct curl_body *out)
+{
+    CURL *c = curl_easy_init();
+    CURLcode rc;
+
+    *out = (struct curl_body){0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, curl_body_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    if (cafile)
+        curl_easy_setopt(c, CURLOPT_CAINFO, cafile);
+    rc = curl_easy_perform(c);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
+/* tls tunnels: served with the daemon's certificate (made at its first
+ * start, given by /v1/info, kept across restarts): a client that trusts it
+ * gets the sandbox's plain-HTTP server over https, 4 MiB byte for byte; a
+ * client that does not, or one that speaks plain HTTP, gets nothing. */
+START_TEST(test_tls_tunnels)
+{
+    char path[256], url[128], ca[128], fp[100], *id, *out;
+    struct curl_body b;
+    json_t *info, *t;
+    FILE *f;
+
+    info = dl_call("GET", "/v1/info", NULL, 200);
+    snprintf(fp, sizeof(fp), "%s", dl_str(json_object_get(info, "tls"), "sha256"));
+    ck_assert_uint_eq(strlen(fp), 32 * 3 - 1);
+    ck_assert(
+        strstr(dl_str(json_object_get(info, "tls"), "certificate"), "-----BEGIN CERTIFICATE-----"));
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dl_dir);
+    f = fopen(ca, "we");
+    ck_assert_ptr_nonnull(f);
+    fputs(dl_str(json_object_get(info, "tls"), "certificate"), f);
+    ck_assert_int_eq(fclose(f), 0);
+
+    id = dl_create("{\"image\":\"busybox\",\"ports\":[{\"port\":8080,\"tls\":true}],"
+                   "\"entrypoint\":[\"sh\",\"-c\",\"mkdir /tmp/www; echo hello > "
+                   "/tmp/www/index.html; head -c 4194304 /dev/urandom > /tmp/www/big; "
+                   "exec httpd -f -p 8080 -h /tmp/www\"],"
+                   "\"readiness_probe\":{\"tcp\":8080,\"interval_ms\":20}}");
+    json_decref(
+        dl_call("GET", dl_sbpath(path, sizeof(path), id, "/ready?timeout_s=30"), NULL, 200));
+    t = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/tunnels?timeout_s=10"), NULL, 200);
+    ck_assert(json_is_true(json_object_get(json_object_get(t, "8080"), "tls")));
+    snprintf(url, sizeof(url), "%s", dl_str(json_object_get(t, "8080"), "url"));
+    json_decref(t);
+    ck_assert_msg(!strncmp(url, "https://127.0.0.1:", 18), "%s", url);
+
+    ck_assert_int_eq(url_get(url, ca, &b), CURLE_OK);
+    ck_assert_str_eq(b.data, "hello\n");
+    free(b.data);
+    /* 4 MiB through TLS, compared with the digest taken inside. */
+    {
+        char big[160], cmd[512];
+        snprintf(big, sizeof(big), "%s/big", url);
+        ck_assert_int_eq(url_get(big, ca, &b), CURLE_OK);
+        ck_assert_uint_eq(b.len, 4194304);
+        snprintf(cmd, sizeof(cmd), "%s/big.bin", dl_dir);
+        f = fopen(cmd, "we");
+        ck_assert_uint_eq(fwrite(b.data, 1, b.len, f), b.len);
+        fclose(f);
+        free(b.data);
+        out = dl_exec_out(id, "md5sum < /tmp/www/big");
+        snprintf(cmd, sizeof(cmd), "md5sum < %s/big.bin | grep -q \"^%.32s\"", dl_dir, out);
+        ck_assert_msg(system(cmd) == 0, "digest differs: %s", out);
+        free(out);
+    }
+    /* A client that does not trust the certificate is refused by its TLS. */
+    ck_assert_int_eq(url_get(url, NULL, &b), CURLE_PEER_FAILED_VERIFICATION);
+    free(b.data);
+    /* Plain HTTP to a tls port: no answer of the server's. */
+    {
+        char plain[128];
+        snprintf(plain, sizeof(plain), "http://%s", url + strlen("https://"));
+        ck_assert_int_ne(url_get(plain, NULL, &b), CURLE_OK);
+        ck_assert_msg(!b.data || !strstr(b.data, "hello"), "%s", b.data);
+        free(b.data);
+    }
+    /* The daemon restarts: the same certificate, the tunnel serves on. */
+    dl_stop_daemon(SIGTERM);
+    dl_start_daemon(NULL);
+    json_decref(info);
+    info = dl_call("GET", "/v1/info", NULL, 200);
+    ck_assert_str_eq(dl_str(json_object_get(info, "tls"), "sha256"), fp);
+    ck_assert_int_eq(url_get(url, ca, &b), CURLE_OK);
+    ck_assert_str_eq(b.data, "hello\n");
+    free(b.data);
+    json_decref(
+        dl_call("POST", dl_sbpath(path, sizeof(path), id, "/terminate"), "{\"wait\":true}", 200));
+    ck_assert_int_ne(url_get(url, ca, &b), CURLE_OK);
+    free(b.data);
+    free(id);
+    json_decref(info);
+
+    /* An administrator's certificate: used as configured (here the one
+     * made above, moved); one that does not load keeps the daemon down. */
+    {
+        char cfg[1024], state_tls[128], cert[128], key[128];
+        snprintf(state_tls, sizeof(state_tls), "%s/state/tls", dl_dir);
+        snprintf(cert, sizeof(cert), "%s/admin-cert.pem", dl_dir);
+        snprintf(key, sizeof(key), "%s/admin-key.pem", dl_dir);
+        snprintf(cfg, sizeof(cfg), "cp %s/cert.pem %s && cp %s/key.pem %s && rm -r %s", state_tls,
+                 cert, state_tls, key, state_tls);
+        ck_assert_int_eq(system(cfg), 0);
+        snprintf(cfg, sizeof(cfg), "{\"tls\":{\"certificate\":\"%s\",\"key\":\"%s\"}}", cert, key);
+        dl_restart_with_config(cfg);
+        info = dl_call("GET", "/v1/info", NULL, 200);
+        ck_assert_str_eq(dl_str(json_object_get(info, "tls"), "sha256"), fp);
+        json_decref(info);
+        ck_assert_int_ne(access(state_tls, F_OK), 0); /* none made */
+        dl_stop_daemon(SIGTERM);
+        snprintf(cfg, sizeof(cfg), "%s/sandboxd.json", dl_dir);
+        f = fopen(cfg, "we");
+        fprintf(f, "{\"tls\":{\"certificate\":\"%s\",\"key\":\"%s\"}}\n", cert, cert);
+        fclose(f);
+        ck_assert(!dl_spawn_daemon(cfg));
+        dl_stop_daemon(SIGKILL);
+        f = fopen(cfg, "we");
+        fprintf(f, "{}\n");
+        fclose(f);
+        dl_start_daemon(cfg);
+    }
+}
+END_TEST
+
+/* The issue's example: python3 -m http.server in debian-slim behind a tcp
+ * probe and a tunnel. */
+START_TEST(test_tunnel_python_http_server)
+{
+    char path[256], *id;
+    struct curl_body b;
+    json_t *t;
+
+    if (access("/var/lib/sandboxd/images/debian-slim/config.json", F_OK) < 0) {
+        printf("SKIP test_tunnel_python_http_server: no debian-slim image "
+               "(runtime/images/sbx-mkimage debian-slim)\n");
+        return;
+    }
+    id = dl_create("{\"image\":\"debian-slim\",\"ports\":[8080],\"workdir\":\"/tmp\","
+                   "\"entrypoint\":[\"sh\",\"-c\",\"echo from-python > /tmp/hello.txt; "
+                   "exec python3 -m http.server 8080\"],"
+                   "\"readiness_probe\":{\"tcp\":8080,\"interval_ms\":50}}");
+    json_decref(
+        dl_call("GET", dl_sbpath(path, sizeof(path), id, "/ready?timeout_s=60"), NULL, 200));
+    t = dl_call("GET", dl_sbpath(path, sizeof(path), id, "/tunnels?timeout_s=10"), NULL, 200);
+    {
+        char url[160];
+        snprintf(url, sizeof(url), "%s/hello.txt", dl_str(json_object_get(t, "8080"), "url"));
+        ck_assert_int_eq(url_get(url, NULL, &b), CURLE_OK);
+    }
+    json_decref(t);
+    ck_assert_str_eq(b.data, "from-python\n");
+    free(b.data);
+    json_decref(dl_call("DELETE", dl_sbpath(path, sizeof(path), id, ""), NULL, 204));
+    free(id);
+}
+END_TEST
+
 /* A stdin body far above the monitor protocol's line limit arrives whole,
  * in order, and costs the sandbox nothing. */
 START_TEST(test_big_stdin)
@@ -1248,6 +1432,8 @@ int main(void)
     tcase_add_test(tc, test_sandbox_network);
     tcase_add_test(tc, test_readiness_probes);
     tcase_add_test(tc, test_tunnels);
+    tcase_add_test(tc, test_tls_tunnels);
+    tcase_add_test(tc, test_tunnel_python_http_server);
     tcase_add_test(tc, test_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
