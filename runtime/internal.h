@@ -338,9 +338,23 @@ struct sbx__rootfs {
     size_t n_layers;
     const int *layer_fds; /* idmapped detached trees, or NULL without userns */
     bool userns;
-    int sysfs_fd;            /* a detached sysfs to move to /sys, or -1: mount one */
-    const char *resolv_conf; /* a host file bound read-only at /etc/resolv.conf, or NULL */
+    int sysfs_fd;                   /* a detached sysfs to move to /sys, or -1: mount one */
+    const char *resolv_conf;        /* a host file bound read-only at /etc/resolv.conf, or NULL */
+    const struct sbx_mount *mounts; /* placed with mount_fds (sbx__mount_source()) */
+    const int *mount_fds;
+    size_t n_mounts;
 };
+
+/* ---- binds into the sandbox (mounts.c) ---- */
+
+/* Checks the mounts' paths (see struct sbx_mount). */
+int sbx__mounts_validate(const struct sbx_mount *m, size_t n, sbx_error *err);
+/* A detached bind of m's source, opened beneath its root, with its
+ * attributes (idmapped to userns_fd when >= 0): an fd, or -errno. */
+int sbx__mount_source(const struct sbx_mount *m, int userns_fd, sbx_error *err);
+/* In the child, with the new root as cwd: places each tree at its mount's
+ * destination, parents first. */
+int sbx__mounts_place(const struct sbx_mount *m, const int *fds, size_t n, sbx_error *err);
 
 /* In the sandbox's new mount namespace: builds the root filesystem (overlay,
  * /proc, /sys, /dev, /tmp, masked paths) and pivots into it. */

@@ -238,6 +238,8 @@ int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err)
         return r;
     if (p->resolv_conf && (r = bind_resolv_conf(p->resolv_conf, err)) < 0)
         return r;
+    if ((r = sbx__mounts_place(p->mounts, p->mount_fds, p->n_mounts, err)) < 0)
+        return r;
 
     /* pivot_root(".", ".") stacks the old root on top of the new one; the
      * detach then drops it, and with it every host path. */

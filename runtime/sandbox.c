@@ -105,7 +105,7 @@ static void sandbox_free(sbx_sandbox *sb)
 
 /* The GO message's fds: the idmapped layers, then the cgroup files the child
  * joins through. */
-#define GO_MAX_FDS (SBX_MAX_LAYERS + SBX__CGROUP_MAX_DIRS)
+#define GO_MAX_FDS (SBX_MAX_LAYERS + SBX_MAX_MOUNTS + SBX__CGROUP_MAX_DIRS)
 
 static int recv_ready(int sock, const char *id, int flags, sbx_error *err);
 
@@ -266,7 +266,11 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
         .userns = a->sb->userns,
         .sysfs_fd = a->sysfs_fd,
         .resolv_conf = cfg->resolv_conf,
+        .mounts = cfg->mounts,
+        .mount_fds = layer_fds + (a->sb->userns ? a->n_layers : 0),
+        .n_mounts = cfg->n_mounts,
     };
+    size_t n_go_fds = (a->sb->userns ? a->n_layers : 0) + cfg->n_mounts;
     char work[PATH_MAX];
 
     /* The namespaces that are slow to make (the network's above all) are
@@ -308,8 +312,9 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
     }
 
     /* GO 1: the uid maps are written and the directories made; the
-     * idmapped layers come with it (none without a user namespace). */
-    r = recv_go(sock, layer_fds, a->sb->userns ? a->n_layers : 0, &n_cgroup, &e);
+     * idmapped layers come with it (none without a user namespace), then
+     * the mounts' trees. */
+    r = recv_go(sock, layer_fds, n_go_fds, &n_cgroup, &e);
     /* Off the caller's CPU until here (see spread_child); the sandbox gets
      * the CPUs the caller had. */
     if (a->cpus)
@@ -333,7 +338,7 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
     r = sbx__rootfs_setup(&rootfs, &e);
     if (r < 0)
         goto fail;
-    for (size_t i = 0; a->sb->userns && i < a->n_layers; i++)
+    for (size_t i = 0; i < n_go_fds; i++)
         close(layer_fds[i]);
     {
         const char *hn = cfg->hostname ? cfg->hostname : cfg->id;
@@ -544,6 +549,11 @@ static int validate(const struct sbx_config *cfg, size_t *ret_n_layers, sbx_erro
         return sbx__error(err, EINVAL, "invalid hostname `%s`", cfg->hostname);
     if (cfg->netns && (cfg->netns->net_fd < 0 || cfg->netns->sysfs_fd < 0))
         return sbx__error(err, EBADF, "pre-made network namespace without its fds");
+    {
+        int r = sbx__mounts_validate(cfg->mounts, cfg->n_mounts, err);
+        if (r < 0)
+            return r;
+    }
     *ret_n_layers = n;
     return 0;
 }
@@ -713,6 +723,12 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
         goto fail_child;
     for (; sb->userns && n_layer_fds < n_layers; n_layer_fds++) {
         r = sbx__idmapped_tree(cfg->layers[n_layer_fds], userns_fd, err);
+        if (r < 0)
+            goto fail_child;
+        layer_fds[n_layer_fds] = r;
+    }
+    for (size_t i = 0; i < cfg->n_mounts; i++, n_layer_fds++) {
+        r = sbx__mount_source(&cfg->mounts[i], sb->userns ? userns_fd : -1, err);
         if (r < 0)
             goto fail_child;
         layer_fds[n_layer_fds] = r;

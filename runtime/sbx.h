@@ -67,6 +67,25 @@ struct sbx_network {
     size_t n_dns;
 };
 
+/* A host directory or file bound into a sandbox (a volume, an allowed host
+ * path).  The source is opened beneath `root` (trusted: the caller's own
+ * path) without following a symlink or `..` out of it, and bound from that
+ * fd, so that no rename or symlink swapped in meanwhile can redirect it.
+ * With a user namespace the bind is idmapped: what host uid 0 owns is the
+ * sandbox's root's.  Always nosuid and nodev.  The destination is made
+ * when missing (a directory, or an empty file for a file); it may not
+ * cross a symlink (so that one swapped in by another sandbox sharing a
+ * volume cannot move the bind: CVE-2021-30465), nor be `/` or under
+ * /proc, /sys or /dev.  Mounts are placed parents first. */
+struct sbx_mount {
+    const char *root; /* absolute host directory */
+    const char *path; /* beneath root; NULL or "": root itself */
+    const char *dst;  /* absolute path inside the sandbox */
+    bool readonly;
+};
+
+#define SBX_MAX_MOUNTS 32
+
 struct sbx_config {
     const char *id;            /* [A-Za-z0-9._-]{1,64}; names dirs and cgroups */
     const char *run_dir;       /* volatile state: default /run/sandboxd */
@@ -96,6 +115,9 @@ struct sbx_config {
      * daemon's, naming the DNS servers its network lets through); NULL:
      * the image's own. */
     const char *resolv_conf;
+    /* Binds into the sandbox (at most SBX_MAX_MOUNTS). */
+    const struct sbx_mount *mounts;
+    size_t n_mounts;
 };
 
 enum sbx_finish {

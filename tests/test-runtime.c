@@ -452,6 +452,131 @@ START_TEST(test_mount_propagation)
 }
 END_TEST
 
+/* ---- binds: volumes and host paths ---- */
+
+/* A host tree for the binds: hello (root's), sub/, a file, and two
+ * symlinks that lead out of it.  Returns its path in buf. */
+static void make_host_tree(char *buf, size_t size)
+{
+    char p[PATH_MAX + 32];
+    FILE *f;
+
+    snprintf(buf, size, "%s/host-tree", ctx.state_dir);
+    ck_assert_int_eq(mkdir(buf, 0755), 0);
+    snprintf(p, sizeof(p), "%s/hello", buf);
+    f = fopen(p, "we");
+    fputs("hi from the host\n", f);
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/sub", buf);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/file.txt", buf);
+    f = fopen(p, "we");
+    fputs("one file\n", f);
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/out", buf);
+    ck_assert_int_eq(symlink("/etc", p), 0);
+    snprintf(p, sizeof(p), "%s/up", buf);
+    ck_assert_int_eq(symlink("..", p), 0);
+    snprintf(p, sizeof(p), "%s/inside", buf);
+    ck_assert_int_eq(symlink("sub", p), 0);
+}
+
+/* Binds: read-write (what the sandbox's root writes is host root's on
+ * disk, idmapped), read-only (EROFS, and no remount), a single file,
+ * nested destinations made on the way, nosuid and nodev; a source that
+ * leads out of its root, or a destination through a symlink, fails the
+ * create. */
+START_TEST(test_mounts)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    char tree[PATH_MAX], path[PATH_MAX + 32], *out;
+    struct sbx_mount m[4];
+    struct sbx_exit ex;
+    sbx_sandbox *sb = NULL;
+    sbx_error err = {0};
+    struct stat st;
+
+    make_host_tree(tree, sizeof(tree));
+    m[0] = (struct sbx_mount){.root = tree, .dst = "/data"};
+    m[1] = (struct sbx_mount){.root = tree, .path = "inside", .dst = "/mnt/a/b", .readonly = true};
+    m[2] = (struct sbx_mount){
+        .root = tree, .path = "file.txt", .dst = "/etc/extra.txt", .readonly = true};
+    /* (given before its parent: placed after it) */
+    m[3] = (struct sbx_mount){.root = tree, .path = "sub", .dst = "/data/nested", .readonly = true};
+    cfg.mounts = m;
+    cfg.n_mounts = 4;
+    out = RUN_CFG(&cfg, "sh", "-c",
+                  "cat /data/hello; stat -c 'owner %u' /data/hello; echo new > /data/made; "
+                  "cat /etc/extra.txt; touch /mnt/a/b/x 2>/dev/null || echo ro-refused; "
+                  "mount -o remount,rw /mnt/a/b 2>/dev/null || echo remount-refused; "
+                  "touch /data/nested/y 2>/dev/null || echo nested-ro; "
+                  "grep ' /data ' /proc/self/mountinfo | grep nosuid | grep -q nodev "
+                  "&& echo nosuid-nodev");
+    ck_assert_msg(ex.returncode == 0, "%d: %s", ex.returncode, out);
+    ck_assert_str_eq(out, "hi from the host\nowner 0\none file\nro-refused\nremount-refused\n"
+                          "nested-ro\nnosuid-nodev\n");
+    free(out);
+    /* Written by the sandbox's root: host root's on disk, not its range's. */
+    snprintf(path, sizeof(path), "%s/made", tree);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_uid, 0);
+    /* The mount point made inside the tree for the nested bind. */
+    snprintf(path, sizeof(path), "%s/nested", tree);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert(S_ISDIR(st.st_mode));
+
+    /* Sources that lead out of their root. */
+    cfg = sbx_test_config(&ctx);
+    m[0] = (struct sbx_mount){.root = tree, .path = "out", .dst = "/x"};
+    cfg.mounts = m;
+    cfg.n_mounts = 1;
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EPERM);
+    ck_assert_msg(strstr(err.message, "leads out"), "%s", err.message);
+    m[0].path = "up/etc";
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EPERM);
+    m[0].path = "../etc";
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EINVAL);
+    /* A destination through a symlink (here one in the bound tree). */
+    m[0] = (struct sbx_mount){.root = tree, .dst = "/data"};
+    m[1] = (struct sbx_mount){.root = tree, .path = "sub", .dst = "/data/out/x"};
+    cfg.n_mounts = 2;
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -ELOOP);
+    ck_assert_msg(strstr(err.message, "crosses a symlink"), "%s", err.message);
+    /* Destinations the runtime refuses outright. */
+    m[1].dst = "/proc/x";
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EINVAL);
+    m[1].dst = "/";
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EINVAL);
+    m[1].dst = "/data/../etc";
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EINVAL);
+    m[1].dst = "/data";
+    ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EINVAL);
+    ck_assert_ptr_null(sb);
+}
+END_TEST
+
+/* Without a user namespace (real root inside) the binds are plain, still
+ * nosuid, nodev and read-only when asked. */
+START_TEST(test_mounts_no_userns)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    char tree[PATH_MAX], *out;
+    struct sbx_mount m[1];
+    struct sbx_exit ex;
+
+    make_host_tree(tree, sizeof(tree));
+    m[0] = (struct sbx_mount){.root = tree, .dst = "/data", .readonly = true};
+    cfg.mounts = m;
+    cfg.n_mounts = 1;
+    cfg.no_userns = true;
+    out =
+        RUN_CFG(&cfg, "sh", "-c", "cat /data/hello; touch /data/x 2>/dev/null || echo ro-refused");
+    ck_assert_int_eq(ex.returncode, 0);
+    ck_assert_str_eq(out, "hi from the host\nro-refused\n");
+    free(out);
+}
+END_TEST
+
 /* ---- limits ---- */
 
 START_TEST(test_memory_oom)
@@ -1181,6 +1306,8 @@ static Suite *runtime_suite(void)
     CASE(test_state_spare, 30);
     CASE(test_no_userns_is_real_root, 30);
     CASE(test_mount_propagation, 30);
+    CASE(test_mounts, 30);
+    CASE(test_mounts_no_userns, 30);
     CASE(test_memory_oom, 60);
     CASE(test_memory_oom_in_exec_ends_sandbox, 60);
     CASE(test_pids_limit_stops_fork_bomb, 60);
