@@ -436,10 +436,7 @@ static void list_apps(struct sbxd *d, sbxd_req *req)
 /* ---- creating a sandbox ---- */
 
 static const char *const unsupported_fields[] = {
-    "secrets",
     "disk_mib",
-    "volumes",
-    "mounts",
 };
 
 static bool is_string_map(json_t *o)
@@ -730,7 +727,13 @@ static json_t *network_spec(struct sbxd *d, json_t *body, json_t *spec)
 
 json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img, const char *id)
 {
-    json_t *env = strv_json(img->env), *v;
+    return sbxd_make_spec_with(d, body, img, id, NULL, NULL);
+}
+
+json_t *sbxd_make_spec_with(struct sbxd *d, json_t *body, const struct sbx_image *img,
+                            const char *id, json_t *secret_env, json_t *mounts)
+{
+    json_t *env = strv_json(img->env), *v, *spec;
     json_t *renv = json_object_get(body, "env");
     const char *key;
     double cpu = json_number_value(json_object_get(body, "cpu"));
@@ -739,6 +742,9 @@ json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img
     json_int_t pids = json_integer_value(json_object_get(body, "pids_max"));
     json_t *ep = json_object_get(body, "entrypoint");
 
+    /* The image's environment, the secrets', then the request's own. */
+    if (secret_env)
+        json_array_extend(env, secret_env);
     json_object_foreach(renv, key, v)
     {
         char *kv;
@@ -749,7 +755,7 @@ json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img
     }
     if (!json_is_array(ep) && img->entrypoint)
         ep = NULL;
-    return network_spec(
+    spec = network_spec(
         d, body,
         json_pack("{s:o,s:o,s:s,s:o,s:s,s:i,s:i,s:b,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:I,s:s}",
                   "image_layers", strv_json(img->layers), "env", env, "workdir",
@@ -773,6 +779,9 @@ json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img
                       : json_null(),
                   "output_limit", (json_int_t)d->cfg.output_limit, "cgroup_parent",
                   d->cfg.cgroup_parent));
+    if (spec && json_array_size(mounts) > 0)
+        json_object_set(spec, "mounts", mounts);
+    return spec;
 }
 
 static void claimed(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
@@ -796,7 +805,7 @@ static void claimed(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void
  * as for a sandbox being made; requests sent after it (an exec) reach the
  * monitor after the claim. */
 static void claim_sandbox(struct sbxd *d, sbxd_req *req, json_t *body, const struct sbx_image *img,
-                          struct sbxd_sandbox *sb)
+                          struct sbxd_sandbox *sb, json_t *secret_env)
 {
     const char *name = json_string_value(json_object_get(body, "name"));
     json_t *spec, *rec, *claim;
@@ -811,7 +820,7 @@ static void claim_sandbox(struct sbxd *d, sbxd_req *req, json_t *body, const str
     json_decref(sb->request);
     sb->request = json_incref(body);
     sb->created_at = sbxd_now();
-    spec = sbxd_make_spec(d, body, img, sb->id);
+    spec = sbxd_make_spec_with(d, body, img, sb->id, secret_env, NULL);
     rec = sbxd_sandbox_record_file(sb);
     sb->env = spec ? json_incref(json_object_get(spec, "env")) : NULL;
     if (json_is_array(json_object_get(spec, "entrypoint")))
@@ -858,7 +867,7 @@ out:
 
 static void create_sandbox(struct sbxd *d, sbxd_req *req)
 {
-    json_t *body = sbxd_req_json(req), *spec;
+    json_t *body = sbxd_req_json(req), *spec, *secret_env = json_array(), *mounts = json_array();
     const char *app, *name, *image;
     struct sbx_image *img = NULL;
     struct sbxd_sandbox *sb;
@@ -889,12 +898,18 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
                          err.code == ENOENT ? "no such image" : err.message);
         goto out;
     }
+    /* Secrets and volumes named must be there (404); the volumes' names
+     * in body become canonical before it is recorded. */
+    if (!sbxd_secrets_env(d, req, json_object_get(body, "secrets"), secret_env) ||
+        !sbxd_mounts_for_create(d, req, body, mounts))
+        goto out;
     if (sbxd_app_ensure(d, app, NULL) < 0) {
         sbxd_reply_error(req, 500, "internal", "cannot create app `%s`", app);
         goto out;
     }
-    if (sbxd_pool_fits(d, body) && (sb = sbxd_pool_take(d, image, img))) {
-        claim_sandbox(d, req, body, img, sb);
+    if (json_array_size(mounts) == 0 && sbxd_pool_fits(d, body) &&
+        (sb = sbxd_pool_take(d, image, img))) {
+        claim_sandbox(d, req, body, img, sb, secret_env);
         goto out;
     }
     sb = calloc(1, sizeof(*sb));
@@ -912,7 +927,7 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     sb->created_at = sbxd_now();
     snprintf(sb->state, sizeof(sb->state), "created");
     sb->waiters.next = sb->waiters.prev = &sb->waiters;
-    spec = sbxd_make_spec(d, body, img, sb->id);
+    spec = sbxd_make_spec_with(d, body, img, sb->id, secret_env, mounts);
     sb->env = json_incref(json_object_get(spec, "env"));
     if (json_is_array(json_object_get(spec, "entrypoint")))
         sbxd_proc_add(sb, SBXD_ENTRYPOINT_ID, json_object_get(spec, "entrypoint"));
@@ -945,6 +960,8 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     sbxd_reply_json(req, 201, sbxd_sandbox_record(d, sb));
 out:
     sbx_image_free(img);
+    json_decref(secret_env);
+    json_decref(mounts);
     json_decref(body);
 }
 
@@ -1249,11 +1266,6 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
             goto out;
         }
     }
-    if ((v = json_object_get(body, "secrets")) && json_array_size(v) > 0) {
-        sbxd_reply_error(req, 400, "invalid_argument",
-                         "field `secrets` is not supported by this sandboxd yet");
-        goto out;
-    }
     if ((v = json_object_get(body, "env")) && !is_string_map(v)) {
         sbxd_reply_error(req, 400, "invalid_argument", "field `env` must be an object of strings");
         goto out;
@@ -1301,8 +1313,12 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
             sb->env = json_incref(json_object_get(spec, "env"));
         json_decref(spec);
     }
-    /* The image's environment, then the exec's own. */
+    /* The sandbox's environment, the exec's secrets', then its own. */
     env = sb->env ? json_copy(sb->env) : json_array();
+    if (!sbxd_secrets_env(d, req, json_object_get(body, "secrets"), env)) {
+        json_decref(env);
+        goto out;
+    }
     json_object_foreach(json_object_get(body, "env"), key, v)
     {
         char *kv;
@@ -1644,7 +1660,11 @@ void sbxd_api_handle(sbxd_req *req, void *data)
         else
             sbxd_reply_error(req, 404, "not_found", "no running sandbox `%.64s` in app `%.64s`",
                              segs[4], segs[2]);
-    } else if (n == 2 && !strcmp(segs[1], "sandboxes") && IS("POST"))
+    } else if (n >= 2 && !strcmp(segs[1], "volumes"))
+        sbxd_volumes_handle(d, req, segs, n);
+    else if (n >= 2 && !strcmp(segs[1], "secrets"))
+        sbxd_secrets_handle(d, req, segs, n);
+    else if (n == 2 && !strcmp(segs[1], "sandboxes") && IS("POST"))
         create_sandbox(d, req);
     else if (n == 2 && !strcmp(segs[1], "sandboxes") && IS("GET"))
         list_sandboxes(d, req);

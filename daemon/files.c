@@ -1,4 +1,5 @@
-/* files.c — the "Files inside a sandbox" endpoints of API.md.
+/* files.c — the "Files inside a sandbox" endpoints of API.md, and the same
+ * operations on a volume's files (volumes.c).
  *
  * The sandbox's root is reached through /proc/INIT/root (its mount namespace
  * is not the host's), and every path is resolved beneath it with openat2's
@@ -32,7 +33,8 @@ struct file_job {
     enum file_op op;
     char sandbox_id[32];
     int init_pid;
-    char *path; /* relative to the sandbox's root, no leading '/' */
+    char *root_path; /* a volume's directory (instead of a sandbox's root) */
+    char *path;      /* relative to the sandbox's root, no leading '/' */
     mode_t mode;
     bool recursive;
     void *in; /* a copy of the request body: the request may go before the work ends */
@@ -66,6 +68,12 @@ static int open_root(const struct file_job *j, uid_t *ret_uid)
     unsigned long inside, outside;
     FILE *f;
 
+    /* A volume: its files are host root's (idmapped into each sandbox). */
+    if (j->root_path) {
+        *ret_uid = 0;
+        fd = open(j->root_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? -ENOENT : fd;
+    }
     snprintf(path, sizeof(path), "/proc/%d/root", j->init_pid);
     fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -201,7 +209,8 @@ static void do_work(uv_work_t *w)
 
     if (rootfd < 0) {
         j->err = -rootfd;
-        snprintf(j->what, sizeof(j->what), "the sandbox is not running");
+        snprintf(j->what, sizeof(j->what), "%s",
+                 j->root_path ? "the volume is gone" : "the sandbox is not running");
         return;
     }
     if (owner)
@@ -365,6 +374,7 @@ static void after_work(uv_work_t *w, int status)
     free(j->in);
     json_decref(j->json);
     free(j->path);
+    free(j->root_path);
     free(j);
 }
 
@@ -415,25 +425,96 @@ static void retry_after_status(struct sbxd *d, struct sbxd_sandbox *sb, json_t *
     free(rt);
 }
 
+static int op_of(const char *method, const char *what)
+{
+    if (!strcmp(what, "files") && !strcmp(method, "GET"))
+        return OP_READ;
+    if (!strcmp(what, "files") && !strcmp(method, "PUT"))
+        return OP_WRITE;
+    if (!strcmp(what, "files") && !strcmp(method, "POST"))
+        return OP_APPEND;
+    if (!strcmp(what, "files") && !strcmp(method, "DELETE"))
+        return OP_DELETE;
+    if (!strcmp(what, "ls") && !strcmp(method, "GET"))
+        return OP_LS;
+    if (!strcmp(what, "mkdir") && !strcmp(method, "POST"))
+        return OP_MKDIR;
+    return -1;
+}
+
+/* Parses the request's query and body into a job on the thread pool:
+ * in the sandbox whose init is init_pid, or in the directory root_path. */
+static void queue_job(struct sbxd *d, sbxd_req *req, enum file_op op, struct sbxd_sandbox *sb,
+                      const char *root_path)
+{
+    struct file_job *j = calloc(1, sizeof(*j));
+
+    if (!j) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    j->path = take_path(req);
+    if (!j->path) {
+        free(j);
+        return;
+    }
+    j->req = req;
+    j->op = op;
+    if (sb) {
+        j->init_pid = sb->init_pid;
+        snprintf(j->sandbox_id, sizeof(j->sandbox_id), "%s", sb->id);
+    } else if (!(j->root_path = strdup(root_path))) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        goto fail;
+    }
+    snprintf(j->what, sizeof(j->what), "%s", sbxd_req_query(req, "path"));
+    j->recursive =
+        sbxd_req_query(req, "recursive") && !strcmp(sbxd_req_query(req, "recursive"), "1");
+    j->mode = 0644;
+    if (sbxd_req_query(req, "mode")) {
+        char *end;
+        unsigned long m = strtoul(sbxd_req_query(req, "mode"), &end, 8);
+        if (*end || m > 07777) {
+            sbxd_reply_error(req, 400, "invalid_argument", "mode must be octal, e.g. 0644");
+            goto fail;
+        }
+        j->mode = (mode_t)m;
+    }
+    if (op == OP_APPEND &&
+        !(sbxd_req_query(req, "append") && !strcmp(sbxd_req_query(req, "append"), "1"))) {
+        sbxd_reply_error(req, 400, "invalid_argument", "POST files needs append=1 (PUT replaces)");
+        goto fail;
+    }
+    if (op == OP_WRITE || op == OP_APPEND) {
+        const void *body = sbxd_req_body(req, &j->in_len);
+        j->in = malloc(j->in_len + 1);
+        if (!j->in) {
+            sbxd_reply_error(req, 500, "internal", "out of memory");
+            goto fail;
+        }
+        memcpy(j->in, body, j->in_len);
+    }
+    j->work.data = j;
+    sbxd_req_on_abort(req, on_abort, j);
+    if (uv_queue_work(d->loop, &j->work, do_work, after_work) < 0) {
+        sbxd_req_on_abort(req, NULL, NULL);
+        sbxd_reply_error(req, 500, "internal", "cannot queue the file operation");
+        goto fail;
+    }
+    return;
+fail:
+    free(j->in);
+    free(j->path);
+    free(j->root_path);
+    free(j);
+}
+
 void sbxd_files_handle(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, const char *what)
 {
     const char *method = sbxd_req_method(req);
-    struct file_job *j;
-    enum file_op op;
+    int op = op_of(method, what);
 
-    if (!strcmp(what, "files") && !strcmp(method, "GET"))
-        op = OP_READ;
-    else if (!strcmp(what, "files") && !strcmp(method, "PUT"))
-        op = OP_WRITE;
-    else if (!strcmp(what, "files") && !strcmp(method, "POST"))
-        op = OP_APPEND;
-    else if (!strcmp(what, "files") && !strcmp(method, "DELETE"))
-        op = OP_DELETE;
-    else if (!strcmp(what, "ls") && !strcmp(method, "GET"))
-        op = OP_LS;
-    else if (!strcmp(what, "mkdir") && !strcmp(method, "POST"))
-        op = OP_MKDIR;
-    else {
+    if (op < 0) {
         sbxd_reply_error(req, 405, "invalid_argument", "method %s not allowed here", method);
         return;
     }
@@ -458,60 +539,17 @@ void sbxd_files_handle(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, c
         }
         return;
     }
-    j = calloc(1, sizeof(*j));
-    if (!j) {
-        sbxd_reply_error(req, 500, "internal", "out of memory");
+    queue_job(d, req, (enum file_op)op, sb, NULL);
+}
+
+void sbxd_files_handle_dir(struct sbxd *d, sbxd_req *req, const char *root, const char *what)
+{
+    const char *method = sbxd_req_method(req);
+    int op = op_of(method, what);
+
+    if (op < 0) {
+        sbxd_reply_error(req, 405, "invalid_argument", "method %s not allowed here", method);
         return;
     }
-    j->path = take_path(req);
-    if (!j->path) {
-        free(j);
-        return;
-    }
-    j->req = req;
-    j->op = op;
-    j->init_pid = sb->init_pid;
-    snprintf(j->sandbox_id, sizeof(j->sandbox_id), "%s", sb->id);
-    snprintf(j->what, sizeof(j->what), "%s", sbxd_req_query(req, "path"));
-    j->recursive =
-        sbxd_req_query(req, "recursive") && !strcmp(sbxd_req_query(req, "recursive"), "1");
-    j->mode = 0644;
-    if (sbxd_req_query(req, "mode")) {
-        char *end;
-        unsigned long m = strtoul(sbxd_req_query(req, "mode"), &end, 8);
-        if (*end || m > 07777) {
-            sbxd_reply_error(req, 400, "invalid_argument", "mode must be octal, e.g. 0644");
-            free(j->path);
-            free(j);
-            return;
-        }
-        j->mode = (mode_t)m;
-    }
-    if (op == OP_APPEND &&
-        !(sbxd_req_query(req, "append") && !strcmp(sbxd_req_query(req, "append"), "1"))) {
-        sbxd_reply_error(req, 400, "invalid_argument", "POST files needs append=1 (PUT replaces)");
-        free(j->path);
-        free(j);
-        return;
-    }
-    if (op == OP_WRITE || op == OP_APPEND) {
-        const void *body = sbxd_req_body(req, &j->in_len);
-        j->in = malloc(j->in_len + 1);
-        if (!j->in) {
-            sbxd_reply_error(req, 500, "internal", "out of memory");
-            free(j->path);
-            free(j);
-            return;
-        }
-        memcpy(j->in, body, j->in_len);
-    }
-    j->work.data = j;
-    sbxd_req_on_abort(req, on_abort, j);
-    if (uv_queue_work(d->loop, &j->work, do_work, after_work) < 0) {
-        sbxd_req_on_abort(req, NULL, NULL);
-        sbxd_reply_error(req, 500, "internal", "cannot queue the file operation");
-        free(j->in);
-        free(j->path);
-        free(j);
-    }
+    queue_job(d, req, (enum file_op)op, NULL, root);
 }

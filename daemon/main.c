@@ -192,6 +192,24 @@ static int load_config(struct sbxd_config *cfg, const char *path)
         }
         cfg->tunnel_bind = json_string_value(v);
     }
+    if ((v = json_object_get(c, "host_mounts"))) {
+        json_t *e;
+        size_t i;
+        bool ok = json_is_array(v);
+        json_array_foreach(v, i, e)
+        {
+            const char *p = json_string_value(json_object_get(e, "path"));
+            json_t *w = json_object_get(e, "writable");
+            ok &= json_is_object(e) && p && p[0] == '/' && (!w || json_is_boolean(w));
+        }
+        if (!ok) {
+            sbxd_log(NULL, "config %s: `host_mounts` must be [{\"path\": ABS, \"writable\": BOOL}]",
+                     path);
+            json_decref(c);
+            return -EINVAL;
+        }
+        cfg->host_mounts = v;
+    }
     if ((v = json_object_get(c, "tls"))) {
         json_t *crt = json_object_get(v, "certificate"), *key = json_object_get(v, "key");
         if (!json_is_object(v) || !json_is_string(crt) || !json_is_string(key) ||
@@ -476,6 +494,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sbxd_spares_start(&d);
+    sbxd_volumes_start(&d);
     if (network_start(&d) < 0 || sbxd_tls_init(&d) < 0)
         return 1;
     hc.unix_path = d.cfg.socket_path;

@@ -111,6 +111,10 @@
  * cleared before its address is released); "resolv_conf":PATH is bound
  * read-only at its /etc/resolv.conf.
  *
+ * "mounts" (optional): [{"root":ABS,"path":REL,"dst":ABS,"readonly":BOOL}..]
+ * (at most SBX_MAX_MOUNTS): binds into the sandbox (struct sbx_mount:
+ * opened beneath root, never through a symlink out of it).
+ *
  * "readiness_probe" (optional): {"tcp":PORT} (a connection to PORT on the
  * sandbox's own loopback, from a socket made in its network namespace) or
  * {"exec":[argv]} (run like an exec, its returncode 0 passes; not a

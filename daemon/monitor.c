@@ -214,6 +214,9 @@ struct spec {
     const char **cidr_allowlist; /* on the network: only these destinations */
     size_t n_cidr_allowlist;
     const char *resolv_conf;
+    /* binds: volumes and allowed host paths */
+    struct sbx_mount mounts[SBX_MAX_MOUNTS];
+    size_t n_mounts;
     /* readiness probe: a TCP port on the sandbox's loopback, or a command */
     int probe_tcp;
     const char **probe_exec;
@@ -2773,6 +2776,26 @@ static int spec_load(const char *path, struct spec *s, char *why, size_t why_len
         if (!(s->tunnel_bind = json_string_value(v)) || inet_pton(AF_INET, s->tunnel_bind, &a) != 1)
             BAD("spec: \"tunnel_bind\" must be an IPv4 address");
     }
+    v = json_object_get(s->root, "mounts");
+    if (v && !json_is_null(v)) {
+        size_t i;
+        json_t *mo;
+        if (!json_is_array(v) || json_array_size(v) > SBX_MAX_MOUNTS)
+            BAD("spec: \"mounts\" must be an array of at most %d mounts", SBX_MAX_MOUNTS);
+        json_array_foreach(v, i, mo)
+        {
+            struct sbx_mount *m = &s->mounts[s->n_mounts++];
+            json_t *ro = json_object_get(mo, "readonly"), *rel = json_object_get(mo, "path");
+            m->root = json_string_value(json_object_get(mo, "root"));
+            m->dst = json_string_value(json_object_get(mo, "dst"));
+            m->path = json_string_value(rel);
+            if (!m->root || m->root[0] != '/' || !m->dst || m->dst[0] != '/' ||
+                (rel && !json_is_null(rel) && !m->path) || (ro && !json_is_boolean(ro)))
+                BAD("spec: each of \"mounts\" must be {\"root\":ABS,\"path\":REL,"
+                    "\"dst\":ABS,\"readonly\":BOOL}");
+            m->readonly = json_is_true(ro);
+        }
+    }
     v = json_object_get(s->root, "resolv_conf");
     if (v && !json_is_null(v) &&
         (!(s->resolv_conf = json_string_value(v)) || s->resolv_conf[0] != '/'))
@@ -2950,6 +2973,8 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
     cfg.cgroup_parent = m->spec.cgroup_parent;
     cfg.state_spare = m->spec.state_spare;
     cfg.resolv_conf = m->spec.resolv_conf;
+    cfg.mounts = m->spec.mounts;
+    cfg.n_mounts = m->spec.n_mounts;
     cfg.stdio[0] = cfg.stdio[1] = cfg.stdio[2] = -1;
     /* The monitor raised its own fd limit; the sandbox keeps the usual one. */
     {

@@ -317,7 +317,9 @@ bool sbxd_pool_fits(struct sbxd *d, json_t *body)
     if (json_is_true(json_object_get(body, "block_network")) ||
         json_is_array(json_object_get(body, "cidr_allowlist")) ||
         json_is_object(json_object_get(body, "readiness_probe")) ||
-        json_array_size(json_object_get(body, "ports")) > 0)
+        json_array_size(json_object_get(body, "ports")) > 0 ||
+        json_object_size(json_object_get(body, "volumes")) > 0 ||
+        json_array_size(json_object_get(body, "mounts")) > 0)
         return false;
     return true;
 }

@@ -187,6 +187,8 @@ void sbxd_sandbox_finished(struct sbxd *d, struct sbxd_sandbox *sb, int returnco
         d->n_running--;
     sbxd_log(sb->id, "finished: %s, returncode %d", sb->finish_reason, returncode);
     sbxd_sandbox_set_state(d, sb, "finished");
+    if (!sb->pooled)
+        sbxd_volumes_release(d, sb);
     /* Processes the monitor could not report finished with the sandbox. */
     for (struct sbxd_proc *p = sb->procs; p; p = p->next) {
         p->eof[0] = p->eof[1] = true;

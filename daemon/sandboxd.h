@@ -52,6 +52,8 @@ struct sbxd_config {
     /* tls tunnels: the certificate and key files ("tls" in the config);
      * NULL: the one made at the first start (tls.c) */
     const char *tls_cert, *tls_key;
+    /* host paths sandboxes may bind: [{"path": ABS, "writable": BOOL}] */
+    json_t *host_mounts;
 };
 
 struct sbxd_proc;
@@ -208,6 +210,8 @@ int sbxd_spare_take(struct sbxd *d, const char *id, json_t *spec, json_t *record
 int sbxd_records_create(struct sbxd *d, const char *id, json_t *spec, json_t *record);
 /* Removes records/ID: renamed away at once, deleted on the thread pool. */
 void sbxd_records_remove(struct sbxd *d, const char *id);
+/* The same for any path under the state dir (a volume). */
+void sbxd_trash(struct sbxd *d, const char *path);
 /* Writes records/ID/claim.json ({"record","spec"} of a claimed pooled
  * sandbox, pool.c), which the spare made empty: no inode is allocated and
  * no file replaced (ext4 flushes a file renamed over another at once). */
@@ -277,10 +281,36 @@ void sbxd_waiters_drop(struct sbxd_sandbox *sb);
 
 /* ---- files.c ---- */
 void sbxd_files_handle(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, const char *what);
+/* The same operations beneath a host directory (a volume's). */
+void sbxd_files_handle_dir(struct sbxd *d, sbxd_req *req, const char *root, const char *what);
+
+/* ---- volumes.c: named and ephemeral volumes, allowed host paths ---- */
+/* /v1/volumes... (segs[1] is "volumes"). */
+void sbxd_volumes_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t n);
+/* The spec's "mounts" for a create's `volumes` and `mounts` (appended to
+ * mounts, a JSON array); the volumes' names in body become canonical (an
+ * id given becomes the name).  Replies 4xx and returns false on a bad
+ * or unknown one. */
+bool sbxd_mounts_for_create(struct sbxd *d, sbxd_req *req, json_t *body, json_t *mounts);
+/* A sandbox finished: its ephemeral volumes that no running sandbox uses
+ * go. */
+void sbxd_volumes_release(struct sbxd *d, struct sbxd_sandbox *sb);
+/* At start: the ephemeral volumes left unused by an earlier run go. */
+void sbxd_volumes_start(struct sbxd *d);
+
+/* ---- secrets.c: named environment sets ---- */
+void sbxd_secrets_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t n);
+/* Appends "K=V" of each named secret to env (a JSON array).  Replies 4xx
+ * and returns false on a bad or unknown name. */
+bool sbxd_secrets_env(struct sbxd *d, sbxd_req *req, json_t *names, json_t *env);
 
 /* ---- api.c ---- */
 void sbxd_api_handle(sbxd_req *req, void *data);
 /* The monitor's spec.json for a (validated) create request and its image. */
 json_t *sbxd_make_spec(struct sbxd *d, json_t *body, const struct sbx_image *img, const char *id);
+/* The same, with the secrets' "K=V" (after the image's env, before the
+ * request's) and the mounts (sbxd_mounts_for_create()); either NULL. */
+json_t *sbxd_make_spec_with(struct sbxd *d, json_t *body, const struct sbx_image *img,
+                            const char *id, json_t *secret_env, json_t *mounts);
 
 #endif

@@ -203,7 +203,6 @@ static void do_job(uv_work_t *w)
 
 static void fill(struct sbxd *d);
 static void sweep_start(struct sbxd *d);
-static void trash(struct sbxd *d, const char *path);
 
 static void job_done(uv_work_t *w, int status)
 {
@@ -329,7 +328,7 @@ int sbxd_spare_take(struct sbxd *d, const char *id, json_t *spec, json_t *record
         r = -errno;
     if (r < 0) {
         /* A half-written spare is nobody's: throw it away. */
-        trash(d, path);
+        sbxd_trash(d, path);
         return r == -ENOMEM ? r : -EAGAIN;
     }
     return 0;
@@ -350,7 +349,7 @@ static void sweep_start(struct sbxd *d)
 
 /* Moves path into the trash (one rename) for the sweep to remove; removes
  * it here when it cannot. */
-static void trash(struct sbxd *d, const char *path)
+void sbxd_trash(struct sbxd *d, const char *path)
 {
     char dest[PATH_MAX], name[32];
 
@@ -416,5 +415,5 @@ void sbxd_records_remove(struct sbxd *d, const char *id)
     char path[PATH_MAX];
 
     spare_dir(d, id, NULL, path, sizeof(path));
-    trash(d, path);
+    sbxd_trash(d, path);
 }

@@ -175,43 +175,11 @@ json_t *sbxd_read_json(const char *path)
     return json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 }
 
-/* rm -rf of a records directory: entries are opened beneath their parent
- * without following symlinks (the monitor writes only plain files there, but
- * a record must never lead a removal elsewhere). */
-static int rm_tree_at(int dfd, const char *name, int depth)
-{
-    struct stat st;
-    int fd, r = 0;
-    DIR *d;
-    struct dirent *de;
-
-    if (depth > 16)
-        return -ELOOP;
-    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : -errno;
-    if (!S_ISDIR(st.st_mode))
-        return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return -errno;
-    }
-    while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-            int e = rm_tree_at(dirfd(d), de->d_name, depth + 1);
-            if (e < 0 && r == 0)
-                r = e;
-        }
-    closedir(d);
-    if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && r == 0)
-        r = -errno;
-    return r;
-}
-
+/* rm -rf of a records directory or a volume (the runtime's: no symlink
+ * followed, no mount point entered, any depth). */
 int sbxd_rm_rf(const char *path)
 {
-    return rm_tree_at(AT_FDCWD, path, 0);
+    sbx_error err;
+
+    return sbx_rm_rf(path, &err);
 }

@@ -194,6 +194,9 @@ void sbx__exec_workload(const struct sbx__proc_spec *spec, int err_fd)
     }
     if (chdir(spec->workdir ? spec->workdir : "/") < 0)
         fail(err_fd, errno, "chdir to workdir", spec->workdir);
+    /* A container's usual umask (runc's, Docker's), not its caller's (a
+     * daemon's 077). */
+    umask(022);
     if (setgroups(0, NULL) < 0)
         fail(err_fd, errno, "setgroups", "[]");
     /* For a non-root user the capabilities go first: the kernel then clears

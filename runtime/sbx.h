@@ -201,6 +201,11 @@ SBX_PUBLIC int sbx_state_spare_make(const char *state_dir, const char *name, sbx
  * is anybody's). */
 SBX_PUBLIC void sbx_state_spares_clear(const char *state_dir);
 
+/* rm -rf that a tree's owner cannot redirect: no symlink followed, no
+ * mount point entered (EBUSY), any depth with one directory fd.  For a
+ * caller's trees that sandboxes wrote in (volumes). */
+SBX_PUBLIC int sbx_rm_rf(const char *path, sbx_error *err);
+
 /* Removes whatever a sandbox of this id left behind (after a crash): cgroups,
  * directories, its uid range.  Kills any process still in its cgroups. */
 SBX_PUBLIC int sbx_sandbox_cleanup(const char *run_dir, const char *state_dir,

@@ -89,58 +89,106 @@ int sbx__mkdir_p(const char *path, mode_t mode, sbx_error *err)
     return 0;
 }
 
-/* Removes the entries of the directory open at dfd.  Every entry is opened
- * with O_NOFOLLOW relative to its parent, and a directory on another device
- * (a mount point) is never descended into, so a symlink or a mount planted by
- * a sandbox cannot redirect the removal onto the host. */
-static int rm_contents(int dfd, dev_t dev, int depth, sbx_error *err)
+/* Opens the directory `name` in dfd for removing what is in it: never
+ * through a symlink, with search permission taken when it has none. */
+static int open_for_removal(int dfd, const char *name, const struct stat *st)
 {
-    _cleanup_closedir_ DIR *d = NULL;
-    struct dirent *de;
-    int r = 0;
+    int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
 
-    if (depth > 4096)
-        return sbx__error(err, ELOOP, "remove: directory tree too deep");
-    d = fdopendir(dfd);
-    if (!d) {
-        r = sbx__error(err, errno, "fdopendir");
-        close(dfd);
-        return r;
-    }
-    while ((de = readdir(d))) {
+    if (fd < 0 && errno == EPERM)
+        fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && (st->st_mode & 0700) != 0700)
+        (void)fchmod(fd, st->st_mode | 0700);
+    return fd;
+}
+
+/* Removes everything in the directory open at top (which it closes).
+ * Every entry is opened with O_NOFOLLOW relative to its parent, and a
+ * directory on another device (a mount point) is never descended into, so
+ * a symlink or a mount planted by a sandbox cannot redirect the removal
+ * onto the host.  One directory fd is open whatever the depth (a sandbox
+ * makes its trees as deep as it likes): the walk goes down by name and
+ * back up by "..", keeping only the names on its way. */
+static int rm_contents(int top, dev_t dev, sbx_error *err)
+{
+    _cleanup_free_ char **names = NULL;
+    size_t depth = 0, cap = 0;
+    int cur = top, r = 0;
+
+    for (;;) {
+        int next, dfd = fcntl(cur, F_DUPFD_CLOEXEC, 3);
+        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        struct dirent *de;
+        char *child = NULL;
         struct stat st;
 
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-            if (errno == ENOENT)
+        if (!d) {
+            r = sbx__error(err, errno, "fdopendir");
+            if (dfd >= 0)
+                close(dfd);
+            break;
+        }
+        while (r == 0 && (de = readdir(d))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
                 continue;
-            return sbx__error(err, errno, "stat `%s`", de->d_name);
+            if (fstatat(cur, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno != ENOENT)
+                    r = sbx__error(err, errno, "stat `%s`", de->d_name);
+            } else if (S_ISDIR(st.st_mode)) {
+                if (st.st_dev != dev)
+                    r = sbx__error(err, EBUSY, "remove `%s`: a mount point", de->d_name);
+                else if (!(child = strdup(de->d_name)))
+                    r = sbx__error(err, ENOMEM, "remove");
+                break;
+            } else if (unlinkat(cur, de->d_name, 0) < 0 && errno != ENOENT) {
+                r = sbx__error(err, errno, "unlink `%s`", de->d_name);
+            }
         }
-        if (S_ISDIR(st.st_mode)) {
-            int cfd;
-
-            if (st.st_dev != dev)
-                return sbx__error(err, EBUSY, "remove `%s`: a mount point", de->d_name);
-            cfd = openat(dirfd(d), de->d_name,
-                         O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
-            if (cfd < 0 && errno == EPERM)
-                cfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (cfd < 0)
-                return sbx__error(err, errno, "open `%s`", de->d_name);
-            /* A directory without search permission still has to go. */
-            if ((st.st_mode & 0700) != 0700)
-                (void)fchmod(cfd, st.st_mode | 0700);
-            r = rm_contents(cfd, dev, depth + 1, err);
-            if (r < 0)
-                return r;
-            if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-                return sbx__error(err, errno, "rmdir `%s`", de->d_name);
-        } else if (unlinkat(dirfd(d), de->d_name, 0) < 0 && errno != ENOENT) {
-            return sbx__error(err, errno, "unlink `%s`", de->d_name);
+        closedir(d);
+        if (r < 0)
+            break;
+        if (child) {
+            if (depth == cap) {
+                char **n = realloc(names, (cap = cap ? cap * 2 : 16) * sizeof(*names));
+                if (!n) {
+                    free(child);
+                    r = sbx__error(err, ENOMEM, "remove");
+                    break;
+                }
+                names = n;
+            }
+            if (fstatat(cur, child, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                (next = open_for_removal(cur, child, &st)) < 0) {
+                r = sbx__error(err, errno, "open `%s`", child);
+                free(child);
+                break;
+            }
+            names[depth++] = child;
+            close(cur);
+            cur = next;
+            continue;
         }
+        /* Empty: up, and remove it there. */
+        if (depth == 0)
+            break;
+        next = openat(cur, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (next < 0) {
+            r = sbx__error(err, errno, "open `..`");
+            break;
+        }
+        close(cur);
+        cur = next;
+        depth--;
+        if (unlinkat(cur, names[depth], AT_REMOVEDIR) < 0 && errno != ENOENT)
+            r = sbx__error(err, errno, "rmdir `%s`", names[depth]);
+        free(names[depth]);
+        if (r < 0)
+            break;
     }
-    return 0;
+    close(cur);
+    while (depth > 0)
+        free(names[--depth]);
+    return r;
 }
 
 int sbx__rm_rf_at(int dirfd, const char *name, sbx_error *err)
@@ -155,10 +203,10 @@ int sbx__rm_rf_at(int dirfd, const char *name, sbx_error *err)
             return sbx__error(err, errno, "unlink `%s`", name);
         return 0;
     }
-    fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    fd = open_for_removal(dirfd, name, &st);
     if (fd < 0)
         return sbx__error(err, errno, "open `%s`", name);
-    r = rm_contents(fd, st.st_dev, 0, err);
+    r = rm_contents(fd, st.st_dev, err);
     if (r < 0)
         return r;
     if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
@@ -169,4 +217,9 @@ int sbx__rm_rf_at(int dirfd, const char *name, sbx_error *err)
 int sbx__rm_rf(const char *path, sbx_error *err)
 {
     return sbx__rm_rf_at(AT_FDCWD, path, err);
+}
+
+int sbx_rm_rf(const char *path, sbx_error *err)
+{
+    return sbx__rm_rf(path, err);
 }

@@ -933,12 +933,15 @@ START_TEST(test_env_workdir_user_rlimits)
     cfg.n_rlimits = 1;
     out = RUN_CFG(&cfg, "sh", "-c",
                   "echo pwd $(pwd); echo foo $FOO; echo uid $(id -u); "
-                  "echo gid $(id -g); echo nofile $(ulimit -n); echo n $(env | wc -l)");
+                  "echo gid $(id -g); echo nofile $(ulimit -n); echo n $(env | wc -l); "
+                  "echo umask $(umask)");
     ck_assert_str_eq(sbx_test_value(out, "pwd"), "/tmp");
     ck_assert_str_eq(sbx_test_value(out, "foo"), "bar baz");
     ck_assert_str_eq(sbx_test_value(out, "uid"), "1000");
     ck_assert_str_eq(sbx_test_value(out, "gid"), "1001");
     ck_assert_str_eq(sbx_test_value(out, "nofile"), "100");
+    /* A container's umask, whatever its creator's. */
+    ck_assert_str_eq(sbx_test_value(out, "umask"), "0022");
     free(out);
 }
 END_TEST

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 static char tmp[64];
@@ -100,6 +101,39 @@ START_TEST(test_rm_rf_never_follows_symlinks)
 }
 END_TEST
 
+/* A tree deeper than the fds a process may hold (a sandbox makes one as
+ * deep as it likes in a volume) goes whole, with one directory fd; a mount
+ * point inside is never entered. */
+START_TEST(test_rm_rf_any_depth)
+{
+    char tree[128];
+    struct rlimit rl, low = {.rlim_cur = 64, .rlim_max = 0};
+    sbx_error err;
+    int fd;
+
+    snprintf(tree, sizeof(tree), "%s/deep", tmp);
+    ck_assert_int_eq(mkdir(tree, 0755), 0);
+    fd = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (int i = 0; i < 5000; i++) {
+        int next;
+        ck_assert_int_eq(mkdirat(fd, "d", 0755), 0);
+        if (i % 7 == 0)
+            close(openat(fd, "f", O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+        next = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ck_assert_int_ge(next, 0);
+        close(fd);
+        fd = next;
+    }
+    close(fd);
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    low.rlim_max = rl.rlim_max;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    ck_assert_int_eq(sbx_rm_rf(tree, &err), 0);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    ck_assert_int_eq(access(tree, F_OK), -1);
+}
+END_TEST
+
 START_TEST(test_uid_ranges_unique_and_released)
 {
     char dir[128];
@@ -148,6 +182,7 @@ int main(void)
     tcase_add_test(tc, test_error_names_what_failed);
     tcase_add_test(tc, test_mkdir_p_and_files);
     tcase_add_test(tc, test_rm_rf_never_follows_symlinks);
+    tcase_add_test(tc, test_rm_rf_any_depth);
     tcase_add_test(tc, test_uid_ranges_unique_and_released);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);

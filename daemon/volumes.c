@@ -1,0 +1,559 @@
+/* volumes.c — named and ephemeral volumes, and the host paths an
+ * administrator lets sandboxes bind.
+ *
+ * A volume is STATE/volumes/NAME: volume.json ({"volume_id", "name",
+ * "created_at", "ephemeral", "used"}) and data/, the files, owned as a
+ * sandbox's root would own them were it host root: each sandbox binds data/
+ * idmapped into its own user namespace (runtime/mounts.c), so the files
+ * are its root's there, and the files API (files.c, as host root) sees the
+ * same owners.  An ephemeral volume is named by its id and goes when the
+ * last sandbox using it finishes (or at the next start, when the daemon
+ * was down then).  A volume in use by a sandbox that has not finished
+ * cannot be deleted (409).  Deleting renames the directory into the trash
+ * (spare.c) and empties it on the thread pool.
+ *
+ * Host paths: the config's "host_mounts" ([{"path": ABS, "writable":
+ * BOOL}]) lists the trees a create's `mounts` may take from, read-only
+ * unless the entry is writable and the mount asks.  The source is opened by
+ * the runtime beneath the allowed path (never through a symlink out of it),
+ * so this file checks only the spelling and the allowlist. */
+#include "sandboxd.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void volumes_dir(struct sbxd *d, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/volumes", d->cfg.state_dir);
+}
+
+/* STATE/volumes/NAME[/rest]. */
+static void volume_path(struct sbxd *d, const char *name, const char *rest, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s/volumes/%s%s%s", d->cfg.state_dir, name, rest ? "/" : "",
+             rest ? rest : "");
+}
+
+/* A volume's name: a name of sbxd_valid_name()'s that does not start with
+ * a dot (the directory's temporaries do). */
+static bool valid_volume_name(const char *name)
+{
+    return sbxd_valid_name(name) && name[0] != '.';
+}
+
+static json_t *volume_load(struct sbxd *d, const char *name)
+{
+    char path[PATH_MAX];
+    json_t *v;
+
+    volume_path(d, name, "volume.json", path, sizeof(path));
+    v = sbxd_read_json(path);
+    if (v && !json_is_object(v)) {
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* The volume a create or a call names: by name, or by its id. */
+static json_t *volume_find(struct sbxd *d, const char *ref)
+{
+    char dir[PATH_MAX];
+    struct dirent *de;
+    json_t *v = NULL;
+    DIR *dh;
+
+    if (!ref || !valid_volume_name(ref))
+        return NULL;
+    if ((v = volume_load(d, ref)))
+        return v;
+    if (!sbxd_valid_id(ref, "vo-"))
+        return NULL;
+    volumes_dir(d, dir, sizeof(dir));
+    if (!(dh = opendir(dir)))
+        return NULL;
+    while (!v && (de = readdir(dh))) {
+        if (!valid_volume_name(de->d_name))
+            continue;
+        v = volume_load(d, de->d_name);
+        if (v && strcmp(json_string_value(json_object_get(v, "volume_id")) ?: "", ref)) {
+            json_decref(v);
+            v = NULL;
+        }
+    }
+    closedir(dh);
+    return v;
+}
+
+static const char *vname(json_t *v)
+{
+    return json_string_value(json_object_get(v, "name"));
+}
+
+/* The sandboxes that have not finished and use the volume. */
+static json_t *users_of(struct sbxd *d, const char *name)
+{
+    json_t *users = json_array();
+
+    for (struct sbxd_sandbox *sb = d->sandboxes; sb; sb = sb->next) {
+        const char *dst;
+        json_t *v;
+
+        if (!strcmp(sb->state, "finished"))
+            continue;
+        json_object_foreach(json_object_get(sb->request, "volumes"), dst, v)
+        {
+            if (!strcmp(json_string_value(v) ?: "", name)) {
+                json_array_append_new(users, json_string(sb->id));
+                break;
+            }
+        }
+    }
+    return users;
+}
+
+/* What the API shows of a volume. */
+static json_t *volume_view(struct sbxd *d, json_t *v)
+{
+    json_t *o = json_deep_copy(v);
+
+    json_object_del(o, "used");
+    json_object_set_new(o, "in_use_by", users_of(d, vname(v)));
+    return o;
+}
+
+static int volume_create(struct sbxd *d, const char *name, const char *id, bool ephemeral,
+                         json_t **ret)
+{
+    char dir[PATH_MAX], tmp[PATH_MAX], path[PATH_MAX];
+    json_t *v;
+    int r;
+
+    volumes_dir(d, dir, sizeof(dir));
+    if ((r = sbxd_mkdir_p(dir, 0700)) < 0)
+        return r;
+    /* Made whole beside it, then renamed into place: a volume is there
+     * with its volume.json or not at all. */
+    snprintf(tmp, sizeof(tmp), "%s/.new-%s", dir, id);
+    if (mkdir(tmp, 0700) < 0)
+        return -errno;
+    snprintf(path, sizeof(path), "%s/data", tmp);
+    if (mkdir(path, 0755) < 0 || chmod(path, 0755) < 0) {
+        r = -errno;
+        goto fail;
+    }
+    v = json_pack("{s:s,s:s,s:f,s:b,s:b}", "volume_id", id, "name", name, "created_at", sbxd_now(),
+                  "ephemeral", ephemeral, "used", 0);
+    snprintf(path, sizeof(path), "%s/volume.json", tmp);
+    if (!v || (r = sbxd_write_json(path, v, true)) < 0) {
+        json_decref(v);
+        r = v ? r : -ENOMEM;
+        goto fail;
+    }
+    volume_path(d, name, NULL, path, sizeof(path));
+    if (rename(tmp, path) < 0) {
+        r = errno == ENOTEMPTY ? -EEXIST : -errno;
+        json_decref(v);
+        goto fail;
+    }
+    *ret = v;
+    return 0;
+fail:
+    (void)sbxd_rm_rf(tmp);
+    return r;
+}
+
+static void volume_remove(struct sbxd *d, const char *name)
+{
+    char path[PATH_MAX];
+
+    volume_path(d, name, NULL, path, sizeof(path));
+    sbxd_trash(d, path);
+    sbxd_log(NULL, "volume %s: deleted", name);
+}
+
+static void list_volumes(struct sbxd *d, sbxd_req *req)
+{
+    char dir[PATH_MAX];
+    json_t *list = json_array();
+    struct dirent *de;
+    DIR *dh;
+
+    volumes_dir(d, dir, sizeof(dir));
+    if ((dh = opendir(dir))) {
+        while ((de = readdir(dh))) {
+            json_t *v;
+            if (!valid_volume_name(de->d_name) || !(v = volume_load(d, de->d_name)))
+                continue;
+            json_array_append_new(list, volume_view(d, v));
+            json_decref(v);
+        }
+        closedir(dh);
+    }
+    sbxd_reply_json(req, 200, json_pack("{s:o}", "volumes", list));
+}
+
+/* PUT /v1/volumes/NAME: made when missing (201), else as it is (200). */
+static void put_volume(struct sbxd *d, sbxd_req *req, const char *name)
+{
+    json_t *body = sbxd_req_json(req), *v;
+    char id[32];
+    const char *k;
+    json_t *x;
+    int r;
+
+    if (!body)
+        return;
+    json_object_foreach(body, k, x)
+    {
+        sbxd_reply_error(req, 400, "invalid_argument", "unknown field `%.64s`", k);
+        json_decref(body);
+        return;
+    }
+    json_decref(body);
+    if ((v = volume_load(d, name))) {
+        sbxd_reply_json(req, 200, volume_view(d, v));
+        json_decref(v);
+        return;
+    }
+    sbxd_new_id("vo-", id, sizeof(id));
+    r = volume_create(d, name, id, false, &v);
+    if (r == -EEXIST && (v = volume_load(d, name))) {
+        sbxd_reply_json(req, 200, volume_view(d, v));
+    } else if (r < 0) {
+        sbxd_reply_error(req, 500, "internal", "cannot make volume `%s`: %s", name, strerror(-r));
+        return;
+    } else {
+        sbxd_log(NULL, "volume %s: created (%s)", name, id);
+        sbxd_reply_json(req, 201, volume_view(d, v));
+    }
+    json_decref(v);
+}
+
+/* POST /v1/volumes {"ephemeral": true}: a volume named by its id. */
+static void post_volume(struct sbxd *d, sbxd_req *req)
+{
+    json_t *body = sbxd_req_json(req), *v = NULL;
+    char id[32];
+    int r;
+
+    if (!body)
+        return;
+    if (!json_is_true(json_object_get(body, "ephemeral")) || json_object_size(body) != 1) {
+        sbxd_reply_error(
+            req, 400, "invalid_argument",
+            "body must be {\"ephemeral\": true} (a named volume: PUT /v1/volumes/NAME)");
+        json_decref(body);
+        return;
+    }
+    json_decref(body);
+    sbxd_new_id("vo-", id, sizeof(id));
+    r = volume_create(d, id, id, true, &v);
+    if (r < 0) {
+        sbxd_reply_error(req, 500, "internal", "cannot make a volume: %s", strerror(-r));
+        return;
+    }
+    sbxd_log(NULL, "volume %s: created (ephemeral)", id);
+    sbxd_reply_json(req, 201, volume_view(d, v));
+    json_decref(v);
+}
+
+static void delete_volume(struct sbxd *d, sbxd_req *req, json_t *v)
+{
+    json_t *users = users_of(d, vname(v));
+
+    if (json_array_size(users) > 0) {
+        sbxd_reply_error(req, 409, "failed_precondition",
+                         "volume `%s` is mounted by %zu running sandbox%s (%s%s)", vname(v),
+                         json_array_size(users), json_array_size(users) == 1 ? "" : "es",
+                         json_string_value(json_array_get(users, 0)),
+                         json_array_size(users) > 1 ? ", ..." : "");
+    } else {
+        volume_remove(d, vname(v));
+        sbxd_reply_empty(req, 204);
+    }
+    json_decref(users);
+}
+
+void sbxd_volumes_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t n)
+{
+    const char *method = sbxd_req_method(req);
+    json_t *v;
+
+    if (n == 2) {
+        if (!strcmp(method, "GET"))
+            list_volumes(d, req);
+        else if (!strcmp(method, "POST"))
+            post_volume(d, req);
+        else
+            sbxd_reply_error(req, 405, "invalid_argument", "method %s not allowed here", method);
+        return;
+    }
+    if (!valid_volume_name(segs[2])) {
+        sbxd_reply_error(
+            req, 400, "invalid_argument",
+            "volume name `%.64s` must match [A-Za-z0-9._-]{1,63}, not starting with `.`", segs[2]);
+        return;
+    }
+    if (n == 3 && !strcmp(method, "PUT")) {
+        put_volume(d, req, segs[2]);
+        return;
+    }
+    if (n > 4) {
+        sbxd_reply_error(req, 404, "not_found", "no such endpoint");
+        return;
+    }
+    if (!(v = volume_find(d, segs[2]))) {
+        sbxd_reply_error(req, 404, "not_found", "no volume `%s`", segs[2]);
+        return;
+    }
+    if (n == 3 && !strcmp(method, "GET"))
+        sbxd_reply_json(req, 200, volume_view(d, v));
+    else if (n == 3 && !strcmp(method, "DELETE"))
+        delete_volume(d, req, v);
+    else if (n == 4 &&
+             (!strcmp(segs[3], "files") || !strcmp(segs[3], "ls") || !strcmp(segs[3], "mkdir"))) {
+        char data[PATH_MAX];
+        volume_path(d, vname(v), "data", data, sizeof(data));
+        sbxd_files_handle_dir(d, req, data, segs[3]);
+    } else if (n == 3)
+        sbxd_reply_error(req, 405, "invalid_argument", "method %s not allowed here", method);
+    else
+        sbxd_reply_error(req, 404, "not_found", "no such endpoint");
+    json_decref(v);
+}
+
+/* An absolute path of plain components: no "", ".", "..", no trailing
+ * slash, at most 4095 bytes. */
+static bool plain_abs_path(const char *p)
+{
+    if (!p || p[0] != '/' || strlen(p) > 4095 || !p[1])
+        return false;
+    for (p++; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        p += n;
+        if (*p == '/' && !*++p)
+            return false;
+    }
+    return true;
+}
+
+static bool reserved_dst(const char *dst)
+{
+    static const char *const dirs[] = {"/proc", "/sys", "/dev"};
+
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        size_t n = strlen(dirs[i]);
+        if (!strncmp(dst, dirs[i], n) && (dst[n] == '\0' || dst[n] == '/'))
+            return true;
+    }
+    return false;
+}
+
+/* The allowlist entry src is under (its path a component prefix of src),
+ * the longest one; NULL when none. */
+static json_t *allowed_entry(struct sbxd *d, const char *src, size_t *ret_len)
+{
+    json_t *e, *best = NULL;
+    size_t i, best_len = 0;
+
+    json_array_foreach(d->cfg.host_mounts, i, e)
+    {
+        const char *p = json_string_value(json_object_get(e, "path"));
+        size_t n = p ? strlen(p) : 0;
+        while (n > 1 && p[n - 1] == '/')
+            n--;
+        if (n == 0 || strncmp(src, p, n) || (src[n] != '\0' && src[n] != '/' && n > 1))
+            continue;
+        if (!best || n > best_len) {
+            best = e;
+            best_len = n;
+        }
+    }
+    *ret_len = best_len;
+    return best;
+}
+
+#define BAD(field, ...)                                                                            \
+    do {                                                                                           \
+        sbxd_reply_error(req, 400, "invalid_argument", "field `" field "`: " __VA_ARGS__);         \
+        return false;                                                                              \
+    } while (0)
+
+static bool dst_ok(sbxd_req *req, json_t *mounts, const char *dst, const char *field)
+{
+    json_t *m;
+    size_t i;
+
+    if (!plain_abs_path(dst) || reserved_dst(dst)) {
+        sbxd_reply_error(req, 400, "invalid_argument",
+                         "field `%s`: `%.256s` must be an absolute path without `.`, `..` or "
+                         "empty components, not `/` nor under /proc, /sys or /dev",
+                         field, dst ? dst : "");
+        return false;
+    }
+    json_array_foreach(mounts, i, m)
+    {
+        if (!strcmp(json_string_value(json_object_get(m, "dst")), dst)) {
+            sbxd_reply_error(req, 400, "invalid_argument", "field `%s`: two mounts at `%.256s`",
+                             field, dst);
+            return false;
+        }
+    }
+    if (json_array_size(mounts) >= SBX_MAX_MOUNTS) {
+        sbxd_reply_error(req, 400, "invalid_argument", "field `%s`: more than %d mounts", field,
+                         SBX_MAX_MOUNTS);
+        return false;
+    }
+    return true;
+}
+
+bool sbxd_mounts_for_create(struct sbxd *d, sbxd_req *req, json_t *body, json_t *mounts)
+{
+    json_t *vols = json_object_get(body, "volumes"), *hm = json_object_get(body, "mounts"), *x;
+    const char *dst;
+    size_t i;
+
+    if (vols && !json_is_null(vols) && !json_is_object(vols))
+        BAD("volumes", "must be an object {\"/path\": \"volume\"}");
+    if (hm && !json_is_null(hm) && !json_is_array(hm))
+        BAD("mounts", "must be an array of {\"src\", \"dst\", \"readonly\"}");
+    json_object_foreach(vols, dst, x)
+    {
+        char data[PATH_MAX];
+        json_t *v;
+
+        if (!json_is_string(x))
+            BAD("volumes", "each value must be a volume's name or id");
+        if (!dst_ok(req, mounts, dst, "volumes"))
+            return false;
+        if (!(v = volume_find(d, json_string_value(x)))) {
+            sbxd_reply_error(req, 404, "not_found", "field `volumes`: no volume `%.64s`",
+                             json_string_value(x));
+            return false;
+        }
+        /* The record names it by name, whatever the request said. */
+        json_object_set_new(vols, dst, json_string(vname(v)));
+        volume_path(d, vname(v), "data", data, sizeof(data));
+        json_array_append_new(mounts, json_pack("{s:s,s:s,s:s,s:b}", "root", data, "path", "",
+                                                "dst", dst, "readonly", 0));
+        /* An ephemeral volume goes when its last user finishes, once it had
+         * one. */
+        if (json_is_true(json_object_get(v, "ephemeral")) &&
+            !json_is_true(json_object_get(v, "used"))) {
+            char path[PATH_MAX];
+            json_object_set_new(v, "used", json_true());
+            volume_path(d, vname(v), "volume.json", path, sizeof(path));
+            (void)sbxd_write_json(path, v, false);
+        }
+        json_decref(v);
+    }
+    json_array_foreach(hm, i, x)
+    {
+        const char *src = json_string_value(json_object_get(x, "src")), *k;
+        const char *mdst = json_string_value(json_object_get(x, "dst"));
+        json_t *ro = json_object_get(x, "readonly"), *entry, *y;
+        size_t len;
+        bool readonly;
+
+        if (!json_is_object(x))
+            BAD("mounts", "each must be {\"src\": ABS, \"dst\": ABS, \"readonly\": BOOL}");
+        json_object_foreach(x, k, y)
+        {
+            if (strcmp(k, "src") && strcmp(k, "dst") && strcmp(k, "readonly"))
+                BAD("mounts", "has an unknown member `%.32s`", k);
+        }
+        if (ro && !json_is_boolean(ro))
+            BAD("mounts", "`readonly` must be true or false");
+        if (!plain_abs_path(src))
+            BAD("mounts", "`src` must be an absolute host path without `.`, `..` or empty "
+                          "components");
+        if (!dst_ok(req, mounts, mdst, "mounts"))
+            return false;
+        entry = allowed_entry(d, src, &len);
+        if (!entry) {
+            sbxd_reply_error(req, 400, "invalid_argument",
+                             "field `mounts`: `%.256s` is not under a host path this daemon "
+                             "allows (config `host_mounts`)",
+                             src);
+            return false;
+        }
+        readonly = !ro || json_is_true(ro);
+        if (!readonly && !json_is_true(json_object_get(entry, "writable"))) {
+            sbxd_reply_error(req, 400, "invalid_argument",
+                             "field `mounts`: `%.256s` may only be mounted read-only", src);
+            return false;
+        }
+        json_array_append_new(mounts,
+                              json_pack("{s:s,s:s,s:s,s:b}", "root",
+                                        json_string_value(json_object_get(entry, "path")), "path",
+                                        src[len] == '/' ? src + len + 1 : (len == 1 ? src + 1 : ""),
+                                        "dst", mdst, "readonly", readonly));
+    }
+    return true;
+}
+
+#undef BAD
+
+/* Whether a sandbox that has not finished uses the volume. */
+static bool in_use(struct sbxd *d, const char *name)
+{
+    json_t *users = users_of(d, name);
+    bool used = json_array_size(users) > 0;
+
+    json_decref(users);
+    return used;
+}
+
+void sbxd_volumes_release(struct sbxd *d, struct sbxd_sandbox *sb)
+{
+    const char *dst;
+    json_t *x;
+
+    json_object_foreach(json_object_get(sb->request, "volumes"), dst, x)
+    {
+        const char *name = json_string_value(x);
+        json_t *v = name && valid_volume_name(name) ? volume_load(d, name) : NULL;
+
+        if (v && json_is_true(json_object_get(v, "ephemeral")) && !in_use(d, name))
+            volume_remove(d, name);
+        json_decref(v);
+    }
+}
+
+void sbxd_volumes_start(struct sbxd *d)
+{
+    char dir[PATH_MAX];
+    struct dirent *de;
+    DIR *dh;
+
+    volumes_dir(d, dir, sizeof(dir));
+    if (!(dh = opendir(dir)))
+        return;
+    while ((de = readdir(dh))) {
+        char path[PATH_MAX];
+        json_t *v;
+
+        if (!strncmp(de->d_name, ".new-", 5)) {
+            /* A volume being made when the daemon went. */
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            (void)sbxd_rm_rf(path);
+            continue;
+        }
+        if (!valid_volume_name(de->d_name) || !(v = volume_load(d, de->d_name)))
+            continue;
+        if (json_is_true(json_object_get(v, "ephemeral")) &&
+            json_is_true(json_object_get(v, "used")) && !in_use(d, de->d_name))
+            volume_remove(d, de->d_name);
+        json_decref(v);
+    }
+    closedir(dh);
+}
