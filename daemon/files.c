@@ -351,16 +351,16 @@ static void after_work(uv_work_t *w, int status)
             sbxd_reply_error(j->req, 500, "internal", "file operation cancelled");
         else if (j->err) {
             int e = j->err;
-            int code = e == ENOENT || e == ENOTDIR  ? 404
-                       : e == EFBIG                 ? 413
-                       : e == ESRCH                 ? 409
-                       : e == ENOSPC || e == EDQUOT ? 507
-                                                    : 400;
-            sbxd_reply_error(j->req, code == 507 ? 500 : code,
+            /* (no space: the volume's or the writable layer's cap, or
+             * the host's disk; too large for where it goes) */
+            int code = e == ENOENT || e == ENOTDIR                ? 404
+                       : e == EFBIG || e == ENOSPC || e == EDQUOT ? 413
+                       : e == ESRCH                               ? 409
+                                                                  : 400;
+            sbxd_reply_error(j->req, code,
                              code == 404   ? "not_found"
                              : code == 413 ? "too_large"
                              : code == 409 ? "failed_precondition"
-                             : code == 507 ? "internal"
                                            : "invalid_argument",
                              "%s: %s", j->what, strerror(e));
         } else if (j->op == OP_READ)

@@ -2,8 +2,8 @@
  * administrator lets sandboxes bind.
  *
  * A volume is STATE/volumes/NAME: volume.json ({"volume_id", "name",
- * "created_at", "ephemeral", "used"}) and data/, the files, owned as a
- * sandbox's root would own them were it host root: each sandbox binds data/
+ * "created_at", "ephemeral", "used", "size_mib"}) and data/, the files,
+ * owned as a sandbox's root would own them were it host root: each sandbox binds data/
  * idmapped into its own user namespace (runtime/mounts.c), so the files
  * are its root's there, and the files API (files.c, as host root) sees the
  * same owners.  An ephemeral volume is named by its id and goes when the
@@ -11,6 +11,16 @@
  * was down then).  A volume in use by a sandbox that has not finished
  * cannot be deleted (409).  Deleting renames the directory into the trash
  * (spare.c) and empties it on the thread pool.
+ *
+ * A volume with a size cap ("size_mib") keeps its files in an ext4 file
+ * system of that size, disk.img beside data/ (made by mkfs.ext4 on the
+ * thread pool), attached to a loop device and mounted at data/ (nosuid,
+ * nodev): a sandbox writing past it gets ENOSPC, the host's disk does not
+ * fill.  It stays mounted while the daemon runs and while it is down (a
+ * sandbox's bind holds it anyway); a start mounts what is not, through the
+ * loop device already backed by disk.img when there is one: the same
+ * image is never mounted twice as two file systems.  Delete unmounts it
+ * (the loop device goes with its last mount).
  *
  * Host paths: the config's "host_mounts" ([{"path": ABS, "writable":
  * BOOL}]) lists the trees a create's `mounts` may take from, read-only
@@ -22,11 +32,23 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/loop.h>
+#include <linux/openat2.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#define VOLUME_MIN_MIB 16
+#define VOLUME_MAX_MIB (16 << 20) /* 16 TiB */
+
+extern char **environ;
 
 static void volumes_dir(struct sbxd *d, char *buf, size_t size)
 {
@@ -128,19 +150,164 @@ static json_t *volume_view(struct sbxd *d, json_t *v)
     return o;
 }
 
-static int volume_create(struct sbxd *d, const char *name, const char *id, bool ephemeral,
-                         json_t **ret)
+/* ---- size-capped volumes: an ext4 image on a loop device ---- */
+
+/* The loop device already backed by img (dev/ino), into buf. */
+static bool loop_of(const struct stat *img, char *buf, size_t size)
+{
+    DIR *dh = opendir("/sys/block");
+    struct dirent *de;
+    bool found = false;
+
+    while (dh && !found && (de = readdir(dh))) {
+        struct loop_info64 info;
+        int fd;
+
+        if (strncmp(de->d_name, "loop", 4))
+            continue;
+        snprintf(buf, size, "/dev/%s", de->d_name);
+        fd = open(buf, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        found = ioctl(fd, LOOP_GET_STATUS64, &info) == 0 && info.lo_device == img->st_dev &&
+                info.lo_inode == img->st_ino;
+        close(fd);
+    }
+    if (dh)
+        closedir(dh);
+    return found;
+}
+
+static bool is_mount_point(const char *dir)
+{
+    char parent[PATH_MAX];
+    struct stat a, b;
+
+    snprintf(parent, sizeof(parent), "%s/..", dir);
+    return stat(dir, &a) == 0 && stat(parent, &b) == 0 && a.st_dev != b.st_dev;
+}
+
+/* Mounts voldir/disk.img at voldir/data unless it is: through the loop
+ * device that already has it, or a new one that goes with its last mount
+ * (LO_FLAGS_AUTOCLEAR).  0 or -errno; *why says what failed. */
+static int volume_mount(const char *voldir, const char **why)
+{
+    char img[PATH_MAX], data[PATH_MAX], dev[64];
+    struct stat st;
+    int ctl = -1, lfd = -1, ifd = -1, r = 0;
+
+    snprintf(img, sizeof(img), "%s/disk.img", voldir);
+    snprintf(data, sizeof(data), "%s/data", voldir);
+    if (is_mount_point(data))
+        return 0;
+    if (stat(img, &st) < 0) {
+        *why = "stat disk.img";
+        return -errno;
+    }
+    if (loop_of(&st, dev, sizeof(dev))) {
+        if (mount(dev, data, "ext4", MS_NOSUID | MS_NODEV, NULL) < 0) {
+            *why = "mount the volume's loop device";
+            return -errno;
+        }
+        return 0;
+    }
+    *why = "attach disk.img to a loop device";
+    ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    ifd = open(img, O_RDWR | O_CLOEXEC);
+    if (ctl < 0 || ifd < 0) {
+        r = -errno;
+        goto out;
+    }
+    for (int attempt = 0; attempt < 16; attempt++) {
+        struct loop_config cfg = {.fd = (unsigned)ifd};
+        int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+
+        if (n < 0) {
+            r = -errno;
+            goto out;
+        }
+        snprintf(dev, sizeof(dev), "/dev/loop%d", n);
+        lfd = open(dev, O_RDWR | O_CLOEXEC);
+        if (lfd < 0) {
+            r = -errno;
+            goto out;
+        }
+        cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
+        snprintf((char *)cfg.info.lo_file_name, sizeof(cfg.info.lo_file_name), "%s", img);
+        if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
+            break;
+        r = -errno;
+        close(lfd);
+        lfd = -1;
+        if (r != -EBUSY) /* (another took that one meanwhile) */
+            goto out;
+    }
+    if (lfd < 0)
+        goto out;
+    /* Mounted before lfd closes: the device autoclears on its last close
+     * without a mount. */
+    *why = "mount the volume's loop device";
+    r = mount(dev, data, "ext4", MS_NOSUID | MS_NODEV, NULL) < 0 ? -errno : 0;
+out:
+    if (lfd >= 0)
+        close(lfd);
+    if (ifd >= 0)
+        close(ifd);
+    if (ctl >= 0)
+        close(ctl);
+    return r;
+}
+
+/* mkfs.ext4 on img, quietly; 0 or -errno (-EIO: it failed). */
+static int make_ext4(const char *img)
+{
+    char *const argv[] = {"mkfs.ext4",
+                          "-q",
+                          "-F",
+                          "-m",
+                          "0",
+                          "-L",
+                          "sandboxd-volume",
+                          "-E",
+                          "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1",
+                          (char *)img,
+                          NULL};
+    char *const envp[] = {"PATH=/usr/sbin:/sbin:/usr/bin:/bin", "LC_ALL=C", NULL};
+    posix_spawn_file_actions_t fa;
+    int status, r;
+    pid_t pid;
+
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    r = posix_spawnp(&pid, "mkfs.ext4", &fa, NULL, argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    if (r != 0)
+        return -r;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
+/* Makes STATE/volumes/NAME whole beside it, then renames it into place: a
+ * volume is there with its volume.json or not at all.  With size_mib, its
+ * file system is made and mounted (blocking: the thread pool's work).
+ * Runs on any thread: *why names the step that failed. */
+static int volume_make(const char *state_dir, const char *name, const char *id, bool ephemeral,
+                       uint64_t size_mib, double now, json_t **ret, const char **why)
 {
     char dir[PATH_MAX], tmp[PATH_MAX], path[PATH_MAX];
-    json_t *v;
-    int r;
+    json_t *v = NULL;
+    int r, fd;
 
-    volumes_dir(d, dir, sizeof(dir));
+    snprintf(dir, sizeof(dir), "%s/volumes", state_dir);
+    *why = "make the volumes directory";
     if ((r = sbxd_mkdir_p(dir, 0700)) < 0)
         return r;
-    /* Made whole beside it, then renamed into place: a volume is there
-     * with its volume.json or not at all. */
     snprintf(tmp, sizeof(tmp), "%s/.new-%s", dir, id);
+    *why = "make the volume's directory";
     if (mkdir(tmp, 0700) < 0)
         return -errno;
     snprintf(path, sizeof(path), "%s/data", tmp);
@@ -148,23 +315,50 @@ static int volume_create(struct sbxd *d, const char *name, const char *id, bool 
         r = -errno;
         goto fail;
     }
-    v = json_pack("{s:s,s:s,s:f,s:b,s:b}", "volume_id", id, "name", name, "created_at", sbxd_now(),
-                  "ephemeral", ephemeral, "used", 0);
+    if (size_mib) {
+        snprintf(path, sizeof(path), "%s/disk.img", tmp);
+        *why = "make disk.img";
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || ftruncate(fd, (off_t)(size_mib << 20)) < 0) {
+            r = -errno;
+            if (fd >= 0)
+                close(fd);
+            goto fail;
+        }
+        close(fd);
+        *why = "make its file system (mkfs.ext4, from e2fsprogs)";
+        if ((r = make_ext4(path)) < 0)
+            goto fail;
+    }
+    v = json_pack("{s:s,s:s,s:f,s:b,s:b,s:o}", "volume_id", id, "name", name, "created_at", now,
+                  "ephemeral", ephemeral, "used", 0, "size_mib",
+                  size_mib ? json_integer((json_int_t)size_mib) : json_null());
     snprintf(path, sizeof(path), "%s/volume.json", tmp);
+    *why = "write volume.json";
     if (!v || (r = sbxd_write_json(path, v, true)) < 0) {
-        json_decref(v);
         r = v ? r : -ENOMEM;
         goto fail;
     }
-    volume_path(d, name, NULL, path, sizeof(path));
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    *why = "rename the volume into place";
     if (rename(tmp, path) < 0) {
         r = errno == ENOTEMPTY ? -EEXIST : -errno;
-        json_decref(v);
         goto fail;
+    }
+    if (size_mib && (r = volume_mount(path, why)) < 0) {
+        (void)sbxd_rm_rf(path);
+        json_decref(v);
+        return r;
+    }
+    if (size_mib) {
+        /* (e2fsck would make it again when it needs one) */
+        snprintf(tmp, sizeof(tmp), "%s/data/lost+found", path);
+        (void)rmdir(tmp);
     }
     *ret = v;
     return 0;
 fail:
+    json_decref(v);
     (void)sbxd_rm_rf(tmp);
     return r;
 }
@@ -173,6 +367,11 @@ static void volume_remove(struct sbxd *d, const char *name)
 {
     char path[PATH_MAX];
 
+    /* A capped volume's file system first (the removal never enters a
+     * mount point); sandboxes' binds of it live on until they end. */
+    volume_path(d, name, "data", path, sizeof(path));
+    if (is_mount_point(path) && umount2(path, MNT_DETACH) < 0)
+        sbxd_log(NULL, "volume %s: unmount %s: %s", name, path, strerror(errno));
     volume_path(d, name, NULL, path, sizeof(path));
     sbxd_trash(d, path);
     sbxd_log(NULL, "volume %s: deleted", name);
@@ -199,69 +398,182 @@ static void list_volumes(struct sbxd *d, sbxd_req *req)
     sbxd_reply_json(req, 200, json_pack("{s:o}", "volumes", list));
 }
 
-/* PUT /v1/volumes/NAME: made when missing (201), else as it is (200). */
-static void put_volume(struct sbxd *d, sbxd_req *req, const char *name)
-{
-    json_t *body = sbxd_req_json(req), *v;
-    char id[32];
-    const char *k;
-    json_t *x;
+/* A volume made on the thread pool (one with a file system of its own). */
+struct make_job {
+    uv_work_t work;
+    sbxd_req *req;
+    bool aborted, ephemeral;
+    char state_dir[PATH_MAX], name[64], id[32];
+    uint64_t size_mib;
+    double now;
+    /* results */
     int r;
+    const char *why;
+    json_t *v;
+};
 
-    if (!body)
-        return;
-    json_object_foreach(body, k, x)
-    {
-        sbxd_reply_error(req, 400, "invalid_argument", "unknown field `%.64s`", k);
-        json_decref(body);
-        return;
-    }
-    json_decref(body);
-    if ((v = volume_load(d, name))) {
+static void make_work(uv_work_t *w)
+{
+    struct make_job *j = w->data;
+
+    j->r = volume_make(j->state_dir, j->name, j->id, j->ephemeral, j->size_mib, j->now, &j->v,
+                       &j->why);
+}
+
+static void make_abort(sbxd_req *req, void *data)
+{
+    (void)req;
+    ((struct make_job *)data)->aborted = true;
+}
+
+static void reply_made(struct sbxd *d, sbxd_req *req, const char *name, const char *id, int r,
+                       const char *why, json_t *v)
+{
+    if (r == -EEXIST && (v = volume_load(d, name))) {
         sbxd_reply_json(req, 200, volume_view(d, v));
         json_decref(v);
         return;
     }
-    sbxd_new_id("vo-", id, sizeof(id));
-    r = volume_create(d, name, id, false, &v);
-    if (r == -EEXIST && (v = volume_load(d, name))) {
-        sbxd_reply_json(req, 200, volume_view(d, v));
-    } else if (r < 0) {
-        sbxd_reply_error(req, 500, "internal", "cannot make volume `%s`: %s", name, strerror(-r));
+    if (r < 0) {
+        sbxd_log(NULL, "volume %s: cannot %s: %s", name, why, strerror(-r));
+        sbxd_reply_error(req, 500, "internal", "cannot make volume `%s`: %s: %s", name, why,
+                         strerror(-r));
         return;
-    } else {
-        sbxd_log(NULL, "volume %s: created (%s)", name, id);
-        sbxd_reply_json(req, 201, volume_view(d, v));
     }
-    json_decref(v);
+    sbxd_log(NULL, "volume %s: created (%s%s)", name, id,
+             json_is_true(json_object_get(v, "ephemeral")) ? ", ephemeral" : "");
+    sbxd_reply_json(req, 201, volume_view(d, v));
+}
+
+static void make_done(uv_work_t *w, int status)
+{
+    struct make_job *j = w->data;
+
+    if (status < 0) {
+        j->r = -ECANCELED;
+        j->why = "make it";
+    }
+    if (!j->aborted) {
+        sbxd_req_on_abort(j->req, NULL, NULL);
+        reply_made(sbxd_global, j->req, j->name, j->id, j->r, j->why, j->v);
+    } else if (j->r == 0) {
+        sbxd_log(NULL, "volume %s: created (%s), its client gone", j->name, j->id);
+    }
+    json_decref(j->v);
+    free(j);
+}
+
+/* Makes a volume and answers 201 (200 when one of that name beat it):
+ * here, or on the thread pool when it has a file system to make. */
+static void make_and_reply(struct sbxd *d, sbxd_req *req, const char *name, const char *id,
+                           bool ephemeral, uint64_t size_mib)
+{
+    struct make_job *j;
+    const char *why;
+    json_t *v = NULL;
+    int r;
+
+    if (!size_mib) {
+        r = volume_make(d->cfg.state_dir, name, id, ephemeral, 0, sbxd_now(), &v, &why);
+        reply_made(d, req, name, id, r, why, v);
+        json_decref(v);
+        return;
+    }
+    if (!(j = calloc(1, sizeof(*j)))) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    j->req = req;
+    j->ephemeral = ephemeral;
+    j->size_mib = size_mib;
+    j->now = sbxd_now();
+    snprintf(j->state_dir, sizeof(j->state_dir), "%s", d->cfg.state_dir);
+    snprintf(j->name, sizeof(j->name), "%s", name);
+    snprintf(j->id, sizeof(j->id), "%s", id);
+    j->work.data = j;
+    sbxd_req_on_abort(req, make_abort, j);
+    if (uv_queue_work(d->loop, &j->work, make_work, make_done) < 0) {
+        sbxd_req_on_abort(req, NULL, NULL);
+        sbxd_reply_error(req, 500, "internal", "cannot queue the volume's making");
+        free(j);
+    }
+}
+
+/* The body of PUT /v1/volumes/NAME and POST /v1/volumes: its size cap
+ * (0: none) and whether it is ephemeral.  Replies 400 and returns false. */
+static bool parse_volume_body(sbxd_req *req, json_t *body, bool post, uint64_t *size_mib)
+{
+    const char *k;
+    json_t *x;
+
+    *size_mib = 0;
+    json_object_foreach(body, k, x)
+    {
+        if (!strcmp(k, "size_mib") && !json_is_null(x)) {
+            if (!json_is_integer(x) || json_integer_value(x) < VOLUME_MIN_MIB ||
+                json_integer_value(x) > VOLUME_MAX_MIB) {
+                sbxd_reply_error(req, 400, "invalid_argument",
+                                 "field `size_mib` must be an integer from %d to %d",
+                                 VOLUME_MIN_MIB, VOLUME_MAX_MIB);
+                return false;
+            }
+            *size_mib = (uint64_t)json_integer_value(x);
+        } else if (!(post && !strcmp(k, "ephemeral")) && strcmp(k, "size_mib")) {
+            sbxd_reply_error(req, 400, "invalid_argument", "unknown field `%.64s`", k);
+            return false;
+        }
+    }
+    if (post && !json_is_true(json_object_get(body, "ephemeral"))) {
+        sbxd_reply_error(
+            req, 400, "invalid_argument",
+            "body must be {\"ephemeral\": true} (a named volume: PUT /v1/volumes/NAME)");
+        return false;
+    }
+    return true;
+}
+
+/* PUT /v1/volumes/NAME: made when missing (201), else as it is (200); one
+ * there with another size cap than asked: 409. */
+static void put_volume(struct sbxd *d, sbxd_req *req, const char *name)
+{
+    json_t *body = sbxd_req_json(req), *v;
+    uint64_t size_mib;
+    char id[32];
+
+    if (!body)
+        return;
+    if (!parse_volume_body(req, body, false, &size_mib))
+        goto out;
+    if ((v = volume_load(d, name))) {
+        json_t *have = json_object_get(v, "size_mib");
+        if (json_object_get(body, "size_mib") && (uint64_t)json_integer_value(have) != size_mib)
+            sbxd_reply_error(req, 409, "already_exists", "volume `%s` exists with another size cap",
+                             name);
+        else
+            sbxd_reply_json(req, 200, volume_view(d, v));
+        json_decref(v);
+        goto out;
+    }
+    sbxd_new_id("vo-", id, sizeof(id));
+    make_and_reply(d, req, name, id, false, size_mib);
+out:
+    json_decref(body);
 }
 
 /* POST /v1/volumes {"ephemeral": true}: a volume named by its id. */
 static void post_volume(struct sbxd *d, sbxd_req *req)
 {
-    json_t *body = sbxd_req_json(req), *v = NULL;
+    json_t *body = sbxd_req_json(req);
+    uint64_t size_mib;
     char id[32];
-    int r;
 
     if (!body)
         return;
-    if (!json_is_true(json_object_get(body, "ephemeral")) || json_object_size(body) != 1) {
-        sbxd_reply_error(
-            req, 400, "invalid_argument",
-            "body must be {\"ephemeral\": true} (a named volume: PUT /v1/volumes/NAME)");
-        json_decref(body);
-        return;
+    if (parse_volume_body(req, body, true, &size_mib)) {
+        sbxd_new_id("vo-", id, sizeof(id));
+        make_and_reply(d, req, id, id, true, size_mib);
     }
     json_decref(body);
-    sbxd_new_id("vo-", id, sizeof(id));
-    r = volume_create(d, id, id, true, &v);
-    if (r < 0) {
-        sbxd_reply_error(req, 500, "internal", "cannot make a volume: %s", strerror(-r));
-        return;
-    }
-    sbxd_log(NULL, "volume %s: created (ephemeral)", id);
-    sbxd_reply_json(req, 201, volume_view(d, v));
-    json_decref(v);
 }
 
 static void delete_volume(struct sbxd *d, sbxd_req *req, json_t *v)
@@ -486,6 +798,30 @@ bool sbxd_mounts_for_create(struct sbxd *d, sbxd_req *req, json_t *body, json_t 
                              src);
             return false;
         }
+        {
+            /* Checked here for a clear answer; the runtime opens it again
+             * the same way when it binds it (what counts). */
+            const char *rel = src[len] == '/' ? src + len + 1 : (len == 1 ? src + 1 : "");
+            struct open_how how = {.flags = O_PATH | O_CLOEXEC,
+                                   .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+            int root = open(json_string_value(json_object_get(entry, "path")),
+                            O_PATH | O_DIRECTORY | O_CLOEXEC),
+                fd = root < 0
+                         ? -1
+                         : (int)syscall(SYS_openat2, root, *rel ? rel : ".", &how, sizeof(how));
+            int e = fd < 0 ? errno : 0;
+            if (fd >= 0)
+                close(fd);
+            if (root >= 0)
+                close(root);
+            if (fd < 0) {
+                sbxd_reply_error(req, 400, "invalid_argument", "field `mounts`: `%.256s` %s", src,
+                                 e == EXDEV || e == ELOOP ? "leads out of the allowed host path"
+                                 : e == ENOENT            ? "does not exist"
+                                                          : strerror(e));
+                return false;
+            }
+        }
         readonly = !ro || json_is_true(ro);
         if (!readonly && !json_is_true(json_object_get(entry, "writable"))) {
             sbxd_reply_error(req, 400, "invalid_argument",
@@ -551,8 +887,16 @@ void sbxd_volumes_start(struct sbxd *d)
         if (!valid_volume_name(de->d_name) || !(v = volume_load(d, de->d_name)))
             continue;
         if (json_is_true(json_object_get(v, "ephemeral")) &&
-            json_is_true(json_object_get(v, "used")) && !in_use(d, de->d_name))
+            json_is_true(json_object_get(v, "used")) && !in_use(d, de->d_name)) {
             volume_remove(d, de->d_name);
+        } else if (json_is_integer(json_object_get(v, "size_mib"))) {
+            const char *why;
+            int r;
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            if ((r = volume_mount(path, &why)) < 0)
+                sbxd_log(NULL, "volume %s: cannot %s: %s (its sandboxes will fail)", de->d_name,
+                         why, strerror(-r));
+        }
         json_decref(v);
     }
     closedir(dh);

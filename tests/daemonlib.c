@@ -228,6 +228,22 @@ static void delete_listed_and_stop(json_t *list, long timeout_s)
         dl_http_t("DELETE", path, NULL, 0, timeout_s, NULL);
     }
     json_decref(list);
+    /* Volumes too: one with a size cap is a mount (with a loop device)
+     * that would outlive the daemon. */
+    {
+        struct dl_buf b;
+        json_t *vols = NULL, *v;
+        if (dl_http_t("GET", "/v1/volumes", NULL, 0, timeout_s, &b) == 200)
+            vols = json_loads(b.data, 0, NULL);
+        if (b.data)
+            free(b.data);
+        json_array_foreach(json_object_get(vols, "volumes"), i, v)
+        {
+            snprintf(path, sizeof(path), "/v1/volumes/%s", dl_str(v, "name"));
+            dl_http_t("DELETE", path, NULL, 0, timeout_s, NULL);
+        }
+        json_decref(vols);
+    }
     usleep(200000);
     dl_stop_daemon(SIGTERM);
 }

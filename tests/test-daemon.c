@@ -208,8 +208,11 @@ START_TEST(test_bad_requests)
         {"{\"entrypoint\":\"echo\"}", "400"},
         {"{\"env\":{\"A\":1}}", "400"},
         {"{\"name\":\"../x\"}", "400"},
-        {"{\"volumes\":{\"/data\":\"v\"}}", "400"},
-        {"{\"secrets\":[\"s\"]}", "400"},
+        {"{\"volumes\":{\"/data\":\"v\"}}", "404"},
+        {"{\"volumes\":{\"/data\":1}}", "400"},
+        {"{\"secrets\":[\"s\"]}", "404"},
+        {"{\"secrets\":[1]}", "400"},
+        {"{\"disk_mib\":100}", "400"},
         {"{\"block_network\":\"yes\"}", "400"},
         {"{\"surprise\":1}", "400"},
         {"{\"image\":\"no-such-image\"}", "404"},
@@ -1196,6 +1199,429 @@ START_TEST(test_tunnel_python_http_server)
 }
 END_TEST
 
+/* Volumes, Modal's pattern: a sandbox writes /cache/a.txt, a later sandbox
+ * and the files API read it back; two sandboxes share one at once; the
+ * files API works with no sandbox running; 409 while mounted; the data
+ * outlives a daemon restart; an ephemeral volume goes with its sandbox. */
+START_TEST(test_volumes)
+{
+    char path[256], *id, *id2, *out;
+    struct dl_buf b;
+    json_t *r;
+
+    r = dl_call("PUT", "/v1/volumes/cache", NULL, 201);
+    ck_assert_str_eq(dl_str(r, "name"), "cache");
+    ck_assert(!strncmp(dl_str(r, "volume_id"), "vo-", 3));
+    json_decref(r);
+    json_decref(dl_call("PUT", "/v1/volumes/cache", NULL, 200)); /* create if missing */
+    id = dl_create("{\"image\":\"busybox\",\"volumes\":{\"/cache\":\"cache\"},"
+                   "\"entrypoint\":[\"sh\",\"-c\",\"echo from-sandbox > /cache/a.txt\"]}");
+    r = dl_wait_finished(id);
+    ck_assert_int_eq(json_integer_value(json_object_get(r, "returncode")), 0);
+    json_decref(r);
+    free(id);
+    /* The files API, no sandbox running. */
+    ck_assert_int_eq(dl_http("GET", "/v1/volumes/cache/files?path=/a.txt", NULL, 0, &b), 200);
+    ck_assert_str_eq(b.data, "from-sandbox\n");
+    free(b.data);
+    json_decref(dl_call("PUT", "/v1/volumes/cache/files?path=/dir/b.txt", "from-api", 204));
+    r = dl_call("GET", "/v1/volumes/cache/ls?path=/", NULL, 200);
+    ck_assert_uint_eq(json_array_size(r), 2);
+    json_decref(r);
+    /* A later sandbox, and another beside it, see both; what one writes the
+     * other reads at once. */
+    id = dl_create("{\"image\":\"busybox\",\"volumes\":{\"/cache\":\"cache\"}}");
+    id2 = dl_create("{\"image\":\"busybox\",\"volumes\":{\"/data/v\":\"cache\"}}");
+    out = dl_exec_out(id, "cat /cache/a.txt /cache/dir/b.txt; echo; stat -c %u /cache/a.txt");
+    ck_assert_str_eq(out, "from-sandbox\nfrom-api\n0\n");
+    free(out);
+    free(dl_exec_out(id2, "echo shared > /data/v/c.txt"));
+    out = dl_exec_out(id, "cat /cache/c.txt");
+    ck_assert_str_eq(out, "shared\n");
+    free(out);
+    /* In use: not deleted. */
+    r = dl_call("GET", "/v1/volumes/cache", NULL, 200);
+    ck_assert_uint_eq(json_array_size(json_object_get(r, "in_use_by")), 2);
+    json_decref(r);
+    json_decref(dl_call("DELETE", "/v1/volumes/cache", NULL, 409));
+    json_decref(
+        dl_call("POST", dl_sbpath(path, sizeof(path), id, "/terminate"), "{\"wait\":true}", 200));
+    json_decref(dl_call("DELETE", "/v1/volumes/cache", NULL, 409));
+    json_decref(
+        dl_call("POST", dl_sbpath(path, sizeof(path), id2, "/terminate"), "{\"wait\":true}", 200));
+    free(id);
+    free(id2);
+    /* The data outlives the daemon. */
+    dl_stop_daemon(SIGTERM);
+    dl_start_daemon(NULL);
+    ck_assert_int_eq(dl_http("GET", "/v1/volumes/cache/files?path=/c.txt", NULL, 0, &b), 200);
+    ck_assert_str_eq(b.data, "shared\n");
+    free(b.data);
+    json_decref(dl_call("DELETE", "/v1/volumes/cache/files?path=/dir&recursive=1", NULL, 204));
+    json_decref(dl_call("GET", "/v1/volumes/cache/files?path=/dir/b.txt", NULL, 404));
+    r = dl_call("GET", "/v1/volumes", NULL, 200);
+    ck_assert_uint_eq(json_array_size(json_object_get(r, "volumes")), 1);
+    json_decref(r);
+    json_decref(dl_call("DELETE", "/v1/volumes/cache", NULL, 204));
+    json_decref(dl_call("GET", "/v1/volumes/cache", NULL, 404));
+    json_decref(dl_call("GET", "/v1/volumes/cache/files?path=/c.txt", NULL, 404));
+
+    /* Ephemeral: named by its id, gone once its sandbox finished. */
+    {
+        char vol[64], body[256];
+        r = dl_call("POST", "/v1/volumes", "{\"ephemeral\":true}", 201);
+        ck_assert(json_is_true(json_object_get(r, "ephemeral")));
+        snprintf(vol, sizeof(vol), "%s", dl_str(r, "volume_id"));
+        ck_assert_str_eq(dl_str(r, "name"), vol);
+        json_decref(r);
+        snprintf(body, sizeof(body),
+                 "{\"image\":\"busybox\",\"volumes\":{\"/e\":\"%s\"},\"entrypoint\":[\"sh\","
+                 "\"-c\",\"echo x > /e/x; sleep 0.3\"]}",
+                 vol);
+        id = dl_create(body);
+        snprintf(path, sizeof(path), "/v1/volumes/%s/files?path=/x", vol);
+        for (int i = 0; i < 100 && dl_http("GET", path, NULL, 0, NULL) != 200; i++)
+            usleep(10000);
+        ck_assert_int_eq(dl_http("GET", path, NULL, 0, NULL), 200);
+        json_decref(dl_wait_finished(id));
+        snprintf(path, sizeof(path), "/v1/volumes/%s", vol);
+        json_decref(dl_call("GET", path, NULL, 404));
+        free(id);
+    }
+}
+END_TEST
+
+/* Lines of /proc/self/mountinfo that mention s. */
+static int mounts_with(const char *s)
+{
+    char *line = NULL;
+    size_t n = 0;
+    int count = 0;
+    FILE *f = fopen("/proc/self/mountinfo", "re");
+
+    while (f && getline(&line, &n, f) > 0)
+        count += strstr(line, s) != NULL;
+    if (f)
+        fclose(f);
+    free(line);
+    return count;
+}
+
+/* A size cap: writing past it fails inside (ENOSPC) and through the files
+ * API (413), the daemon serves on; the volume's file system is mounted
+ * once, across a daemon restart too, and gone with the volume. */
+START_TEST(test_volume_size_cap)
+{
+    char data[256], *id;
+    static char chunk[8 << 20];
+    struct dl_buf b;
+    json_t *r;
+
+    r = dl_call("PUT", "/v1/volumes/small", "{\"size_mib\":16}", 201);
+    ck_assert_int_eq(json_integer_value(json_object_get(r, "size_mib")), 16);
+    json_decref(r);
+    json_decref(dl_call("PUT", "/v1/volumes/small", "{\"size_mib\":32}", 409));
+    json_decref(dl_call("PUT", "/v1/volumes/small", NULL, 200));
+    json_decref(dl_call("PUT", "/v1/volumes/tiny", "{\"size_mib\":1}", 400));
+    snprintf(data, sizeof(data), "%s/state/volumes/small/data", dl_dir);
+    ck_assert_int_eq(mounts_with(data), 1);
+    id = dl_create("{\"image\":\"busybox\",\"volumes\":{\"/v\":\"small\"},\"entrypoint\":[\"sh\","
+                   "\"-c\",\"dd if=/dev/zero of=/v/big bs=1M count=32 2>&1 | grep -o 'No space "
+                   "left on device' | head -1; ls /v\"]}");
+    r = dl_wait_finished(id);
+    json_decref(r);
+    ck_assert_int_eq(dl_http("GET", "/v1/sandboxes/x/stdout", NULL, 0, NULL), 404);
+    {
+        char path[128];
+        ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/stdout"), NULL, 0, &b),
+                         200);
+        ck_assert_str_eq(b.data, "No space left on device\nbig\n");
+        free(b.data);
+    }
+    free(id);
+    /* Full: the files API says so. */
+    json_decref(dl_call("DELETE", "/v1/volumes/small/files?path=/big", NULL, 204));
+    ck_assert_int_eq(dl_http("PUT", "/v1/volumes/small/files?path=/a", chunk, sizeof(chunk), NULL),
+                     204);
+    ck_assert_int_eq(dl_http("PUT", "/v1/volumes/small/files?path=/b", chunk, sizeof(chunk), &b),
+                     413);
+    ck_assert_msg(strstr(b.data, "No space left"), "%s", b.data);
+    free(b.data);
+    json_decref(dl_call("GET", "/v1/health", NULL, 200));
+    /* A restart mounts it once, data there. */
+    dl_stop_daemon(SIGTERM);
+    dl_start_daemon(NULL);
+    ck_assert_int_eq(mounts_with(data), 1);
+    r = dl_call("GET", "/v1/volumes/small/ls?path=/", NULL, 200);
+    ck_assert_uint_ge(json_array_size(r), 1);
+    json_decref(r);
+    json_decref(dl_call("DELETE", "/v1/volumes/small", NULL, 204));
+    ck_assert_int_eq(mounts_with(data), 0);
+    /* An ephemeral one with a cap, gone with its sandbox. */
+    r = dl_call("POST", "/v1/volumes", "{\"ephemeral\":true,\"size_mib\":16}", 201);
+    {
+        char body[256], name[64];
+        snprintf(name, sizeof(name), "%s", dl_str(r, "name"));
+        snprintf(body, sizeof(body),
+                 "{\"image\":\"busybox\",\"volumes\":{\"/e\":\"%s\"},\"entrypoint\":[\"true\"]}",
+                 name);
+        id = dl_create(body);
+        json_decref(dl_wait_finished(id));
+        free(id);
+        snprintf(data, sizeof(data), "%s/state/volumes/%s", dl_dir, name);
+        ck_assert_int_eq(mounts_with(data), 0);
+    }
+    json_decref(r);
+}
+END_TEST
+
+/* Names, paths and shapes a client may send wrong: 400 (404 for a volume
+ * that is not there), and nothing outside a volume is reached. */
+START_TEST(test_volume_bad_input)
+{
+    /* (each reaches the daemon as one segment: curl would fold a literal
+     * "..", the HTTP layer decodes %XX) */
+    static const char *const bad_names[] = {".hidden",
+                                            "%2E%2E",
+                                            "a%20b",
+                                            "a*b",
+                                            "%2Eok",
+                                            "0123456789012345678901234567890123456789"
+                                            "012345678901234567890123456789"};
+    char path[256];
+
+    for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+        snprintf(path, sizeof(path), "/v1/volumes/%s", bad_names[i]);
+        ck_assert_int_eq(dl_http("PUT", path, NULL, 0, NULL), 400);
+    }
+    json_decref(dl_call("PUT", "/v1/volumes/v", NULL, 201));
+    json_decref(dl_call("PUT", "/v1/volumes/v", "{\"size\":1}", 400));
+    json_decref(dl_call("POST", "/v1/volumes", "{}", 400));
+    json_decref(dl_call("GET", "/v1/volumes/v/files?path=relative", NULL, 400));
+    json_decref(dl_call("GET", "/v1/volumes/v/files", NULL, 400));
+    /* `..` stops at the volume's root: the host's file is not there. */
+    json_decref(dl_call("GET", "/v1/volumes/v/files?path=/../../../../etc/hostname", NULL, 404));
+    json_decref(dl_call("PUT", "/v1/volumes/v/files?path=/../escape", "x", 204));
+    {
+        char p[256];
+        snprintf(p, sizeof(p), "%s/state/volumes/escape", dl_dir);
+        ck_assert_int_ne(access(p, F_OK), 0);
+        ck_assert_int_ne(access("/escape", F_OK), 0);
+    }
+    json_decref(dl_call("GET", "/v1/volumes/v/files?path=/escape", NULL, 200));
+    json_decref(dl_call("GET", "/v1/volumes/nope/ls?path=/", NULL, 404));
+    /* Creates. */
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"volumes\":{\"/data\":\"nope\"}}", 404));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"volumes\":{\"data\":\"v\"}}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"volumes\":{\"/a/../b\":\"v\"}}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"volumes\":{\"/proc/x\":\"v\"}}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"volumes\":{\"/\":\"v\"}}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"volumes\":{\"/d\":7}}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"volumes\":[\"v\"]}", 400));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"volumes\":{\"/d\":\"../v\"}}", 404));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"mounts\":[{\"src\":\"/etc\",\"dst\":\"/e\"}]}",
+                        400)); /* no host_mounts configured */
+    json_decref(dl_call("DELETE", "/v1/volumes/v", NULL, 204));
+}
+END_TEST
+
+/* Secrets: a sandbox's and an exec's environment get the values, which no
+ * response of the API carries, and which are stored for root only. */
+START_TEST(test_secrets)
+{
+    static const char *const value = "s3cret-Value-91d2";
+    char path[256], body[256], *id, *out;
+    struct dl_buf b;
+    struct stat st;
+    json_t *r;
+
+    snprintf(body, sizeof(body), "{\"env\":{\"MY_SECRET\":\"%s\"}}", value);
+    r = dl_call("PUT", "/v1/secrets/my-secret", body, 201);
+    ck_assert_str_eq(dl_str(r, "name"), "my-secret");
+    json_decref(r);
+    json_decref(dl_call("PUT", "/v1/secrets/other", "{\"env\":{\"OTHER\":\"o-val\"}}", 201));
+    id = dl_create("{\"image\":\"busybox\",\"secrets\":[\"my-secret\"],\"env\":{\"A\":\"1\"}}");
+    out = dl_exec_out(id, "echo $MY_SECRET $A");
+    snprintf(body, sizeof(body), "%s 1\n", value);
+    ck_assert_str_eq(out, body);
+    free(out);
+    /* On one exec only. */
+    {
+        char *pid = dl_exec_start(id, "[\"sh\",\"-c\",\"echo $OTHER\"]", "\"secrets\":[\"other\"]");
+        struct dl_buf o = dl_proc_stdout(id, pid);
+        ck_assert_str_eq(o.data, "o-val\n");
+        free(o.data);
+        free(pid);
+    }
+    out = dl_exec_out(id, "echo ${OTHER:-unset}");
+    ck_assert_str_eq(out, "unset\n");
+    free(out);
+    /* No response has the value. */
+    {
+        const char *paths[] = {"/v1/secrets",
+                               "/v1/secrets/my-secret",
+                               "/v1/sandboxes?state=all",
+                               "/v1/info",
+                               "/metrics",
+                               NULL,
+                               NULL,
+                               NULL,
+                               NULL};
+        char p1[128], p2[128], p3[128], p4[128];
+        paths[5] = dl_sbpath(p1, sizeof(p1), id, "");
+        paths[6] = dl_sbpath(p2, sizeof(p2), id, "/events");
+        paths[7] = dl_sbpath(p3, sizeof(p3), id, "/processes");
+        paths[8] = dl_sbpath(p4, sizeof(p4), id, "/tags");
+        for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+            ck_assert_int_eq(dl_http("GET", paths[i], NULL, 0, &b), 200);
+            ck_assert_msg(!strstr(b.data, value), "%s shows the secret: %s", paths[i], b.data);
+            free(b.data);
+        }
+    }
+    /* Root's only, on disk. */
+    snprintf(path, sizeof(path), "%s/state/secrets", dl_dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0700);
+    snprintf(path, sizeof(path), "%s/state/secrets/my-secret.json", dl_dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    free(id);
+    /* Bad input. */
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"secrets\":[\"nope\"]}", 404));
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"secrets\":\"my-secret\"}", 400));
+    json_decref(dl_call("PUT", "/v1/secrets/x", "{\"env\":{\"1BAD\":\"v\"}}", 400));
+    json_decref(dl_call("PUT", "/v1/secrets/x", "{\"env\":{\"K\":1}}", 400));
+    json_decref(dl_call("PUT", "/v1/secrets/x", "{\"K\":\"V\"}", 400));
+    json_decref(dl_call("PUT", "/v1/secrets/.x", "{\"env\":{}}", 400));
+    json_decref(dl_call("DELETE", "/v1/secrets/other", NULL, 204));
+    json_decref(dl_call("GET", "/v1/secrets/other", NULL, 404));
+    r = dl_call("GET", "/v1/secrets", NULL, 200);
+    ck_assert_uint_eq(json_array_size(json_object_get(r, "secrets")), 1);
+    json_decref(r);
+}
+END_TEST
+
+/* Host mounts: only under an allowed path, read-only unless it is
+ * writable; a symlink out of the allowed tree is refused; and the
+ * symlink-swap race of CVE-2021-30465 (a sandbox sharing a volume swaps a
+ * directory for a symlink while another sandbox binds into it) never moves
+ * a bind: each create either fails or binds exactly where it asked. */
+START_TEST(test_host_mounts)
+{
+    char cfg[512], ro[128], rw[128], p[256], *id, *out;
+    int mounts_before, mounts_after;
+    json_t *r;
+    FILE *f;
+
+    snprintf(ro, sizeof(ro), "%s/host-ro", dl_dir);
+    snprintf(rw, sizeof(rw), "%s/host-rw", dl_dir);
+    ck_assert_int_eq(mkdir(ro, 0755), 0);
+    ck_assert_int_eq(mkdir(rw, 0755), 0);
+    snprintf(p, sizeof(p), "%s/sub", ro);
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/sub/f.txt", ro);
+    f = fopen(p, "we");
+    fputs("host file\n", f);
+    fclose(f);
+    snprintf(p, sizeof(p), "%s/out", ro);
+    ck_assert_int_eq(symlink("/etc", p), 0);
+    snprintf(cfg, sizeof(cfg),
+             "{\"host_mounts\":[{\"path\":\"%s\"},{\"path\":\"%s\",\"writable\":true}]}", ro, rw);
+    dl_restart_with_config(cfg);
+
+    snprintf(cfg, sizeof(cfg),
+             "{\"image\":\"busybox\",\"mounts\":[{\"src\":\"%s/sub\",\"dst\":\"/ro\"},"
+             "{\"src\":\"%s\",\"dst\":\"/rw\",\"readonly\":false}]}",
+             ro, rw);
+    id = dl_create(cfg);
+    out = dl_exec_out(id, "cat /ro/f.txt; touch /ro/x 2>/dev/null || echo refused; "
+                          "echo w > /rw/w.txt && echo written");
+    ck_assert_str_eq(out, "host file\nrefused\nwritten\n");
+    free(out);
+    snprintf(p, sizeof(p), "%s/w.txt", rw);
+    ck_assert_int_eq(access(p, F_OK), 0);
+    free(id);
+    /* Not allowed, not writable, out through a symlink, not there. */
+    snprintf(cfg, sizeof(cfg), "{\"mounts\":[{\"src\":\"%s/..\",\"dst\":\"/x\"}]}", ro);
+    json_decref(dl_call("POST", "/v1/sandboxes", cfg, 400));
+    snprintf(cfg, sizeof(cfg), "{\"mounts\":[{\"src\":\"%s-other\",\"dst\":\"/x\"}]}", ro);
+    json_decref(dl_call("POST", "/v1/sandboxes", cfg, 400));
+    json_decref(
+        dl_call("POST", "/v1/sandboxes", "{\"mounts\":[{\"src\":\"/etc\",\"dst\":\"/x\"}]}", 400));
+    snprintf(cfg, sizeof(cfg),
+             "{\"mounts\":[{\"src\":\"%s/sub\",\"dst\":\"/x\",\"readonly\":false}]}", ro);
+    json_decref(dl_call("POST", "/v1/sandboxes", cfg, 400));
+    snprintf(cfg, sizeof(cfg), "{\"mounts\":[{\"src\":\"%s/out\",\"dst\":\"/x\"}]}", ro);
+    r = dl_call("POST", "/v1/sandboxes", cfg, 400);
+    ck_assert(strstr(dl_str(json_object_get(r, "error"), "message"), "leads out"));
+    json_decref(r);
+    snprintf(cfg, sizeof(cfg), "{\"mounts\":[{\"src\":\"%s/none\",\"dst\":\"/x\"}]}", ro);
+    json_decref(dl_call("POST", "/v1/sandboxes", cfg, 400));
+
+    /* The race: A swaps /shared/sub between a directory and a symlink to
+     * "/" while B binds a volume at /shared/sub/inner. */
+    json_decref(dl_call("PUT", "/v1/volumes/shared", NULL, 201));
+    json_decref(dl_call("PUT", "/v1/volumes/victim", NULL, 201));
+    json_decref(dl_call("PUT", "/v1/volumes/victim/files?path=/marker", "victim", 204));
+    mounts_before = 0;
+    {
+        char *mi = NULL;
+        size_t n = 0;
+        FILE *m = fopen("/proc/self/mountinfo", "re");
+        while (getline(&mi, &n, m) > 0)
+            mounts_before++;
+        fclose(m);
+        free(mi);
+    }
+    id = dl_create("{\"image\":\"busybox\",\"volumes\":{\"/shared\":\"shared\"},\"entrypoint\":"
+                   "[\"sh\",\"-c\",\"while :; do rm -rf /shared/sub; mkdir /shared/sub; "
+                   "rm -rf /shared/sub; ln -s / /shared/sub; done\"]}");
+    {
+        int bound = 0, refused = 0;
+        for (int i = 0; i < 40; i++) {
+            char *b = dl_create("{\"image\":\"busybox\",\"volumes\":{\"/shared\":\"shared\","
+                                "\"/shared/sub/inner\":\"victim\"},\"entrypoint\":[\"sh\",\"-c\","
+                                "\"cat /shared/sub/inner/marker 2>/dev/null; test -e /inner || "
+                                "test -e /marker || test ! -d /bin || echo root-ok\"]}");
+            r = dl_wait_finished(b);
+            if (!strcmp(dl_str(r, "finish_reason"), "error")) {
+                refused++;
+            } else {
+                /* Bound where asked (the marker there, unless A removed
+                 * the directory since), never over the root nor beside it. */
+                struct dl_buf o;
+                ck_assert_int_eq(dl_http("GET", dl_sbpath(p, sizeof(p), b, "/stdout"), NULL, 0, &o),
+                                 200);
+                ck_assert_msg(!strcmp(o.data, "victimroot-ok\n") || !strcmp(o.data, "root-ok\n"),
+                              "%s", o.data);
+                bound += !strcmp(o.data, "victimroot-ok\n");
+                free(o.data);
+            }
+            json_decref(r);
+            json_decref(dl_call("DELETE", dl_sbpath(p, sizeof(p), b, ""), NULL, 204));
+            free(b);
+        }
+        printf("test_host_mounts: swap race: %d bound where asked and seen there, %d refused\n",
+               bound, refused);
+    }
+    json_decref(dl_call("POST", dl_sbpath(p, sizeof(p), id, "/terminate"), "{\"wait\":true}", 200));
+    free(id);
+    /* Nothing reached the host: no mount, no mount point at its root. */
+    mounts_after = 0;
+    {
+        char *mi = NULL;
+        size_t n = 0;
+        FILE *m = fopen("/proc/self/mountinfo", "re");
+        while (getline(&mi, &n, m) > 0)
+            mounts_after++;
+        fclose(m);
+        free(mi);
+    }
+    ck_assert_int_eq(mounts_after, mounts_before);
+    ck_assert_int_ne(access("/inner", F_OK), 0);
+}
+END_TEST
+
 /* A stdin body far above the monitor protocol's line limit arrives whole,
  * in order, and costs the sandbox nothing. */
 START_TEST(test_big_stdin)
@@ -1434,6 +1860,11 @@ int main(void)
     tcase_add_test(tc, test_tunnels);
     tcase_add_test(tc, test_tls_tunnels);
     tcase_add_test(tc, test_tunnel_python_http_server);
+    tcase_add_test(tc, test_volumes);
+    tcase_add_test(tc, test_volume_size_cap);
+    tcase_add_test(tc, test_volume_bad_input);
+    tcase_add_test(tc, test_secrets);
+    tcase_add_test(tc, test_host_mounts);
     tcase_add_test(tc, test_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
