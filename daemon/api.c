@@ -435,10 +435,6 @@ static void list_apps(struct sbxd *d, sbxd_req *req)
 
 /* ---- creating a sandbox ---- */
 
-static const char *const unsupported_fields[] = {
-    "disk_mib",
-};
-
 static bool is_string_map(json_t *o)
 {
     const char *k;
@@ -556,17 +552,6 @@ static bool validate_create(sbxd_req *req, json_t *body)
             return false;
         }
     }
-    for (size_t i = 0; i < sizeof(unsupported_fields) / sizeof(unsupported_fields[0]); i++) {
-        v = json_object_get(body, unsupported_fields[i]);
-        if (v && !json_is_null(v) && !(json_is_false(v)) &&
-            !(json_is_array(v) && json_array_size(v) == 0) &&
-            !(json_is_object(v) && json_object_size(v) == 0)) {
-            sbxd_reply_error(req, 400, "invalid_argument",
-                             "field `%s` is not supported by this sandboxd yet",
-                             unsupported_fields[i]);
-            return false;
-        }
-    }
 #define BAD(field, what)                                                                           \
     do {                                                                                           \
         sbxd_reply_error(req, 400, "invalid_argument", "field `%s` %s", field, what);              \
@@ -610,6 +595,9 @@ static bool validate_create(sbxd_req *req, json_t *body)
     if ((v = json_object_get(body, "memory_mib")) && !json_is_null(v) &&
         (!json_is_integer(v) || json_integer_value(v) < 8 || json_integer_value(v) > (1 << 24)))
         BAD("memory_mib", "must be an integer of at least 8");
+    if ((v = json_object_get(body, "disk_mib")) && !json_is_null(v) &&
+        (!json_is_integer(v) || json_integer_value(v) < 16 || json_integer_value(v) > (1 << 24)))
+        BAD("disk_mib", "must be an integer from 16 to 16777216");
     if ((v = json_object_get(body, "pids_max")) && !json_is_null(v) &&
         (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1 << 22))
         BAD("pids_max", "must be a positive integer");
@@ -781,6 +769,8 @@ json_t *sbxd_make_spec_with(struct sbxd *d, json_t *body, const struct sbx_image
                   d->cfg.cgroup_parent));
     if (spec && json_array_size(mounts) > 0)
         json_object_set(spec, "mounts", mounts);
+    if (spec && json_is_integer(json_object_get(body, "disk_mib")))
+        json_object_set(spec, "disk_mib", json_object_get(body, "disk_mib"));
     return spec;
 }
 

@@ -111,6 +111,8 @@
  * cleared before its address is released); "resolv_conf":PATH is bound
  * read-only at its /etc/resolv.conf.
  *
+ * "disk_mib" (optional, 16..2^24): the writable layer's cap (cfg.disk_mib).
+ *
  * "mounts" (optional): [{"root":ABS,"path":REL,"dst":ABS,"readonly":BOOL}..]
  * (at most SBX_MAX_MOUNTS): binds into the sandbox (struct sbx_mount:
  * opened beneath root, never through a symlink out of it).

@@ -217,6 +217,7 @@ struct spec {
     /* binds: volumes and allowed host paths */
     struct sbx_mount mounts[SBX_MAX_MOUNTS];
     size_t n_mounts;
+    uint64_t disk_mib; /* the writable layer's cap, 0: none */
     /* readiness probe: a TCP port on the sandbox's loopback, or a command */
     int probe_tcp;
     const char **probe_exec;
@@ -2811,6 +2812,10 @@ static int spec_load(const char *path, struct spec *s, char *why, size_t why_len
         BAD("spec: \"no_userns\" must be a boolean");
     s->no_userns = json_is_true(v);
     u = 0;
+    if (!get_uint(s->root, "disk_mib", 1ULL << 24, &u) || (u && u < 16))
+        BAD("spec: \"disk_mib\" must be from 16 to %llu", 1ULL << 24);
+    s->disk_mib = u;
+    u = 0;
     if (!get_uint(s->root, "uid", UINT32_MAX - 1, &u))
         BAD("spec: \"uid\" must be a user id");
     s->uid = (uid_t)u;
@@ -2974,6 +2979,7 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
     cfg.state_spare = m->spec.state_spare;
     cfg.resolv_conf = m->spec.resolv_conf;
     cfg.mounts = m->spec.mounts;
+    cfg.disk_mib = m->spec.disk_mib;
     cfg.n_mounts = m->spec.n_mounts;
     cfg.stdio[0] = cfg.stdio[1] = cfg.stdio[2] = -1;
     /* The monitor raised its own fd limit; the sandbox keeps the usual one. */

@@ -319,6 +319,7 @@ bool sbxd_pool_fits(struct sbxd *d, json_t *body)
         json_is_object(json_object_get(body, "readiness_probe")) ||
         json_array_size(json_object_get(body, "ports")) > 0 ||
         json_object_size(json_object_get(body, "volumes")) > 0 ||
+        json_is_integer(json_object_get(body, "disk_mib")) ||
         json_array_size(json_object_get(body, "mounts")) > 0)
         return false;
     return true;

@@ -79,10 +79,10 @@ static json_t *time_or_null(double t)
 json_t *sbxd_sandbox_record(struct sbxd *d, struct sbxd_sandbox *sb)
 {
     json_t *req = sb->request;
-    json_t *resources =
-        json_pack("{s:O?,s:O?,s:O?,s:O?}", "memory_mib", json_object_get(req, "memory_mib"), "cpu",
-                  json_object_get(req, "cpu"), "cpu_limit", json_object_get(req, "cpu_limit"),
-                  "pids_max", json_object_get(req, "pids_max"));
+    json_t *resources = json_pack(
+        "{s:O?,s:O?,s:O?,s:O?,s:O?}", "memory_mib", json_object_get(req, "memory_mib"), "cpu",
+        json_object_get(req, "cpu"), "cpu_limit", json_object_get(req, "cpu_limit"), "pids_max",
+        json_object_get(req, "pids_max"), "disk_mib", json_object_get(req, "disk_mib"));
 
     (void)d;
     return json_pack(

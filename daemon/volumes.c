@@ -32,23 +32,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/loop.h>
 #include <linux/openat2.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define VOLUME_MIN_MIB 16
 #define VOLUME_MAX_MIB (16 << 20) /* 16 TiB */
-
-extern char **environ;
 
 static void volumes_dir(struct sbxd *d, char *buf, size_t size)
 {
@@ -150,145 +144,16 @@ static json_t *volume_view(struct sbxd *d, json_t *v)
     return o;
 }
 
-/* ---- size-capped volumes: an ext4 image on a loop device ---- */
-
-/* The loop device already backed by img (dev/ino), into buf. */
-static bool loop_of(const struct stat *img, char *buf, size_t size)
-{
-    DIR *dh = opendir("/sys/block");
-    struct dirent *de;
-    bool found = false;
-
-    while (dh && !found && (de = readdir(dh))) {
-        struct loop_info64 info;
-        int fd;
-
-        if (strncmp(de->d_name, "loop", 4))
-            continue;
-        snprintf(buf, size, "/dev/%s", de->d_name);
-        fd = open(buf, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        found = ioctl(fd, LOOP_GET_STATUS64, &info) == 0 && info.lo_device == img->st_dev &&
-                info.lo_inode == img->st_ino;
-        close(fd);
-    }
-    if (dh)
-        closedir(dh);
-    return found;
-}
-
-static bool is_mount_point(const char *dir)
-{
-    char parent[PATH_MAX];
-    struct stat a, b;
-
-    snprintf(parent, sizeof(parent), "%s/..", dir);
-    return stat(dir, &a) == 0 && stat(parent, &b) == 0 && a.st_dev != b.st_dev;
-}
-
-/* Mounts voldir/disk.img at voldir/data unless it is: through the loop
- * device that already has it, or a new one that goes with its last mount
- * (LO_FLAGS_AUTOCLEAR).  0 or -errno; *why says what failed. */
+/* Mounts a capped volume's disk.img at its data/ (unless it is). */
 static int volume_mount(const char *voldir, const char **why)
 {
-    char img[PATH_MAX], data[PATH_MAX], dev[64];
-    struct stat st;
-    int ctl = -1, lfd = -1, ifd = -1, r = 0;
+    char img[PATH_MAX], data[PATH_MAX];
+    sbx_error err;
 
     snprintf(img, sizeof(img), "%s/disk.img", voldir);
     snprintf(data, sizeof(data), "%s/data", voldir);
-    if (is_mount_point(data))
-        return 0;
-    if (stat(img, &st) < 0) {
-        *why = "stat disk.img";
-        return -errno;
-    }
-    if (loop_of(&st, dev, sizeof(dev))) {
-        if (mount(dev, data, "ext4", MS_NOSUID | MS_NODEV, NULL) < 0) {
-            *why = "mount the volume's loop device";
-            return -errno;
-        }
-        return 0;
-    }
-    *why = "attach disk.img to a loop device";
-    ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-    ifd = open(img, O_RDWR | O_CLOEXEC);
-    if (ctl < 0 || ifd < 0) {
-        r = -errno;
-        goto out;
-    }
-    for (int attempt = 0; attempt < 16; attempt++) {
-        struct loop_config cfg = {.fd = (unsigned)ifd};
-        int n = ioctl(ctl, LOOP_CTL_GET_FREE);
-
-        if (n < 0) {
-            r = -errno;
-            goto out;
-        }
-        snprintf(dev, sizeof(dev), "/dev/loop%d", n);
-        lfd = open(dev, O_RDWR | O_CLOEXEC);
-        if (lfd < 0) {
-            r = -errno;
-            goto out;
-        }
-        cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
-        snprintf((char *)cfg.info.lo_file_name, sizeof(cfg.info.lo_file_name), "%s", img);
-        if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
-            break;
-        r = -errno;
-        close(lfd);
-        lfd = -1;
-        if (r != -EBUSY) /* (another took that one meanwhile) */
-            goto out;
-    }
-    if (lfd < 0)
-        goto out;
-    /* Mounted before lfd closes: the device autoclears on its last close
-     * without a mount. */
-    *why = "mount the volume's loop device";
-    r = mount(dev, data, "ext4", MS_NOSUID | MS_NODEV, NULL) < 0 ? -errno : 0;
-out:
-    if (lfd >= 0)
-        close(lfd);
-    if (ifd >= 0)
-        close(ifd);
-    if (ctl >= 0)
-        close(ctl);
-    return r;
-}
-
-/* mkfs.ext4 on img, quietly; 0 or -errno (-EIO: it failed). */
-static int make_ext4(const char *img)
-{
-    char *const argv[] = {"mkfs.ext4",
-                          "-q",
-                          "-F",
-                          "-m",
-                          "0",
-                          "-L",
-                          "sandboxd-volume",
-                          "-E",
-                          "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1",
-                          (char *)img,
-                          NULL};
-    char *const envp[] = {"PATH=/usr/sbin:/sbin:/usr/bin:/bin", "LC_ALL=C", NULL};
-    posix_spawn_file_actions_t fa;
-    int status, r;
-    pid_t pid;
-
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    r = posix_spawnp(&pid, "mkfs.ext4", &fa, NULL, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    if (r != 0)
-        return -r;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR)
-            return -errno;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+    *why = "mount its file system";
+    return sbx_disk_mount(img, data, &err);
 }
 
 /* Makes STATE/volumes/NAME whole beside it, then renames it into place: a
@@ -300,7 +165,8 @@ static int volume_make(const char *state_dir, const char *name, const char *id, 
 {
     char dir[PATH_MAX], tmp[PATH_MAX], path[PATH_MAX];
     json_t *v = NULL;
-    int r, fd;
+    sbx_error err;
+    int r;
 
     snprintf(dir, sizeof(dir), "%s/volumes", state_dir);
     *why = "make the volumes directory";
@@ -317,17 +183,8 @@ static int volume_make(const char *state_dir, const char *name, const char *id, 
     }
     if (size_mib) {
         snprintf(path, sizeof(path), "%s/disk.img", tmp);
-        *why = "make disk.img";
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0 || ftruncate(fd, (off_t)(size_mib << 20)) < 0) {
-            r = -errno;
-            if (fd >= 0)
-                close(fd);
-            goto fail;
-        }
-        close(fd);
-        *why = "make its file system (mkfs.ext4, from e2fsprogs)";
-        if ((r = make_ext4(path)) < 0)
+        *why = "make its file system (disk.img, by mkfs.ext4 from e2fsprogs)";
+        if ((r = sbx_disk_create(path, size_mib, &err)) < 0)
             goto fail;
     }
     v = json_pack("{s:s,s:s,s:f,s:b,s:b,s:o}", "volume_id", id, "name", name, "created_at", now,
@@ -370,7 +227,7 @@ static void volume_remove(struct sbxd *d, const char *name)
     /* A capped volume's file system first (the removal never enters a
      * mount point); sandboxes' binds of it live on until they end. */
     volume_path(d, name, "data", path, sizeof(path));
-    if (is_mount_point(path) && umount2(path, MNT_DETACH) < 0)
+    if (sbx_is_mount_point(path) && umount2(path, MNT_DETACH) < 0)
         sbxd_log(NULL, "volume %s: unmount %s: %s", name, path, strerror(errno));
     volume_path(d, name, NULL, path, sizeof(path));
     sbxd_trash(d, path);

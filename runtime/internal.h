@@ -262,6 +262,8 @@ struct sbx_sandbox {
     char *run_dir;               /* <run_root>/sandboxes/<id> */
     char *state_dir;             /* <state_root>/sandboxes/<id> */
     char *upper_dir;
+    char *work_dir;    /* overlay's work dir, beside upper_dir */
+    uint64_t disk_mib; /* the writable layer's cap (disk.c), 0: none */
     char *state_spare; /* cfg.state_spare: a state dir made ahead, to take */
     char *cgroup_parent;
     bool userns;
@@ -343,6 +345,10 @@ struct sbx__rootfs {
     const struct sbx_mount *mounts; /* placed with mount_fds (sbx__mount_source()) */
     const int *mount_fds;
     size_t n_mounts;
+    /* The capped writable layer's file system (a detached tree), moved to
+     * disk_dir before the overlay is mounted; -1: none. */
+    int disk_fd;
+    const char *disk_dir;
 };
 
 /* ---- binds into the sandbox (mounts.c) ---- */

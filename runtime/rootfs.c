@@ -183,6 +183,12 @@ int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err)
     if (r < 0)
         return r;
 
+    /* The capped writable layer's file system: mounted by the caller after
+     * this namespace was made, so it comes as a tree. */
+    if (p->disk_fd >= 0 &&
+        syscall(SYS_move_mount, p->disk_fd, "", AT_FDCWD, p->disk_dir, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return sbx__error(err, errno, "move the writable layer's file system to `%s`", p->disk_dir);
+
     /* Lower layers are named by short relative paths (lower/0:lower/1...)
      * so that many layers still fit overlay's one-page option string. */
     if (chdir(p->run_dir) < 0)

@@ -48,6 +48,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -97,6 +98,7 @@ static void sandbox_free(sbx_sandbox *sb)
     free(sb->run_dir);
     free(sb->state_dir);
     free(sb->upper_dir);
+    free(sb->work_dir);
     free(sb->state_spare);
     free(sb->cgroup_parent);
     free(sb->rlimits);
@@ -105,7 +107,7 @@ static void sandbox_free(sbx_sandbox *sb)
 
 /* The GO message's fds: the idmapped layers, then the cgroup files the child
  * joins through. */
-#define GO_MAX_FDS (SBX_MAX_LAYERS + SBX_MAX_MOUNTS + SBX__CGROUP_MAX_DIRS)
+#define GO_MAX_FDS (SBX_MAX_LAYERS + SBX_MAX_MOUNTS + 1 + SBX__CGROUP_MAX_DIRS)
 
 static int recv_ready(int sock, const char *id, int flags, sbx_error *err);
 
@@ -269,9 +271,10 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
         .mounts = cfg->mounts,
         .mount_fds = layer_fds + (a->sb->userns ? a->n_layers : 0),
         .n_mounts = cfg->n_mounts,
+        .disk_fd = -1,
     };
-    size_t n_go_fds = (a->sb->userns ? a->n_layers : 0) + cfg->n_mounts;
-    char work[PATH_MAX];
+    size_t n_go_fds = (a->sb->userns ? a->n_layers : 0) + cfg->n_mounts + (cfg->disk_mib ? 1 : 0);
+    char work[PATH_MAX], disk_dir[PATH_MAX];
 
     /* The namespaces that are slow to make (the network's above all) are
      * unshared here, while the parent reserves uids and makes directories
@@ -333,8 +336,13 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
         sbx__error(&e, errno, "setgroups");
         goto fail;
     }
-    snprintf(work, sizeof(work), "%s/work", a->sb->state_dir);
+    snprintf(work, sizeof(work), "%s", a->sb->work_dir);
     rootfs.work = work;
+    if (cfg->disk_mib) {
+        snprintf(disk_dir, sizeof(disk_dir), "%s/disk", a->sb->state_dir);
+        rootfs.disk_dir = disk_dir;
+        rootfs.disk_fd = layer_fds[n_go_fds - 1];
+    }
     r = sbx__rootfs_setup(&rootfs, &e);
     if (r < 0)
         goto fail;
@@ -488,6 +496,18 @@ static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
     spare = take_spare(sb) == 0;
     if (!spare && (r = sbx__mkdir_p(sb->state_dir, 0711, err)) < 0)
         return r;
+    if (sb->disk_mib) {
+        /* The writable layer in a file system of its own size. */
+        char img[PATH_MAX], dir[PATH_MAX];
+        snprintf(img, sizeof(img), "%s/disk.img", sb->state_dir);
+        snprintf(dir, sizeof(dir), "%s/disk", sb->state_dir);
+        if (make_dir(dir, 0711) < 0)
+            return sbx__error(err, errno, "mkdir `%s`", dir);
+        if ((r = sbx_disk_create(img, sb->disk_mib, err)) < 0 ||
+            (r = sbx_disk_mount(img, dir, err)) < 0)
+            return r;
+        spare = false; /* (its upper and work stay unused) */
+    }
     snprintf(path, sizeof(path), "%s/rootfs", sb->run_dir);
     if (make_dir(path, 0755) < 0)
         return sbx__error(err, errno, "mkdir `%s`", path);
@@ -501,7 +521,7 @@ static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
     }
     if (!spare && make_dir(sb->upper_dir, 0755) < 0)
         return sbx__error(err, errno, "mkdir `%s`", sb->upper_dir);
-    snprintf(path, sizeof(path), "%s/work", sb->state_dir);
+    snprintf(path, sizeof(path), "%s", sb->work_dir);
     if (!spare && make_dir(path, 0700) < 0)
         return sbx__error(err, errno, "mkdir `%s`", path);
     {
@@ -519,7 +539,17 @@ static int make_dirs(sbx_sandbox *sb, size_t n_layers, sbx_error *err)
 
 static int remove_dirs(const char *run_dir, const char *state_dir, sbx_error *err)
 {
-    int r1 = run_dir ? sbx__rm_rf(run_dir, err) : 0;
+    int r1;
+
+    /* A capped writable layer's file system first: the removal never
+     * enters a mount point.  Its loop device goes with the mount. */
+    if (state_dir) {
+        char disk[PATH_MAX];
+        snprintf(disk, sizeof(disk), "%s/disk", state_dir);
+        if (sbx_is_mount_point(disk) && umount2(disk, MNT_DETACH) < 0)
+            sbx__error(err, errno, "unmount `%s`", disk);
+    }
+    r1 = run_dir ? sbx__rm_rf(run_dir, err) : 0;
     int r2 = state_dir ? sbx__rm_rf(state_dir, r1 < 0 ? NULL : err) : 0;
 
     return r1 < 0 ? r1 : r2;
@@ -554,6 +584,9 @@ static int validate(const struct sbx_config *cfg, size_t *ret_n_layers, sbx_erro
         if (r < 0)
             return r;
     }
+    if (cfg->disk_mib && (cfg->disk_mib < 16 || cfg->disk_mib > (1ULL << 24)))
+        return sbx__error(err, EINVAL, "disk_mib %llu: from 16 to %llu",
+                          (unsigned long long)cfg->disk_mib, 1ULL << 24);
     *ret_n_layers = n;
     return 0;
 }
@@ -598,7 +631,13 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     sb->state_root = strdup(state_root);
     sb->run_dir = path_join(run_root, "sandboxes", cfg->id);
     sb->state_dir = path_join(state_root, "sandboxes", cfg->id);
-    sb->upper_dir = sb->state_dir ? path_join(sb->state_dir, "upper", NULL) : NULL;
+    /* With a cap, the writable layer is in the file system at disk/. */
+    sb->upper_dir = sb->state_dir
+                        ? path_join(sb->state_dir, cfg->disk_mib ? "disk/upper" : "upper", NULL)
+                        : NULL;
+    sb->work_dir =
+        sb->state_dir ? path_join(sb->state_dir, cfg->disk_mib ? "disk/work" : "work", NULL) : NULL;
+    sb->disk_mib = cfg->disk_mib;
     sb->state_spare =
         cfg->state_spare && valid_id(cfg->state_spare) ? strdup(cfg->state_spare) : NULL;
     sb->cgroup_parent = strdup(cfg->cgroup_parent ? cfg->cgroup_parent : "sandboxd");
@@ -609,7 +648,7 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
     }
     sb->n_rlimits = cfg->n_rlimits;
     if (!sb->id || !sb->run_root || !sb->state_root || !sb->run_dir || !sb->state_dir ||
-        !sb->upper_dir || !sb->cgroup_parent || (cfg->n_rlimits && !sb->rlimits)) {
+        !sb->upper_dir || !sb->work_dir || !sb->cgroup_parent || (cfg->n_rlimits && !sb->rlimits)) {
         sandbox_free(sb);
         return sbx__error(err, ENOMEM, "allocate sandbox `%s`", cfg->id);
     }
@@ -732,6 +771,17 @@ int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_erro
         if (r < 0)
             goto fail_child;
         layer_fds[n_layer_fds] = r;
+    }
+    if (sb->disk_mib) {
+        /* The child's mount namespace was copied before this mount. */
+        char disk[PATH_MAX];
+        snprintf(disk, sizeof(disk), "%s/disk", sb->state_dir);
+        r = (int)syscall(SYS_open_tree, AT_FDCWD, disk, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (r < 0) {
+            r = sbx__error(err, errno, "open_tree `%s`", disk);
+            goto fail_child;
+        }
+        layer_fds[n_layer_fds++] = r;
     }
     /* GO 1: the child builds the root file system while we make the
      * cgroup. */

@@ -118,6 +118,11 @@ struct sbx_config {
     /* Binds into the sandbox (at most SBX_MAX_MOUNTS). */
     const struct sbx_mount *mounts;
     size_t n_mounts;
+    /* A cap on the writable layer, in MiB (at least 16), 0: none.  The
+     * layer then lives in a file system of that size (sbx_disk_create(),
+     * made at the create: ~30 ms more): past it, writes fail with ENOSPC
+     * inside and the host's disk is untouched. */
+    uint64_t disk_mib;
 };
 
 enum sbx_finish {
@@ -200,6 +205,15 @@ SBX_PUBLIC int sbx_state_spare_make(const char *state_dir, const char *name, sbx
 /* Removes every spare made in state_dir (at a caller's start: none of them
  * is anybody's). */
 SBX_PUBLIC void sbx_state_spares_clear(const char *state_dir);
+
+/* A file system of a fixed size (runtime/disk.c): img becomes a sparse
+ * ext4 image of size_mib MiB (at least 16; mkfs.ext4 from e2fsprogs). */
+SBX_PUBLIC int sbx_disk_create(const char *img, uint64_t size_mib, sbx_error *err);
+/* Mounts img at dir (nosuid, nodev) unless dir is a mount point already:
+ * through the loop device that already has img, else a new one that goes
+ * with the last mount. */
+SBX_PUBLIC int sbx_disk_mount(const char *img, const char *dir, sbx_error *err);
+SBX_PUBLIC bool sbx_is_mount_point(const char *dir);
 
 /* rm -rf that a tree's owner cannot redirect: no symlink followed, no
  * mount point entered (EBUSY), any depth with one directory fd.  For a

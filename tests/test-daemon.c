@@ -212,7 +212,7 @@ START_TEST(test_bad_requests)
         {"{\"volumes\":{\"/data\":1}}", "400"},
         {"{\"secrets\":[\"s\"]}", "404"},
         {"{\"secrets\":[1]}", "400"},
-        {"{\"disk_mib\":100}", "400"},
+        {"{\"disk_mib\":8}", "400"},
         {"{\"block_network\":\"yes\"}", "400"},
         {"{\"surprise\":1}", "400"},
         {"{\"image\":\"no-such-image\"}", "404"},
@@ -1375,6 +1375,33 @@ START_TEST(test_volume_size_cap)
 }
 END_TEST
 
+/* disk_mib: writing past it fails inside with ENOSPC; the daemon serves
+ * on and nothing of it is left mounted once the sandbox is gone. */
+START_TEST(test_disk_mib)
+{
+    char path[256], *id, *out;
+    json_t *r;
+
+    id = dl_create("{\"image\":\"busybox\",\"disk_mib\":16}");
+    out = dl_exec_out(id, "dd if=/dev/zero of=/big bs=1M count=32 2>&1 | grep -o 'No space left "
+                          "on device' | head -1; rm /big; echo fine > /x; cat /x");
+    ck_assert_str_eq(out, "No space left on device\nfine\n");
+    free(out);
+    r = dl_call("GET", dl_sbpath(path, sizeof(path), id, ""), NULL, 200);
+    ck_assert_int_eq(
+        json_integer_value(json_object_get(json_object_get(r, "resources"), "disk_mib")), 16);
+    json_decref(r);
+    json_decref(dl_call("GET", "/v1/health", NULL, 200));
+    json_decref(dl_call("DELETE", dl_sbpath(path, sizeof(path), id, ""), NULL, 204));
+    snprintf(path, sizeof(path), "%s/state/sandboxes/%s", dl_dir, id);
+    for (int i = 0; i < 100 && mounts_with(path) > 0; i++)
+        usleep(20000);
+    ck_assert_int_eq(mounts_with(path), 0);
+    free(id);
+    json_decref(dl_call("POST", "/v1/sandboxes", "{\"disk_mib\":\"16\"}", 400));
+}
+END_TEST
+
 /* Names, paths and shapes a client may send wrong: 400 (404 for a volume
  * that is not there), and nothing outside a volume is reached. */
 START_TEST(test_volume_bad_input)
@@ -1862,6 +1889,7 @@ int main(void)
     tcase_add_test(tc, test_tunnel_python_http_server);
     tcase_add_test(tc, test_volumes);
     tcase_add_test(tc, test_volume_size_cap);
+    tcase_add_test(tc, test_disk_mib);
     tcase_add_test(tc, test_volume_bad_input);
     tcase_add_test(tc, test_secrets);
     tcase_add_test(tc, test_host_mounts);

@@ -577,6 +577,44 @@ START_TEST(test_mounts_no_userns)
 }
 END_TEST
 
+/* disk_mib: the writable layer in a file system of that size; writing
+ * past it fails inside with ENOSPC, nothing of it outlives the sandbox. */
+START_TEST(test_disk_limit)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    char *out, *mounts;
+    sbx_sandbox *sb;
+    int rc;
+
+    cfg.disk_mib = 16;
+    sb = start_idle(&cfg);
+    out = sbx_test_exec(sb,
+                        (const char *const[]){"sh", "-c",
+                                              "dd if=/dev/zero of=/big bs=1M count=32 2>&1 | "
+                                              "grep -o 'No space left on device' | head -1; "
+                                              "rm /big; echo ok > /small && cat /small",
+                                              NULL},
+                        NULL, NULL, &rc);
+    ck_assert_str_eq(out, "No space left on device\nok\n");
+    free(out);
+    /* The layer is the capped file system's. */
+    ck_assert(strstr(sbx_sandbox_upper_dir(sb), "/disk/upper") != NULL);
+    mounts = sbx_test_slurp("/proc/self/mountinfo");
+    ck_assert(strstr(mounts, ctx.state_dir) != NULL);
+    free(mounts);
+    destroy(sb);
+    mounts = sbx_test_slurp("/proc/self/mountinfo");
+    ck_assert_msg(strstr(mounts, ctx.state_dir) == NULL, "left mounted:\n%s", mounts);
+    free(mounts);
+    cfg = sbx_test_config(&ctx);
+    cfg.disk_mib = 8;
+    {
+        sbx_error err = {0};
+        ck_assert_int_eq(sbx_sandbox_create(&cfg, &sb, &err), -EINVAL);
+    }
+}
+END_TEST
+
 /* ---- limits ---- */
 
 START_TEST(test_memory_oom)
@@ -1311,6 +1349,7 @@ static Suite *runtime_suite(void)
     CASE(test_mount_propagation, 30);
     CASE(test_mounts, 30);
     CASE(test_mounts_no_userns, 30);
+    CASE(test_disk_limit, 30);
     CASE(test_memory_oom, 60);
     CASE(test_memory_oom_in_exec_ends_sandbox, 60);
     CASE(test_pids_limit_stops_fork_bomb, 60);
