@@ -230,6 +230,9 @@ char *cli_fmt_tags(json_t *record);
 int cli_print_json(json_t *j);
 /* A string member, or NULL. */
 const char *cli_str(json_t *o, const char *key);
+/* A new array of list's members ordered by their string member key (NULL
+ * on allocation failure). */
+json_t *cli_sorted_by(json_t *list, const char *key);
 
 /* write(2) until done, through EINTR and EAGAIN; -errno on failure. */
 int cli_write_all(int fd, const void *data, size_t len);
@@ -267,6 +270,8 @@ int cli_usage_error(const char *cmd, int exit_status, const char *fmt, ...)
 /* obj[key] = value as a JSON string; false (after printing) when value is
  * not UTF-8, which JSON cannot carry. */
 bool cli_set_string(const char *cmd, json_t *obj, const char *key, const char *value);
+/* "512", "512m", "512MiB", "2g" → MiB. */
+bool cli_parse_mib(const char *s, long long *ret);
 /* Parses "K=V" into a JSON object member; "K" alone takes K's local value
  * when from_env.  Returns false (after printing) when malformed. */
 bool cli_parse_kv(const char *cmd, const char *what, const char *arg, bool from_env, json_t *obj);
@@ -286,13 +291,41 @@ int cmd_stats(struct cli *cli, int argc, char **argv);
 int cmd_tunnels(struct cli *cli, int argc, char **argv);
 int cmd_tag(struct cli *cli, int argc, char **argv);
 int cmd_info(struct cli *cli, int argc, char **argv);
+int cmd_volume(struct cli *cli, int argc, char **argv);
+int cmd_secret(struct cli *cli, int argc, char **argv);
+
+/* A command made of subcommands (`sbx volume ls`): each one a function
+ * like a command's, its argv[0] its own name. */
+struct cli_subcommand {
+    const char *name;
+    int (*run)(struct cli *cli, int argc, char **argv);
+    const char *args; /* its arguments, for the usage text */
+    const char *summary;
+};
+/* Parses CMD's own options (--help, --host), then runs the subcommand
+ * named next; `about` is the usage text's second paragraph.  Returns the
+ * exit status. */
+int cli_run_subcommand(struct cli *cli, const char *cmd, const char *about,
+                       const struct cli_subcommand *subs, size_t n, int argc, char **argv);
+
+/* cp.c: copies between the host and a files API, that of a running sandbox
+ * (base "/v1/sandboxes/ID") or of a volume ("/v1/volumes/NAME"); `label`
+ * names the other side in messages, as LABEL:PATH.  Like cp -r: onto an
+ * existing directory the source goes inside it, otherwise the destination
+ * becomes the copy.  A local "-" is stdin or stdout (a single file).
+ * rpath is absolute.  err is filled on failure. */
+int cli_copy_up(struct cli_client *c, const char *base, const char *label, const char *src,
+                const char *rdst, struct cli_error *err);
+int cli_copy_down(struct cli_client *c, const char *base, const char *label, const char *rsrc,
+                  const char *dst, struct cli_error *err);
 
 /* exec.c: a process in a sandbox, attached; shared by exec, shell, run -t. */
 struct cli_exec_opts {
     json_t *argv; /* JSON array of strings */
     json_t *env;  /* JSON object or NULL */
     const char *workdir;
-    long timeout_s; /* 0: none */
+    json_t *secrets; /* JSON array of secret names or NULL */
+    long timeout_s;  /* 0: none */
     bool interactive, tty;
 };
 /* Starts and attaches; returns the exit status sbx should end with, after

@@ -1,5 +1,6 @@
 /* cp.c — sbx cp: files and directories between the host and a running
- * sandbox, through the files API (GET/PUT/POST files, ls, mkdir).
+ * sandbox, through the files API (GET/PUT/POST files, ls, mkdir); the same
+ * copies serve `sbx volume put/get` on a volume's files API.
  *
  * Like cp -r and docker cp: copying onto an existing directory puts the
  * source inside it; otherwise the destination becomes the copy.  File modes
@@ -26,8 +27,9 @@
 
 struct cp {
     struct cli_client *c;
-    const char *id; /* the sandbox */
-    size_t chunk;   /* bytes per upload request */
+    const char *base;  /* "/v1/sandboxes/ID" or "/v1/volumes/NAME" */
+    const char *label; /* the other side, in messages: LABEL:PATH */
+    size_t chunk;      /* bytes per upload request */
     char *buf;
     unsigned long files, skipped;
 };
@@ -104,7 +106,7 @@ static char *files_path(struct cp *cp, const char *what, const char *rpath, cons
 {
     _cleanup_free_ char *e = cli_escape(rpath);
 
-    return cli_strdupf("/v1/sandboxes/%s/%s?path=%s%s", cp->id, what, e ? e : "", extra);
+    return cli_strdupf("%s/%s?path=%s%s", cp->base, what, e ? e : "", extra);
 }
 
 static int remote_ls(struct cp *cp, const char *rpath, json_t **ret, struct cli_error *err)
@@ -289,7 +291,7 @@ static int copy_up(struct cp *cp, const char *src, const char *rdst, struct cli_
             return r;
         if (r == 0 && !strcmp(rst.type, "directory"))
             return cli_error_set(err, 0, "%s:%s is a directory: name a file to copy stdin to",
-                                 cp->id, rdst);
+                                 cp->label, rdst);
         return put_file(cp, STDIN_FILENO, "stdin", rdst, 0644, err);
     }
     if (stat(src, &st) < 0)
@@ -306,9 +308,9 @@ static int copy_up(struct cp *cp, const char *src, const char *rdst, struct cli_
         target = *name ? join(rdst, name) : strdup(rdst);
     else if (r == 0 && S_ISDIR(st.st_mode))
         return cli_error_set(err, 0, "cannot copy directory %s onto %s:%s, which is not one", src,
-                             cp->id, rdst);
+                             cp->label, rdst);
     else if (r < 0 && ends_with_slash(rdst))
-        return cli_error_set(err, 404, "%s:%s: no such directory", cp->id, rdst);
+        return cli_error_set(err, 404, "%s:%s: no such directory", cp->label, rdst);
     else
         target = strdup(rdst);
     if (!target)
@@ -413,14 +415,14 @@ static int down_tree(struct cp *cp, const char *rpath, const char *lpath, unsign
             /* Followed inside the sandbox's root by the daemon. */
             r = down_file(cp, rp, lp, 0644, 0, err);
             if (r == -ENOENT || r == -EISDIR) {
-                cli_warn("skipped %s:%s: a symlink to %s", cp->id, rp,
+                cli_warn("skipped %s:%s: a symlink to %s", cp->label, rp,
                          r == -ENOENT ? "nothing" : "a directory");
                 cli_error_free(err);
                 cp->skipped++;
                 r = 0;
             }
         } else {
-            cli_warn("skipped %s:%s: not a file or a directory", cp->id, rp);
+            cli_warn("skipped %s:%s: not a file or a directory", cp->label, rp);
             cp->skipped++;
             r = 0;
         }
@@ -441,7 +443,7 @@ static int copy_down(struct cp *cp, const char *rsrc, const char *dst, struct cl
     int r = remote_stat(cp, rsrc, &rst, err);
 
     if (r == -ENOENT)
-        return cli_error_set(err, 404, "%s:%s: no such file or directory", cp->id, rsrc);
+        return cli_error_set(err, 404, "%s:%s: no such file or directory", cp->label, rsrc);
     if (r < 0)
         return r;
     if (!name)
@@ -458,10 +460,10 @@ static int copy_down(struct cp *cp, const char *rsrc, const char *dst, struct cl
         cli_error_free(&e);
     }
     if (strcmp(rst.type, "directory") && strcmp(rst.type, "file"))
-        return cli_error_set(err, 0, "%s:%s: not a file or a directory", cp->id, rsrc);
+        return cli_error_set(err, 0, "%s:%s: not a file or a directory", cp->label, rsrc);
     if (!strcmp(dst, "-")) {
         if (!strcmp(rst.type, "directory"))
-            return cli_error_set(err, 0, "%s:%s is a directory: it cannot go to stdout", cp->id,
+            return cli_error_set(err, 0, "%s:%s is a directory: it cannot go to stdout", cp->label,
                                  rsrc);
         return down_file(cp, rsrc, "-", rst.mode, rst.mtime, err);
     }
@@ -471,7 +473,7 @@ static int copy_down(struct cp *cp, const char *rsrc, const char *dst, struct cl
         target = *name ? join(dst, name) : strdup(dst);
     else if (dst_exists && !strcmp(rst.type, "directory"))
         return cli_error_set(err, 0, "cannot copy directory %s:%s onto %s, which is not one",
-                             cp->id, rsrc, dst);
+                             cp->label, rsrc, dst);
     else if (!dst_exists && ends_with_slash(dst))
         return cli_error_set(err, 0, "%s: no such directory", dst);
     else
@@ -501,6 +503,32 @@ static size_t upload_chunk(struct cli_client *c)
     return UPLOAD_CHUNK_MAX;
 }
 
+int cli_copy_up(struct cli_client *c, const char *base, const char *label, const char *src,
+                const char *rdst, struct cli_error *err)
+{
+    struct cp cp = {.c = c, .base = base, .label = label};
+    int r;
+
+    cp.chunk = upload_chunk(c);
+    cp.buf = malloc(cp.chunk);
+    r = cp.buf ? copy_up(&cp, src, rdst, err) : cli_error_errno(err, ENOMEM, "copy");
+    free(cp.buf);
+    if (r < 0 && !err->message)
+        cli_error_errno(err, -r, "copy");
+    return r;
+}
+
+int cli_copy_down(struct cli_client *c, const char *base, const char *label, const char *rsrc,
+                  const char *dst, struct cli_error *err)
+{
+    struct cp cp = {.c = c, .base = base, .label = label};
+    int r = copy_down(&cp, rsrc, dst, err);
+
+    if (r < 0 && !err->message)
+        cli_error_errno(err, -r, "copy");
+    return r;
+}
+
 int cmd_cp(struct cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -508,9 +536,9 @@ int cmd_cp(struct cli *cli, int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     _cleanup_free_ char *src_sb = NULL, *src_path = NULL, *dst_sb = NULL, *dst_path = NULL;
-    _cleanup_free_ char *id = NULL;
-    struct cp cp = {0};
+    _cleanup_free_ char *id = NULL, *base = NULL;
     struct cli_error err = {0};
+    struct cli_client *c;
     bool up;
     int ch, r;
 
@@ -537,25 +565,16 @@ int cmd_cp(struct cli *cli, int argc, char **argv)
                                    "exactly one of SRC and DST must be SANDBOX:PATH");
         up = dst_remote;
     }
-    cp.c = cli_client(cli);
-    if (!cp.c)
+    c = cli_client(cli);
+    if (!c)
         return CLI_EXIT_FAILURE;
-    r = cli_resolve_sandbox(cp.c, up ? dst_sb : src_sb, &id, &err);
+    r = cli_resolve_sandbox(c, up ? dst_sb : src_sb, &id, &err);
     if (r >= 0) {
-        cp.id = id;
-        if (up) {
-            cp.chunk = upload_chunk(cp.c);
-            cp.buf = malloc(cp.chunk);
-            r = cp.buf ? copy_up(&cp, argv[optind], dst_path, &err)
-                       : cli_error_errno(&err, ENOMEM, "cp");
-        } else {
-            r = copy_down(&cp, src_path, argv[optind + 1], &err);
-        }
+        base = cli_strdupf("/v1/sandboxes/%s", id);
+        r = up ? cli_copy_up(c, base, id, argv[optind], dst_path, &err)
+               : cli_copy_down(c, base, id, src_path, argv[optind + 1], &err);
     }
-    free(cp.buf);
     if (r < 0) {
-        if (!err.message)
-            cli_error_errno(&err, -r, "cp");
         cli_error_print(&err);
         cli_error_free(&err);
         return CLI_EXIT_FAILURE;

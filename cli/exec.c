@@ -15,6 +15,8 @@ static void usage(FILE *f)
                "  -t, --tty            a terminal: raw mode here, window size forwarded, stdout\n"
                "                       and stderr merged (as on any terminal)\n"
                "  -e, --env K=V        set a variable (K alone: its value here); repeatable\n"
+               "      --secret NAME    the variables of the secret NAME (see sbx secret);\n"
+               "                       repeatable; --env overrides them\n"
                "  -w, --workdir DIR    working directory (default /)\n"
                "      --timeout S      kill it (returncode 137) after S seconds\n"
                "      --host HOST      the daemon (see sbx --help)\n"
@@ -58,6 +60,8 @@ int cli_exec_attached(struct cli_client *c, const char *sandbox_id, const struct
     }
     if (json_object_size(env))
         json_object_set(body, "env", env);
+    if (json_array_size(o->secrets))
+        json_object_set(body, "secrets", o->secrets);
     if (o->workdir && !cli_set_string("exec", body, "workdir", o->workdir))
         return CLI_EXIT_RUN_FAILURE;
     if (o->timeout_s)
@@ -109,9 +113,10 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
         {"env", required_argument, NULL, 'e'},
         {"workdir", required_argument, NULL, 'w'},
         {"timeout", required_argument, NULL, CLI_OPT_FIRST_LOCAL},
+        {"secret", required_argument, NULL, CLI_OPT_FIRST_LOCAL + 1},
         {NULL, 0, NULL, 0},
     };
-    _cleanup_json_ json_t *env = json_object(), *args = json_array();
+    _cleanup_json_ json_t *env = json_object(), *args = json_array(), *secrets = json_array();
     _cleanup_free_ char *id = NULL;
     struct cli_exec_opts o = {0};
     struct cli_error err = {0};
@@ -148,6 +153,11 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
                                        "--timeout `%s`: seconds from 1 to 86400", optarg);
             break;
         }
+        case CLI_OPT_FIRST_LOCAL + 1:
+            if (json_array_append_new(secrets, json_string(optarg)) < 0)
+                return cli_usage_error("exec", CLI_EXIT_RUN_FAILURE,
+                                       "--secret `%s`: not valid UTF-8", optarg);
+            break;
         default:
             return cli_bad_option("exec", argv, CLI_EXIT_RUN_FAILURE);
         }
@@ -176,5 +186,6 @@ int cmd_exec(struct cli *cli, int argc, char **argv)
     }
     o.argv = args;
     o.env = env;
+    o.secrets = secrets;
     return cli_exec_attached(c, id, &o);
 }

@@ -197,6 +197,28 @@ char *cli_fmt_tags(json_t *rec)
     return b.data ? b.data : cli_strdupf("%s", "");
 }
 
+static int by_key(const void *a, const void *b, void *key)
+{
+    return strcmp(cli_str(*(json_t *const *)a, key) ?: "", cli_str(*(json_t *const *)b, key) ?: "");
+}
+
+json_t *cli_sorted_by(json_t *list, const char *key)
+{
+    size_t n = json_array_size(list), i;
+    _cleanup_free_ json_t **rows = calloc(n + 1, sizeof(*rows));
+    json_t *sorted = json_array(), *v;
+
+    if (!rows || !sorted) {
+        json_decref(sorted);
+        return NULL;
+    }
+    json_array_foreach(list, i, v) rows[i] = v;
+    qsort_r(rows, n, sizeof(*rows), by_key, (void *)key);
+    for (i = 0; i < n; i++)
+        json_array_append(sorted, rows[i]);
+    return sorted;
+}
+
 int cli_print_json(json_t *j)
 {
     if (json_dumpf(j, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY) < 0)

@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <string.h>
+#include <strings.h>
 
 int cli_exit_signal;
 
@@ -29,6 +30,8 @@ static const struct command {
     {"tunnels", cmd_tunnels, "the host ports a sandbox's ports are served on"},
     {"tag", cmd_tag, "show, set or remove a sandbox's tags"},
     {"info", cmd_info, "the daemon: version, cgroup mode, limits, counts"},
+    {"volume", cmd_volume, "volumes: persistent directories sandboxes mount"},
+    {"secret", cmd_secret, "secrets: named sets of variables for sandboxes"},
 };
 
 static void usage(FILE *f)
@@ -87,6 +90,76 @@ int cli_bad_option(const char *cmd, char *const *argv, int exit_status)
     if (optopt < 0x100)
         return cli_usage_error(cmd, exit_status, "option -%c is unknown or needs a value", optopt);
     return cli_usage_error(cmd, exit_status, "option `%s` needs a value", arg);
+}
+
+static void subcommand_usage(FILE *f, const char *cmd, const char *about,
+                             const struct cli_subcommand *subs, size_t n)
+{
+    fprintf(f, "usage: sbx %s [--host HOST] COMMAND [OPTIONS] [ARGS]\n%s\n\nCommands:\n", cmd,
+            about);
+    for (size_t i = 0; i < n; i++) {
+        int w = (int)(strlen(subs[i].name) + strlen(subs[i].args) + 1);
+        fprintf(f, "  %s %s%*s %s\n", subs[i].name, subs[i].args, w < 32 ? 32 - w : 0, "",
+                subs[i].summary);
+    }
+    fprintf(f,
+            "\n      --host HOST    the daemon (see sbx --help)\n"
+            "  -h, --help         this help; `sbx %s COMMAND --help` for a command's\n",
+            cmd);
+}
+
+int cli_run_subcommand(struct cli *cli, const char *cmd, const char *about,
+                       const struct cli_subcommand *subs, size_t n, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_COMMON_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    int ch, first;
+
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'h':
+            subcommand_usage(stdout, cmd, about, subs, n);
+            return 0;
+        case CLI_OPT_HOST:
+            cli->host = optarg;
+            break;
+        default:
+            return cli_bad_option(cmd, argv, CLI_EXIT_USAGE);
+        }
+    }
+    if (optind >= argc) {
+        subcommand_usage(stderr, cmd, about, subs, n);
+        return CLI_EXIT_USAGE;
+    }
+    first = optind;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(subs[i].name, argv[first]))
+            continue;
+        /* The subcommand parses its own argv (argv[0] its name) from scratch. */
+        optind = 0;
+        return subs[i].run(cli, argc - first, argv + first);
+    }
+    return cli_usage_error(cmd, CLI_EXIT_USAGE, "no command `%s`", argv[first]);
+}
+
+bool cli_parse_mib(const char *s, long long *ret)
+{
+    char *end;
+    long long v;
+
+    if (*s < '0' || *s > '9')
+        return false;
+    v = strtoll(s, &end, 10);
+    if (!*end || !strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib"))
+        *ret = v;
+    else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib"))
+        *ret = v * 1024;
+    else
+        return false;
+    return v >= 0 && v < (1LL << 40);
 }
 
 bool cli_set_string(const char *cmd, json_t *obj, const char *key, const char *value)

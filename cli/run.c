@@ -26,6 +26,14 @@ static void usage(FILE *f)
                "      --app APP          the app it belongs to (default \"default\")\n"
                "      --tag K=V          a tag; repeatable\n"
                "  -e, --env K=V          a variable (K alone: its value here); repeatable\n"
+               "      --secret NAME      the variables of the secret NAME (see sbx secret);\n"
+               "                         repeatable; --env overrides them\n"
+               "  -v, --volume NAME:DIR  mount the volume NAME (see sbx volume) read-write at\n"
+               "                         DIR; repeatable\n"
+               "      --mount SRC:DST[:ro|rw]\n"
+               "                         bind SRC, a path on the daemon's host under one its\n"
+               "                         config allows (host_mounts), at DST; read-only unless\n"
+               "                         :rw (and the config allows it); repeatable\n"
                "      --memory MIB       memory limit in MiB (or with a unit: 512m, 2g)\n"
                "      --cpu CORES        cpu weight in cores (e.g. 0.5)\n"
                "      --cpu-limit CORES  hard cpu cap in cores\n"
@@ -59,25 +67,9 @@ enum {
     OPT_IDLE_TIMEOUT,
     OPT_HOSTNAME,
     OPT_RM,
+    OPT_SECRET,
+    OPT_MOUNT,
 };
-
-/* "512", "512m", "512MiB", "2g" → MiB. */
-static bool parse_mib(const char *s, long long *ret)
-{
-    char *end;
-    long long v;
-
-    if (*s < '0' || *s > '9')
-        return false;
-    v = strtoll(s, &end, 10);
-    if (!*end || !strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib"))
-        *ret = v;
-    else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib"))
-        *ret = v * 1024;
-    else
-        return false;
-    return v >= 0 && v < (1LL << 40);
-}
 
 /* "300", "90s", "10m", "2h" → seconds. */
 static bool parse_seconds(const char *s, long long *ret)
@@ -109,6 +101,64 @@ static bool parse_cores(const char *s, double *ret)
     if (end == s || *end || !(v > 0) || v > 1024)
         return false;
     *ret = v;
+    return true;
+}
+
+/* "NAME:/dir" → volumes["/dir"] = "NAME" (a volume's name has no ':'). */
+static bool parse_volume(const char *arg, json_t *volumes)
+{
+    const char *colon = strchr(arg, ':');
+    _cleanup_free_ char *name = NULL;
+
+    if (!colon || colon == arg || colon[1] != '/') {
+        cli_usage_error("run", CLI_EXIT_RUN_FAILURE, "--volume `%s`: expected NAME:/DIR", arg);
+        return false;
+    }
+    if (json_object_get(volumes, colon + 1)) {
+        cli_usage_error("run", CLI_EXIT_RUN_FAILURE, "--volume `%s`: another volume is at %s", arg,
+                        colon + 1);
+        return false;
+    }
+    name = strndup(arg, (size_t)(colon - arg));
+    if (!name || json_object_set_new(volumes, colon + 1, json_string(name)) < 0) {
+        cli_usage_error("run", CLI_EXIT_RUN_FAILURE, "--volume `%s`: not valid UTF-8", arg);
+        return false;
+    }
+    return true;
+}
+
+/* "SRC:DST[:ro|rw]", both absolute → {"src", "dst", "readonly"} appended to
+ * mounts.  DST starts at the first ":/" (SRC is absolute, so that one
+ * cannot be SRC's own start). */
+static bool parse_mount(const char *arg, json_t *mounts)
+{
+    const char *split = strstr(arg, ":/"), *last = strrchr(arg, ':');
+    _cleanup_free_ char *src = NULL, *dst = NULL;
+    bool readonly = true;
+    size_t dst_len;
+
+    if (arg[0] != '/' || !split) {
+        cli_usage_error("run", CLI_EXIT_RUN_FAILURE,
+                        "--mount `%s`: expected SRC:DST[:ro|rw], both absolute paths", arg);
+        return false;
+    }
+    dst_len = strlen(split + 1);
+    if (last > split && (!strcmp(last, ":ro") || !strcmp(last, ":rw"))) {
+        readonly = !strcmp(last, ":ro");
+        dst_len = (size_t)(last - split - 1);
+    } else if (last > split) {
+        cli_usage_error("run", CLI_EXIT_RUN_FAILURE, "--mount `%s`: `%s` is not :ro or :rw", arg,
+                        last);
+        return false;
+    }
+    src = strndup(arg, (size_t)(split - arg));
+    dst = strndup(split + 1, dst_len);
+    if (!src || !dst ||
+        json_array_append_new(
+            mounts, json_pack("{s:s,s:s,s:b}", "src", src, "dst", dst, "readonly", readonly)) < 0) {
+        cli_usage_error("run", CLI_EXIT_RUN_FAILURE, "--mount `%s`: not valid UTF-8", arg);
+        return false;
+    }
     return true;
 }
 
@@ -226,10 +276,14 @@ int cmd_run(struct cli *cli, int argc, char **argv)
         {"rm", no_argument, NULL, OPT_RM},
         {"interactive", no_argument, NULL, 'i'},
         {"tty", no_argument, NULL, 't'},
+        {"secret", required_argument, NULL, OPT_SECRET},
+        {"volume", required_argument, NULL, 'v'},
+        {"mount", required_argument, NULL, OPT_MOUNT},
         {NULL, 0, NULL, 0},
     };
     _cleanup_json_ json_t *body = json_object(), *env = json_object(), *tags = json_object();
     _cleanup_json_ json_t *cmd = json_array(), *answer = NULL;
+    _cleanup_json_ json_t *secrets = json_array(), *volumes = json_object(), *mounts = json_array();
     const char *workdir = NULL;
     bool detach = false, rm = false, interactive = false, tty = false;
     struct cli_error err = {0};
@@ -239,10 +293,10 @@ int cmd_run(struct cli *cli, int argc, char **argv)
     double cores;
     int ch;
 
-    if (!body || !env || !tags || !cmd)
+    if (!body || !env || !tags || !cmd || !secrets || !volumes || !mounts)
         return CLI_EXIT_RUN_FAILURE;
     opterr = 0;
-    while ((ch = getopt_long(argc, argv, "+hdite:w:", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "+hdite:w:v:", opts, NULL)) != -1) {
         switch (ch) {
         case 'h':
             usage(stdout);
@@ -271,7 +325,7 @@ int cmd_run(struct cli *cli, int argc, char **argv)
                 return CLI_EXIT_RUN_FAILURE;
             break;
         case OPT_MEMORY:
-            if (!parse_mib(optarg, &n))
+            if (!cli_parse_mib(optarg, &n))
                 return cli_usage_error("run", CLI_EXIT_RUN_FAILURE,
                                        "--memory `%s`: MiB, or a size like 512m or 2g", optarg);
             json_object_set_new(body, "memory_mib", json_integer(n));
@@ -323,6 +377,19 @@ int cmd_run(struct cli *cli, int argc, char **argv)
         case 't':
             tty = true;
             break;
+        case OPT_SECRET:
+            if (json_array_append_new(secrets, json_string(optarg)) < 0)
+                return cli_usage_error("run", CLI_EXIT_RUN_FAILURE,
+                                       "--secret `%s`: not valid UTF-8", optarg);
+            break;
+        case 'v':
+            if (!parse_volume(optarg, volumes))
+                return CLI_EXIT_RUN_FAILURE;
+            break;
+        case OPT_MOUNT:
+            if (!parse_mount(optarg, mounts))
+                return CLI_EXIT_RUN_FAILURE;
+            break;
         default:
             return cli_bad_option("run", argv, CLI_EXIT_RUN_FAILURE);
         }
@@ -341,6 +408,12 @@ int cmd_run(struct cli *cli, int argc, char **argv)
         json_object_set(body, "env", env);
     if (json_object_size(tags))
         json_object_set(body, "tags", tags);
+    if (json_array_size(secrets))
+        json_object_set(body, "secrets", secrets);
+    if (json_object_size(volumes))
+        json_object_set(body, "volumes", volumes);
+    if (json_array_size(mounts))
+        json_object_set(body, "mounts", mounts);
     if (json_array_size(cmd) && !tty)
         json_object_set(body, "entrypoint", cmd);
 

@@ -11,6 +11,8 @@ static void usage(FILE *f)
                "An interactive shell in a running sandbox, on a terminal: bash where the\n"
                "image has it, else sh.  sbx exits with the shell's returncode.\n\n"
                "  -e, --env K=V        set a variable (K alone: its value here); repeatable\n"
+               "      --secret NAME    the variables of the secret NAME (see sbx secret);\n"
+               "                       repeatable\n"
                "  -w, --workdir DIR    working directory (default /)\n"
                "      --host HOST      the daemon (see sbx --help)\n"
                "  -h, --help           this help\n");
@@ -22,9 +24,10 @@ int cmd_shell(struct cli *cli, int argc, char **argv)
         CLI_COMMON_OPTIONS,
         {"env", required_argument, NULL, 'e'},
         {"workdir", required_argument, NULL, 'w'},
+        {"secret", required_argument, NULL, CLI_OPT_FIRST_LOCAL},
         {NULL, 0, NULL, 0},
     };
-    _cleanup_json_ json_t *env = json_object();
+    _cleanup_json_ json_t *env = json_object(), *secrets = json_array();
     _cleanup_json_ json_t *args =
         json_pack("[s,s,s]", "/bin/sh", "-c",
                   "if command -v bash >/dev/null 2>&1; then exec bash; fi; exec sh");
@@ -50,6 +53,11 @@ int cmd_shell(struct cli *cli, int argc, char **argv)
         case 'w':
             o.workdir = optarg;
             break;
+        case CLI_OPT_FIRST_LOCAL:
+            if (json_array_append_new(secrets, json_string(optarg)) < 0)
+                return cli_usage_error("shell", CLI_EXIT_RUN_FAILURE,
+                                       "--secret `%s`: not valid UTF-8", optarg);
+            break;
         default:
             return cli_bad_option("shell", argv, CLI_EXIT_RUN_FAILURE);
         }
@@ -69,5 +77,6 @@ int cmd_shell(struct cli *cli, int argc, char **argv)
     }
     o.argv = args;
     o.env = env;
+    o.secrets = secrets;
     return cli_exec_attached(c, id, &o);
 }

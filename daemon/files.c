@@ -124,10 +124,20 @@ static int mkdirs(int rootfd, const char *path, bool include_last)
                 *slash = '/';
             if (dfd < 0)
                 return dfd;
-            if (mkdirat(dfd, name, 0755) < 0 && errno != EEXIST) {
+            if (mkdirat(dfd, name, 0755) < 0) {
                 int e = -errno;
-                close(dfd);
-                return e;
+                if (e != -EEXIST) {
+                    close(dfd);
+                    return e;
+                }
+            } else {
+                /* 0755 whatever the daemon's umask (077); through an fd,
+                 * never a path a sandbox could have swapped meanwhile. */
+                int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd >= 0) {
+                    (void)fchmod(fd, 0755);
+                    close(fd);
+                }
             }
             close(dfd);
         }

@@ -1,7 +1,7 @@
 /* test-cli.c — the built sbx, as an admin runs it, against a private real
  * sandboxd (tests/daemonlib): output and exit statuses, --json and -q,
  * SANDBOX resolution, errors as one line, cp both ways, logs and events,
- * stdin, signals, a daemon restart in the middle, and -t on a real pty
+ * volumes and secrets, stdin, signals, a daemon restart in the middle, and -t on a real pty
  * (raw mode on, window size forwarded, the terminal restored however the
  * session ends). */
 #include <check.h>
@@ -258,9 +258,9 @@ static json_t *parse(const char *text)
 
 START_TEST(test_help_and_usage_errors)
 {
-    static const char *const cmds[] = {"run",    "exec",  "shell",     "ps",  "inspect",
-                                       "logs",   "wait",  "terminate", "rm",  "cp",
-                                       "events", "stats", "tag",       "info"};
+    static const char *const cmds[] = {"run",  "exec",      "shell",  "ps",    "inspect", "logs",
+                                       "wait", "terminate", "rm",     "cp",    "events",  "stats",
+                                       "tag",  "info",      "volume", "secret"};
     struct proc p;
     char *out;
 
@@ -1348,6 +1348,412 @@ START_TEST(test_tunnels)
 }
 END_TEST
 
+/* ---- volumes and secrets ---- */
+
+/* The subcommands' help and the mistakes caught before any request. */
+START_TEST(test_volume_secret_usage)
+{
+    static const char *const subs[][2] = {
+        {"volume", "create"}, {"volume", "ls"},    {"volume", "rm"},      {"volume", "put"},
+        {"volume", "get"},    {"volume", "files"}, {"volume", "rm-file"}, {"secret", "create"},
+        {"secret", "ls"},     {"secret", "rm"}};
+    struct proc p;
+    char *out;
+
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        char want[64];
+        out = ok(SBX(subs[i][0], "--help"));
+        ck_assert_msg(strstr(out, subs[i][1]), "sbx %s --help lacks %s: [%s]", subs[i][0],
+                      subs[i][1], out);
+        free(out);
+        out = ok(SBX(subs[i][0], subs[i][1], "--help"));
+        snprintf(want, sizeof(want), "usage: sbx %s %s", subs[i][0], subs[i][1]);
+        ck_assert_msg(!strncmp(out, want, strlen(want)), "[%s]", out);
+        free(out);
+    }
+    /* `sbx help volume` is `sbx volume --help`. */
+    out = ok(SBX("help", "volume"));
+    ck_assert_msg(!strncmp(out, "usage: sbx volume", 17), "[%s]", out);
+    free(out);
+    p = SBX("volume");
+    ck_assert_int_eq(p.status, 2);
+    ck_assert_msg(strstr(p.e.data, "usage: sbx volume"), "[%s]", p.e.data);
+    proc_free(&p);
+    p = SBX("volume", "frobnicate");
+    assert_error(&p, 2, "no command `frobnicate`");
+    proc_free(&p);
+    p = SBX("secret", "ls", "--bogus");
+    assert_error(&p, 2, "--bogus");
+    proc_free(&p);
+    p = SBX("volume", "create");
+    assert_error(&p, 2, "give one NAME");
+    proc_free(&p);
+    p = SBX("volume", "create", "--ephemeral", "named");
+    assert_error(&p, 2, "give no NAME");
+    proc_free(&p);
+    p = SBX("volume", "create", "--size", "0", "v");
+    assert_error(&p, 2, "--size `0`");
+    proc_free(&p);
+    p = SBX("volume", "put", "v");
+    assert_error(&p, 2, "sbx volume put");
+    proc_free(&p);
+    p = SBX("volume", "get", "v", "/a", "b", "c");
+    assert_error(&p, 2, "sbx volume get");
+    proc_free(&p);
+    p = SBX("volume", "rm-file", "v");
+    assert_error(&p, 2, "PATH");
+    proc_free(&p);
+    p = SBX("volume", "rm");
+    assert_error(&p, 2, "no NAME");
+    proc_free(&p);
+    p = SBX("secret", "create", "s");
+    assert_error(&p, 2, "no variables");
+    proc_free(&p);
+    /* A malformed argument is not quoted: it may be a value. */
+    p = SBX("secret", "create", "s", "K=v", "hunter2-not-shown");
+    assert_error(&p, 2, "argument 2 after NAME: expected K=VALUE");
+    ck_assert_msg(!strstr(p.e.data, "hunter2"), "[%s]", p.e.data);
+    proc_free(&p);
+    p = SBX("secret", "create", "s", "--from-env", "SBX_TEST_SURELY_UNSET");
+    assert_error(&p, 2, "SBX_TEST_SURELY_UNSET: not set");
+    proc_free(&p);
+    p = SBX("run", "--volume", "cache", "--", "true");
+    assert_error(&p, 125, "--volume `cache`: expected NAME:/DIR");
+    proc_free(&p);
+    p = SBX("run", "-v", "a:/x", "-v", "b:/x", "--", "true");
+    assert_error(&p, 125, "another volume is at /x");
+    proc_free(&p);
+    p = SBX("run", "--mount", "relative:/x", "--", "true");
+    assert_error(&p, 125, "--mount `relative:/x`");
+    proc_free(&p);
+    p = SBX("run", "--mount", "/etc:/x:rx", "--", "true");
+    assert_error(&p, 125, "not :ro or :rw");
+    proc_free(&p);
+}
+END_TEST
+
+/* Modal's pattern through sbx: a volume made, files put in (a file, a
+ * tree, stdin), listed and got back; a sandbox run with --volume writes a
+ * file that `volume get` reads; not deleted while a sandbox uses it. */
+START_TEST(test_volume_round_trip)
+{
+    char src[256], back[256], path[512], cmd[1024], *out, *id;
+    struct stat st;
+    struct proc p;
+    json_t *j;
+
+    out = ok(SBX("volume", "create", "cache"));
+    ck_assert_str_eq(out, "cache\n");
+    free(out);
+    /* Creating one that is there leaves it as it is. */
+    out = ok(SBX("volume", "create", "cache"));
+    ck_assert_str_eq(out, "cache\n");
+    free(out);
+    out = ok(SBX("volume", "ls", "-q"));
+    ck_assert_str_eq(out, "cache\n");
+    free(out);
+    out = ok(SBX("volume", "ls"));
+    ck_assert_msg(strstr(out, "NAME") && strstr(out, "IN USE BY") && strstr(out, "cache") &&
+                      strstr(out, "vo-") && strstr(out, "named"),
+                  "%s", out);
+    free(out);
+
+    /* In: a file to a new path, a tree, stdin. */
+    snprintf(src, sizeof(src), "%s/tree", dl_dir);
+    snprintf(back, sizeof(back), "%s/back", dl_dir);
+    ck_assert_int_eq(mkdir(src, 0755), 0);
+    snprintf(path, sizeof(path), "%s/sub", src);
+    ck_assert_int_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/a.txt", src);
+    write_file(path, "hello\n", 6, 0644);
+    snprintf(path, sizeof(path), "%s/sub/run.sh", src);
+    write_file(path, "#!/bin/sh\necho ran\n", 19, 0755);
+    snprintf(path, sizeof(path), "%s/a.txt", src);
+    free(ok(SBX("volume", "put", "cache", path, "/single/a.txt")));
+    free(ok(SBX("volume", "put", "cache", src, "/tree")));
+    p = SBX_IN("piped\n", "volume", "put", "cache", "-", "/from-stdin");
+    ck_assert_int_eq(p.status, 0);
+    proc_free(&p);
+    /* Into the root by default: stdin needs a file's name. */
+    p = SBX_IN("x", "volume", "put", "cache", "-");
+    assert_error(&p, 1, "is a directory");
+    proc_free(&p);
+
+    out = ok(SBX("volume", "files", "cache"));
+    ck_assert_msg(strstr(out, "NAME") && strstr(out, "from-stdin") && strstr(out, "single") &&
+                      strstr(out, "tree") && strstr(out, "directory"),
+                  "%s", out);
+    free(out);
+    out = ok(SBX("volume", "files", "--json", "cache", "/tree/sub"));
+    j = parse(out);
+    ck_assert_int_eq(json_array_size(j), 1);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "name")), "run.sh");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(j, 0), "mode")), 0755);
+    json_decref(j);
+    free(out);
+
+    /* Out: to stdout (the default and `-`), and a tree into a new directory. */
+    out = ok(SBX("volume", "get", "cache", "/single/a.txt"));
+    ck_assert_str_eq(out, "hello\n");
+    free(out);
+    out = ok(SBX("volume", "get", "cache", "from-stdin", "-"));
+    ck_assert_str_eq(out, "piped\n");
+    free(out);
+    free(ok(SBX("volume", "get", "cache", "/tree", back)));
+    snprintf(cmd, sizeof(cmd), "diff -r '%s' '%s'", src, back);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(path, sizeof(path), "%s/sub/run.sh", back);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 07777, 0755);
+    p = SBX("volume", "get", "cache", "/tree");
+    assert_error(&p, 1, "cannot go to stdout");
+    proc_free(&p);
+    p = SBX("volume", "get", "cache", "/no/such");
+    assert_error(&p, 1, "cache:/no/such: no such file or directory");
+    proc_free(&p);
+    p = SBX("volume", "get", "nope", "/a.txt");
+    assert_error(&p, 1, "no volume `nope`");
+    proc_free(&p);
+
+    /* A sandbox mounts it: reads what was put, writes what get reads. */
+    p = SBX("run", "--image", "busybox", "--volume", "cache:/cache", "--", "sh", "-c",
+            "cat /cache/single/a.txt; /cache/tree/sub/run.sh; echo from-run > /cache/out.txt");
+    ck_assert_msg(p.status == 0, "status %d: %s", p.status, p.e.data);
+    ck_assert_str_eq(p.o.data, "hello\nran\n");
+    proc_free(&p);
+    out = ok(SBX("volume", "get", "cache", "/out.txt"));
+    ck_assert_str_eq(out, "from-run\n");
+    free(out);
+
+    /* Deleting files: a directory needs -r. */
+    p = SBX("volume", "rm-file", "cache", "/tree");
+    assert_error(&p, 1, "-r");
+    proc_free(&p);
+    free(ok(SBX("volume", "rm-file", "-r", "cache", "/tree", "/single/a.txt")));
+    out = ok(SBX("volume", "files", "--json", "cache"));
+    ck_assert_msg(!strstr(out, "\"tree\"") && strstr(out, "\"out.txt\""), "%s", out);
+    free(out);
+    out = ok(SBX("volume", "files", "cache", "/single"));
+    ck_assert_str_eq(out, "NAME   TYPE   SIZE   MODE   MODIFIED\n");
+    free(out);
+
+    /* In use by a running sandbox: 409, said so; deleted once it ended. */
+    id = RUN_D("-v", "cache:/data");
+    out = ok(SBX("volume", "ls", "--json"));
+    j = parse(out);
+    ck_assert_int_eq(json_array_size(j), 1);
+    ck_assert_str_eq(
+        json_string_value(json_array_get(json_object_get(json_array_get(j, 0), "in_use_by"), 0)),
+        id);
+    json_decref(j);
+    free(out);
+    p = SBX("volume", "rm", "cache");
+    assert_error(&p, 1, "is mounted by 1 running sandbox");
+    ck_assert_msg(strstr(p.e.data, id) && strstr(p.e.data, "terminate"), "%s", p.e.data);
+    proc_free(&p);
+    free(ok(SBX("terminate", id)));
+    out = ok(SBX("volume", "rm", "cache"));
+    ck_assert_str_eq(out, "cache\n");
+    free(out);
+    out = ok(SBX("volume", "ls", "-q"));
+    ck_assert_str_eq(out, "");
+    free(out);
+    p = SBX("volume", "rm", "cache");
+    assert_error(&p, 1, "no volume `cache`");
+    proc_free(&p);
+    p = SBX("run", "--image", "busybox", "-v", "cache:/cache", "--", "true");
+    assert_error(&p, 125, "no volume `cache`");
+    proc_free(&p);
+
+    /* Ephemeral: named by its id, gone once its sandbox has finished. */
+    {
+        char vol[64], mnt[96];
+        out = ok(SBX("volume", "create", "--ephemeral"));
+        ck_assert_msg(!strncmp(out, "vo-", 3) && strchr(out, '\n'), "%s", out);
+        snprintf(vol, sizeof(vol), "%.*s", (int)strcspn(out, "\n"), out);
+        free(out);
+        out = ok(SBX("volume", "ls"));
+        ck_assert_msg(strstr(out, vol) && strstr(out, "ephemeral"), "%s", out);
+        free(out);
+        snprintf(mnt, sizeof(mnt), "%s:/e", vol);
+        p = SBX("run", "--image", "busybox", "-v", mnt, "--", "sh", "-c", "echo x > /e/x");
+        ck_assert_int_eq(p.status, 0);
+        proc_free(&p);
+        out = ok(SBX("volume", "ls", "-q"));
+        ck_assert_str_eq(out, "");
+        free(out);
+    }
+    free(id);
+}
+END_TEST
+
+/* --size: the cap shown, kept (another one refused), and enforced on put. */
+START_TEST(test_volume_size_cap)
+{
+    size_t len = 20u << 20;
+    char *big = calloc(1, len), path[256];
+    struct proc p;
+    json_t *j;
+    char *out;
+
+    ck_assert_ptr_nonnull(big);
+    out = ok(SBX("volume", "create", "--size", "16m", "small"));
+    ck_assert_str_eq(out, "small\n");
+    free(out);
+    free(ok(SBX("volume", "create", "plain")));
+    out = ok(SBX("volume", "ls"));
+    ck_assert_msg(strstr(out, "SIZE") && strstr(out, "16 MiB"), "%s", out);
+    free(out);
+    out = ok(SBX("volume", "ls", "--json"));
+    j = parse(out);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 1), "name")), "small");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(j, 1), "size_mib")), 16);
+    ck_assert(json_is_null(json_object_get(json_array_get(j, 0), "size_mib")));
+    json_decref(j);
+    free(out);
+    /* There already: the same cap or none asked is fine, another is not. */
+    free(ok(SBX("volume", "create", "--size", "16", "small")));
+    free(ok(SBX("volume", "create", "small")));
+    p = SBX("volume", "create", "--size", "32", "small");
+    assert_error(&p, 1, "another size cap");
+    proc_free(&p);
+    /* Past the cap: the copy fails, saying why. */
+    snprintf(path, sizeof(path), "%s/big.bin", dl_dir);
+    write_file(path, big, len, 0644);
+    p = SBX("volume", "put", "small", path, "/big.bin");
+    assert_error(&p, 1, "No space left on device");
+    proc_free(&p);
+    free(ok(SBX("volume", "rm", "small", "plain")));
+    free(big);
+}
+END_TEST
+
+/* Secrets: the values reach sandboxes (run --secret) and processes (exec
+ * --secret) and no output of sbx shows them. */
+START_TEST(test_secrets)
+{
+    static const char *const value = "s3cret-Value-7f3a";
+    char kv[64];
+    const char *leaks[8];
+    size_t n = 0;
+    struct proc p;
+    char *out, *id;
+    json_t *j;
+
+    snprintf(kv, sizeof(kv), "API_KEY=%s", value);
+    setenv("SBX_TEST_TOKEN", "tok-from-env", 1);
+    out = ok(SBX("secret", "create", "api", kv, "--from-env", "SBX_TEST_TOKEN"));
+    unsetenv("SBX_TEST_TOKEN");
+    ck_assert_str_eq(out, "api\n");
+    free(out);
+    out = ok(SBX_IN("# a comment\n\nFROM_FILE=file-val\n", "secret", "create", "filed",
+                    "--env-file", "-"));
+    ck_assert_str_eq(out, "filed\n");
+    free(out);
+
+    out = ok(SBX("secret", "ls", "-q"));
+    ck_assert_str_eq(out, "api\nfiled\n");
+    free(out);
+    leaks[n++] = out = ok(SBX("secret", "ls"));
+    ck_assert_msg(strstr(out, "NAME") && strstr(out, "UPDATED") && strstr(out, "api") &&
+                      strstr(out, "filed"),
+                  "%s", out);
+    leaks[n++] = out = ok(SBX("secret", "ls", "--json"));
+    j = parse(out);
+    ck_assert_int_eq(json_array_size(j), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "name")), "api");
+    json_decref(j);
+
+    /* In a sandbox, and in one exec beside it. */
+    p = SBX("run", "--image", "busybox", "--secret", "api", "--", "sh", "-c",
+            "echo $API_KEY $SBX_TEST_TOKEN");
+    ck_assert_int_eq(p.status, 0);
+    {
+        char want[64];
+        snprintf(want, sizeof(want), "%s tok-from-env\n", value);
+        ck_assert_str_eq(p.o.data, want);
+    }
+    proc_free(&p);
+    id = RUN_D("--secret", "api", "--name", "with-secret");
+    out = ok(SBX("exec", "--secret", "filed", id, "--", "sh", "-c", "echo $FROM_FILE"));
+    ck_assert_str_eq(out, "file-val\n");
+    free(out);
+    out = ok(SBX("exec", id, "--", "sh", "-c", "echo ${FROM_FILE:-unset}"));
+    ck_assert_str_eq(out, "unset\n");
+    free(out);
+    /* --env overrides a secret's variable. */
+    out = ok(SBX("exec", "--secret", "filed", "-e", "FROM_FILE=mine", id, "--", "sh", "-c",
+                 "echo $FROM_FILE"));
+    ck_assert_str_eq(out, "mine\n");
+    free(out);
+    leaks[n++] = ok(SBX("inspect", id));
+    leaks[n++] = ok(SBX("inspect", "--json", id));
+    leaks[n++] = ok(SBX("ps", "--json"));
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_msg(!strstr(leaks[i], value), "output shows the secret: %s", leaks[i]);
+        free((char *)leaks[i]);
+    }
+
+    /* create replaces: the old variables go. */
+    free(ok(SBX("secret", "create", "api", "OTHER=1")));
+    p = SBX("run", "--image", "busybox", "--secret", "api", "--", "sh", "-c",
+            "echo ${API_KEY:-gone} $OTHER");
+    ck_assert_int_eq(p.status, 0);
+    ck_assert_str_eq(p.o.data, "gone 1\n");
+    proc_free(&p);
+
+    out = ok(SBX("secret", "rm", "api", "filed"));
+    ck_assert_str_eq(out, "api\nfiled\n");
+    free(out);
+    out = ok(SBX("secret", "ls", "-q"));
+    ck_assert_str_eq(out, "");
+    free(out);
+    p = SBX("secret", "rm", "api");
+    assert_error(&p, 1, "no secret `api`");
+    proc_free(&p);
+    p = SBX("run", "--image", "busybox", "--secret", "api", "--", "true");
+    assert_error(&p, 125, "no secret `api`");
+    proc_free(&p);
+    p = SBX("exec", "--secret", "api", id, "--", "true");
+    assert_error(&p, 125, "no secret `api`");
+    proc_free(&p);
+    /* The daemon's own checks, quoted (the key only). */
+    p = SBX("secret", "create", "bad", "1KEY=hidden-value");
+    assert_error(&p, 1, "1KEY");
+    ck_assert_msg(!strstr(p.e.data, "hidden-value"), "%s", p.e.data);
+    proc_free(&p);
+    free(id);
+}
+END_TEST
+
+/* --mount: only what the daemon's config allows, read-only by default. */
+START_TEST(test_run_mounts)
+{
+    char dir[128], cfg[256], file[256], ro[256], rw[256];
+    struct proc p;
+
+    snprintf(dir, sizeof(dir), "%s/host", dl_dir);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(file, sizeof(file), "%s/f.txt", dir);
+    write_file(file, "on the host\n", 12, 0644);
+    snprintf(cfg, sizeof(cfg), "{\"host_mounts\":[{\"path\":\"%s\",\"writable\":true}]}", dir);
+    dl_restart_with_config(cfg);
+
+    snprintf(ro, sizeof(ro), "%s:/ro", dir);
+    snprintf(rw, sizeof(rw), "%s:/rw:rw", dir);
+    p = SBX("run", "--image", "busybox", "--mount", ro, "--mount", rw, "--", "sh", "-c",
+            "cat /ro/f.txt; touch /ro/x 2>/dev/null || echo refused; echo w > /rw/w.txt");
+    ck_assert_msg(p.status == 0, "status %d: %s", p.status, p.e.data);
+    ck_assert_str_eq(p.o.data, "on the host\nrefused\n");
+    proc_free(&p);
+    snprintf(file, sizeof(file), "%s/w.txt", dir);
+    ck_assert_int_eq(access(file, F_OK), 0);
+    p = SBX("run", "--image", "busybox", "--mount", "/etc:/x", "--", "true");
+    assert_error(&p, 125, "host_mounts");
+    proc_free(&p);
+}
+END_TEST
+
 /* One case per test, so that CK_RUN_CASE=test_name runs one alone. */
 static void add(Suite *s, const char *name, const TTest *test)
 {
@@ -1387,6 +1793,11 @@ int main(void)
     ADD(s, test_run_attached_terminated_and_interrupted);
     ADD(s, test_logs_events_stats_tags);
     ADD(s, test_cp_both_ways);
+    ADD(s, test_volume_secret_usage);
+    ADD(s, test_volume_round_trip);
+    ADD(s, test_volume_size_cap);
+    ADD(s, test_secrets);
+    ADD(s, test_run_mounts);
     ADD(s, test_exec_survives_daemon_restart);
     ADD(s, test_run_daemon_gone);
     ADD(s, test_tty_exec_raw_resize_restore);

@@ -1227,6 +1227,11 @@ START_TEST(test_volumes)
     json_decref(dl_call("PUT", "/v1/volumes/cache/files?path=/dir/b.txt", "from-api", 204));
     r = dl_call("GET", "/v1/volumes/cache/ls?path=/", NULL, 200);
     ck_assert_uint_eq(json_array_size(r), 2);
+    /* The parent made on the way is 0755, whatever the daemon's umask. */
+    for (size_t i = 0; i < json_array_size(r); i++)
+        if (!strcmp(dl_str(json_array_get(r, i), "name"), "dir"))
+            ck_assert_int_eq(json_integer_value(json_object_get(json_array_get(r, i), "mode")),
+                             0755);
     json_decref(r);
     /* A later sandbox, and another beside it, see both; what one writes the
      * other reads at once. */
