@@ -750,8 +750,8 @@ json_t *sbxd_make_spec_with(struct sbxd *d, json_t *body, const struct sbx_image
                   json_string_value(json_object_get(body, "workdir")) ?: img->workdir, "entrypoint",
                   json_is_array(ep) ? json_incref(ep)
                                     : (img->entrypoint ? strv_json(img->entrypoint) : json_null()),
-                  "hostname", json_string_value(json_object_get(body, "hostname")) ?: id, "uid", 0,
-                  "gid", 0, "no_userns", 0, "memory_bytes",
+                  "hostname", json_string_value(json_object_get(body, "hostname")) ?: id, "uid",
+                  (int)img->uid, "gid", (int)img->gid, "no_userns", 0, "memory_bytes",
                   (json_int_t)(mem ? (uint64_t)mem << 20 : d->cfg.default_memory_bytes), "pids_max",
                   (json_int_t)(pids ? pids : d->cfg.default_pids_max), "cpu_weight",
                   (json_int_t)(cpu > 0 ? (cpu * 100 > 10000 ? 10000
@@ -881,7 +881,12 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
                          d->n_running);
         goto out;
     }
-    if (sbx_image_load(d->cfg.image_store, image, &img, &err) < 0) {
+    if (sbxd_image_unready(d, image)) {
+        sbxd_reply_error(req, 409, "failed_precondition", "image `%.128s` %s", image,
+                         sbxd_image_unready(d, image));
+        goto out;
+    }
+    if (sbxd_image_load(d, image, &img, &err) < 0) {
         sbxd_reply_error(req, err.code == ENOENT ? 404 : 400,
                          err.code == ENOENT ? "not_found" : "invalid_argument",
                          "image `%.128s`: %s", image,
@@ -897,7 +902,7 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
         sbxd_reply_error(req, 500, "internal", "cannot create app `%s`", app);
         goto out;
     }
-    if (json_array_size(mounts) == 0 && sbxd_pool_fits(d, body) &&
+    if (json_array_size(mounts) == 0 && !img->user && sbxd_pool_fits(d, body) &&
         (sb = sbxd_pool_take(d, image, img))) {
         claim_sandbox(d, req, body, img, sb, secret_env);
         goto out;
@@ -919,6 +924,8 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     sb->waiters.next = sb->waiters.prev = &sb->waiters;
     spec = sbxd_make_spec_with(d, body, img, sb->id, secret_env, mounts);
     sb->env = json_incref(json_object_get(spec, "env"));
+    sb->uid = img->uid; /* (execs run as the image's user, as Docker's) */
+    sb->gid = img->gid;
     if (json_is_array(json_object_get(spec, "entrypoint")))
         sbxd_proc_add(sb, SBXD_ENTRYPOINT_ID, json_object_get(spec, "entrypoint"));
 
@@ -1301,6 +1308,8 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
         free(spec_path);
         if (json_is_array(json_object_get(spec, "env")))
             sb->env = json_incref(json_object_get(spec, "env"));
+        sb->uid = (unsigned)json_integer_value(json_object_get(spec, "uid"));
+        sb->gid = (unsigned)json_integer_value(json_object_get(spec, "gid"));
         json_decref(spec);
     }
     /* The sandbox's environment, the exec's secrets', then its own. */
@@ -1326,9 +1335,10 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
     }
     msg = json_pack("{s:s,s:s,s:O,s:o,s:s,s:i,s:i,s:s,s:s,s:O?,s:O?}", "op", "exec", "id", id,
                     "argv", json_object_get(body, "argv"), "env", env, "workdir",
-                    json_string_value(json_object_get(body, "workdir")) ?: "/", "uid", 0, "gid", 0,
-                    "stdout", json_string_value(json_object_get(body, "stdout")) ?: "pipe",
-                    "stderr", json_string_value(json_object_get(body, "stderr")) ?: "pipe", "pty",
+                    json_string_value(json_object_get(body, "workdir")) ?: "/", "uid", (int)sb->uid,
+                    "gid", (int)sb->gid, "stdout",
+                    json_string_value(json_object_get(body, "stdout")) ?: "pipe", "stderr",
+                    json_string_value(json_object_get(body, "stderr")) ?: "pipe", "pty",
                     json_object_get(body, "pty"), "timeout_s", json_object_get(body, "timeout_s"));
     sbxd_req_set_data(req, p);
     if (sbxd_monitor_request(d, sb, msg, exec_started, req) < 0) {
@@ -1601,6 +1611,8 @@ static void route_sandbox(struct sbxd *d, sbxd_req *req, const char *method, cha
         ready_sandbox(d, req, sb);
     else if (IS("GET") && !strcmp(what, "tunnels"))
         tunnels_sandbox(d, req, sb);
+    else if (IS("POST") && !strcmp(what, "snapshot"))
+        sbxd_snapshot(d, req, sb);
     else if ((!strcmp(what, "stdout") || !strcmp(what, "stderr") || !strcmp(what, "stdin"))) {
         struct sbxd_proc *p = sbxd_proc_find(sb, SBXD_ENTRYPOINT_ID);
         if (!p) {
@@ -1650,7 +1662,9 @@ void sbxd_api_handle(sbxd_req *req, void *data)
         else
             sbxd_reply_error(req, 404, "not_found", "no running sandbox `%.64s` in app `%.64s`",
                              segs[4], segs[2]);
-    } else if (n >= 2 && !strcmp(segs[1], "volumes"))
+    } else if (n >= 2 && !strcmp(segs[1], "images"))
+        sbxd_images_handle(d, req, segs, n);
+    else if (n >= 2 && !strcmp(segs[1], "volumes"))
         sbxd_volumes_handle(d, req, segs, n);
     else if (n >= 2 && !strcmp(segs[1], "secrets"))
         sbxd_secrets_handle(d, req, segs, n);

@@ -495,6 +495,7 @@ int main(int argc, char **argv)
     }
     sbxd_spares_start(&d);
     sbxd_volumes_start(&d);
+    sbxd_images_start(&d);
     if (network_start(&d) < 0 || sbxd_tls_init(&d) < 0)
         return 1;
     hc.unix_path = d.cfg.socket_path;

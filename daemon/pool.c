@@ -132,7 +132,7 @@ static int make_one(struct sbxd *d, const char *image)
     sbx_error err;
     int r;
 
-    r = sbx_image_load(d->cfg.image_store, image, &img, &err);
+    r = sbxd_image_load(d, image, &img, &err);
     if (r < 0) {
         sbxd_log(NULL, "pool: image `%s`: %s", image, err.message);
         goto out;

@@ -107,10 +107,11 @@ struct sbxd_sandbox {
     struct sbxd_sandbox *next;
     char id[32];
     char *app, *name, *image;
-    json_t *tags;    /* object */
-    json_t *request; /* the create request, as recorded */
-    json_t *env;     /* spec.json's env (the image's and the request's), read once */
-    char state[16];  /* created scheduled started ready finished */
+    json_t *tags;      /* object */
+    json_t *request;   /* the create request, as recorded */
+    json_t *env;       /* spec.json's env (the image's and the request's), read once */
+    unsigned uid, gid; /* the image's user: execs run as it (spec.json's, read with env) */
+    char state[16];    /* created scheduled started ready finished */
     double created_at, started_at, ready_at, finished_at;
     bool has_returncode;
     int returncode;
@@ -292,11 +293,33 @@ void sbxd_volumes_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t
  * id given becomes the name).  Replies 4xx and returns false on a bad
  * or unknown one. */
 bool sbxd_mounts_for_create(struct sbxd *d, sbxd_req *req, json_t *body, json_t *mounts);
+/* One bind of an allowed host path (read-only unless its entry is
+ * writable): appended to mounts, or false with *why. */
+bool sbxd_host_mount(struct sbxd *d, const char *src, const char *dst, bool readonly,
+                     json_t *mounts, char *why, size_t why_len);
 /* A sandbox finished: its ephemeral volumes that no running sandbox uses
  * go. */
 void sbxd_volumes_release(struct sbxd *d, struct sbxd_sandbox *sb);
 /* At start: the ephemeral volumes left unused by an earlier run go. */
 void sbxd_volumes_start(struct sbxd *d);
+
+/* ---- images.c: built images, snapshots ---- */
+/* /v1/images... (segs[1] is "images"). */
+void sbxd_images_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t n);
+/* Loads an image from the daemon's store, then the system's. */
+int sbxd_image_load(struct sbxd *d, const char *name, struct sbx_image **ret, sbx_error *err);
+/* Why an image cannot be used yet ("is still building", "failed to
+ * build"), or NULL. */
+const char *sbxd_image_unready(struct sbxd *d, const char *name);
+/* POST /v1/sandboxes/ID/snapshot: the sandbox's filesystem as a new image. */
+void sbxd_snapshot(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb);
+/* At start: builds an earlier run lost are failed, half-made layers go. */
+void sbxd_images_start(struct sbxd *d);
+
+/* ---- dockerfile.c ---- */
+/* {"base": NAME | {"registry": REF} | absent, "steps": [..]} of a
+ * Dockerfile, or NULL with *why (naming the line). */
+json_t *sbxd_dockerfile_parse(const char *text, char *why, size_t why_len);
 
 /* ---- secrets.c: named environment sets ---- */
 void sbxd_secrets_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t n);

@@ -585,6 +585,58 @@ static bool dst_ok(sbxd_req *req, json_t *mounts, const char *dst, const char *f
     return true;
 }
 
+bool sbxd_host_mount(struct sbxd *d, const char *src, const char *dst, bool readonly,
+                     json_t *mounts, char *why, size_t why_len)
+{
+    const char *rel;
+    json_t *entry;
+    size_t len;
+
+    if (!plain_abs_path(src)) {
+        snprintf(why, why_len,
+                 "`src` must be an absolute host path without `.`, `..` or empty components");
+        return false;
+    }
+    entry = allowed_entry(d, src, &len);
+    if (!entry) {
+        snprintf(why, why_len,
+                 "`%.256s` is not under a host path this daemon allows (config `host_mounts`)",
+                 src);
+        return false;
+    }
+    rel = src[len] == '/' ? src + len + 1 : (len == 1 ? src + 1 : "");
+    {
+        /* Checked here for a clear answer; the runtime opens it again the
+         * same way when it binds it (what counts). */
+        struct open_how how = {.flags = O_PATH | O_CLOEXEC,
+                               .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+        int root = open(json_string_value(json_object_get(entry, "path")),
+                        O_PATH | O_DIRECTORY | O_CLOEXEC),
+            fd = root < 0 ? -1
+                          : (int)syscall(SYS_openat2, root, *rel ? rel : ".", &how, sizeof(how));
+        int e = fd < 0 ? errno : 0;
+        if (fd >= 0)
+            close(fd);
+        if (root >= 0)
+            close(root);
+        if (fd < 0) {
+            snprintf(why, why_len, "`%.256s` %s", src,
+                     e == EXDEV || e == ELOOP ? "leads out of the allowed host path"
+                     : e == ENOENT            ? "does not exist"
+                                              : strerror(e));
+            return false;
+        }
+    }
+    if (!readonly && !json_is_true(json_object_get(entry, "writable"))) {
+        snprintf(why, why_len, "`%.256s` may only be mounted read-only", src);
+        return false;
+    }
+    json_array_append_new(mounts, json_pack("{s:s,s:s,s:s,s:b}", "root",
+                                            json_string_value(json_object_get(entry, "path")),
+                                            "path", rel, "dst", dst, "readonly", readonly));
+    return true;
+}
+
 bool sbxd_mounts_for_create(struct sbxd *d, sbxd_req *req, json_t *body, json_t *mounts)
 {
     json_t *vols = json_object_get(body, "volumes"), *hm = json_object_get(body, "mounts"), *x;
@@ -629,9 +681,8 @@ bool sbxd_mounts_for_create(struct sbxd *d, sbxd_req *req, json_t *body, json_t 
     {
         const char *src = json_string_value(json_object_get(x, "src")), *k;
         const char *mdst = json_string_value(json_object_get(x, "dst"));
-        json_t *ro = json_object_get(x, "readonly"), *entry, *y;
-        size_t len;
-        bool readonly;
+        json_t *ro = json_object_get(x, "readonly"), *y;
+        char why[512];
 
         if (!json_is_object(x))
             BAD("mounts", "each must be {\"src\": ABS, \"dst\": ABS, \"readonly\": BOOL}");
@@ -642,54 +693,12 @@ bool sbxd_mounts_for_create(struct sbxd *d, sbxd_req *req, json_t *body, json_t 
         }
         if (ro && !json_is_boolean(ro))
             BAD("mounts", "`readonly` must be true or false");
-        if (!plain_abs_path(src))
-            BAD("mounts", "`src` must be an absolute host path without `.`, `..` or empty "
-                          "components");
         if (!dst_ok(req, mounts, mdst, "mounts"))
             return false;
-        entry = allowed_entry(d, src, &len);
-        if (!entry) {
-            sbxd_reply_error(req, 400, "invalid_argument",
-                             "field `mounts`: `%.256s` is not under a host path this daemon "
-                             "allows (config `host_mounts`)",
-                             src);
+        if (!sbxd_host_mount(d, src, mdst, !ro || json_is_true(ro), mounts, why, sizeof(why))) {
+            sbxd_reply_error(req, 400, "invalid_argument", "field `mounts`: %s", why);
             return false;
         }
-        {
-            /* Checked here for a clear answer; the runtime opens it again
-             * the same way when it binds it (what counts). */
-            const char *rel = src[len] == '/' ? src + len + 1 : (len == 1 ? src + 1 : "");
-            struct open_how how = {.flags = O_PATH | O_CLOEXEC,
-                                   .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
-            int root = open(json_string_value(json_object_get(entry, "path")),
-                            O_PATH | O_DIRECTORY | O_CLOEXEC),
-                fd = root < 0
-                         ? -1
-                         : (int)syscall(SYS_openat2, root, *rel ? rel : ".", &how, sizeof(how));
-            int e = fd < 0 ? errno : 0;
-            if (fd >= 0)
-                close(fd);
-            if (root >= 0)
-                close(root);
-            if (fd < 0) {
-                sbxd_reply_error(req, 400, "invalid_argument", "field `mounts`: `%.256s` %s", src,
-                                 e == EXDEV || e == ELOOP ? "leads out of the allowed host path"
-                                 : e == ENOENT            ? "does not exist"
-                                                          : strerror(e));
-                return false;
-            }
-        }
-        readonly = !ro || json_is_true(ro);
-        if (!readonly && !json_is_true(json_object_get(entry, "writable"))) {
-            sbxd_reply_error(req, 400, "invalid_argument",
-                             "field `mounts`: `%.256s` may only be mounted read-only", src);
-            return false;
-        }
-        json_array_append_new(mounts,
-                              json_pack("{s:s,s:s,s:s,s:b}", "root",
-                                        json_string_value(json_object_get(entry, "path")), "path",
-                                        src[len] == '/' ? src + len + 1 : (len == 1 ? src + 1 : ""),
-                                        "dst", mdst, "readonly", readonly));
     }
     return true;
 }

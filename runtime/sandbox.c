@@ -1035,6 +1035,33 @@ int sbx_sandbox_terminate(sbx_sandbox *sb, sbx_error *err)
     return kill_all(sb, err);
 }
 
+/* Finished may mean only that init has said EXIT: reap it, which waits
+ * for the kernel to have killed everything in its pid namespace. */
+static void reap_init(sbx_sandbox *sb)
+{
+    if (!sb->reaped && sb->pidfd >= 0) {
+        siginfo_t si;
+        while (waitid(P_PIDFD, (id_t)sb->pidfd, &si, WEXITED) < 0 && errno == EINTR)
+            ;
+        sb->reaped = true;
+    }
+}
+
+int sbx_sandbox_save_upper(sbx_sandbox *sb, const char *dest, uid_t *ret_uid_base, sbx_error *err)
+{
+    struct stat st;
+
+    if (!sb->finished)
+        return sbx__error(err, EBUSY, "sandbox `%s` has not finished", sb->id);
+    reap_init(sb);
+    if (stat(sb->upper_dir, &st) < 0)
+        return sbx__error(err, errno, "stat `%s`", sb->upper_dir);
+    if (rename(sb->upper_dir, dest) < 0)
+        return sbx__error(err, errno, "move `%s` to `%s`", sb->upper_dir, dest);
+    *ret_uid_base = sb->userns ? st.st_uid : 0;
+    return 0;
+}
+
 int sbx_sandbox_destroy(sbx_sandbox *sb, sbx_error *err)
 {
     int r = 0, r2;
@@ -1046,14 +1073,7 @@ int sbx_sandbox_destroy(sbx_sandbox *sb, sbx_error *err)
         if (sbx_sandbox_wait(sb, -1, NULL, r < 0 ? NULL : err) < 0 && r == 0)
             r = -EIO;
     }
-    /* Finished may mean only that init has said EXIT: reap it, which waits
-     * for the kernel to have killed everything in its pid namespace. */
-    if (!sb->reaped && sb->pidfd >= 0) {
-        siginfo_t si;
-        while (waitid(P_PIDFD, (id_t)sb->pidfd, &si, WEXITED) < 0 && errno == EINTR)
-            ;
-        sb->reaped = true;
-    }
+    reap_init(sb);
     if (sb->cg) {
         r2 = sb->cgops->destroy(sb->cg, r < 0 ? NULL : err);
         sb->cg = NULL;

@@ -193,6 +193,14 @@ SBX_PUBLIC int sbx_sandbox_stats(sbx_sandbox *sb, struct sbx_stats *ret, sbx_err
 SBX_PUBLIC int sbx_sandbox_set_limits(sbx_sandbox *sb, const struct sbx_limits *lim,
                                       sbx_error *err);
 
+/* Once the sandbox has finished: waits for everything in it to be gone and
+ * moves its writable layer (the overlay's upper dir) to dest, on the same
+ * file system, for sbx_layer_commit(); *ret_uid_base: the host uid that
+ * was its root (0 without a user namespace).  sbx_sandbox_destroy() then
+ * removes the rest. */
+SBX_PUBLIC int sbx_sandbox_save_upper(sbx_sandbox *sb, const char *dest, uid_t *ret_uid_base,
+                                      sbx_error *err);
+
 /* The host directory holding the sandbox's writable layer (its overlay upper
  * dir).  Valid until sbx_sandbox_destroy(). */
 SBX_PUBLIC const char *sbx_sandbox_upper_dir(const sbx_sandbox *sb);
@@ -214,6 +222,17 @@ SBX_PUBLIC int sbx_disk_create(const char *img, uint64_t size_mib, sbx_error *er
  * with the last mount. */
 SBX_PUBLIC int sbx_disk_mount(const char *img, const char *dir, sbx_error *err);
 SBX_PUBLIC bool sbx_is_mount_point(const char *dir);
+
+/* A sandbox's writable layer (an overlay upper dir) as an image layer
+ * (runtime/layer.c): owners shifted down from the sandbox's uid range
+ * that starts at uid_base (the upper dir's own owner; 0: no user
+ * namespace), anything outside it becoming 65534; opaque directories marked
+ * for overlays with and without userxattr; file capabilities dropped; the
+ * result synced.  Never follows a symlink nor enters a mount point.
+ * commit: in place (the sandbox has ended); copy: into dst, which it makes
+ * (a sandbox that runs on: a snapshot). */
+SBX_PUBLIC int sbx_layer_commit(const char *dir, uid_t uid_base, sbx_error *err);
+SBX_PUBLIC int sbx_layer_copy(const char *src, const char *dst, uid_t uid_base, sbx_error *err);
 
 /* rm -rf that a tree's owner cannot redirect: no symlink followed, no
  * mount point entered (EBUSY), any depth with one directory fd.  For a

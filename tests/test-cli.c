@@ -992,6 +992,23 @@ struct pty_proc {
  * (a session leader with the pty as its terminal) puts sbx in a process
  * group of its own in the foreground, waits for it and exits as it did.
  * A job of a shell, not an orphaned group, is what ^Z/SIGTSTP can stop. */
+/* A small file's text (free it), or NULL. */
+static char *slurp_file(const char *path)
+{
+    char buf[4096];
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return NULL;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n < 0)
+        return NULL;
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
 static void pty_start(struct pty_proc *t, const char *const *argv)
 {
     struct winsize ws = {.ws_row = 24, .ws_col = 80};
@@ -1104,6 +1121,20 @@ static int pty_finish(struct pty_proc *t, int timeout_s)
     struct termios now;
 
     if (!pty_pump(t, NULL, timeout_s * 1000)) {
+        /* Where it hangs, for the report: its state, kernel wait channel
+         * and syscall. */
+        char path[64], *stat_s, *wchan, *sysc;
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)t->sbx);
+        stat_s = slurp_file(path);
+        snprintf(path, sizeof(path), "/proc/%d/wchan", (int)t->sbx);
+        wchan = slurp_file(path);
+        snprintf(path, sizeof(path), "/proc/%d/syscall", (int)t->sbx);
+        sysc = slurp_file(path);
+        fprintf(stderr, "sbx %d hangs: stat [%s] wchan [%s] syscall [%s]\n", (int)t->sbx,
+                stat_s ? stat_s : "?", wchan ? wchan : "?", sysc ? sysc : "?");
+        free(stat_s);
+        free(wchan);
+        free(sysc);
         kill(t->sbx, SIGKILL);
         kill(t->pid, SIGKILL);
         pty_pump(t, NULL, 5000);
