@@ -762,13 +762,21 @@ static json_t *step_argv(struct sbxd_build *b, json_t *step, json_t *mounts)
         json_array_append_new(parts, json_string("set -e; python3 -m pip install --no-cache-dir "
                                                  "--break-system-packages "
                                                  "--root-user-action=ignore"));
-        if (json_object_get(step, "index_url")) {
-            json_array_append_new(parts, json_string("--index-url"));
-            shell_quote(parts, json_string_value(json_object_get(step, "index_url")));
-        }
-        if (json_object_get(step, "extra_index_url")) {
-            json_array_append_new(parts, json_string("--extra-index-url"));
-            shell_quote(parts, json_string_value(json_object_get(step, "extra_index_url")));
+        for (int u = 0; u < 2; u++) {
+            const char *url =
+                json_string_value(json_object_get(step, u ? "extra_index_url" : "index_url"));
+            if (!url)
+                continue;
+            json_array_append_new(parts, json_string(u ? "--extra-index-url" : "--index-url"));
+            shell_quote(parts, url);
+            /* An http:// index the recipe names is one it trusts (pip
+             * ignores it otherwise). */
+            if (!strncmp(url, "http://", 7)) {
+                char host[256];
+                snprintf(host, sizeof(host), "%.*s", (int)strcspn(url + 7, ":/"), url + 7);
+                json_array_append_new(parts, json_string("--trusted-host"));
+                shell_quote(parts, host);
+            }
         }
         json_array_foreach(v, i, p) shell_quote(parts, json_string_value(p));
     } else if ((v = json_object_get(step, "copy"))) {

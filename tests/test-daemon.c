@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
@@ -1654,6 +1655,362 @@ START_TEST(test_host_mounts)
 }
 END_TEST
 
+/* Waits for an image's build to end (following its log); returns its view. */
+static json_t *image_wait(const char *id, struct dl_buf *log)
+{
+    char path[256];
+
+    snprintf(path, sizeof(path), "/v1/images/%s/logs?follow=1", id);
+    ck_assert_int_eq(dl_http_t("GET", path, NULL, 0, 900, log), 200);
+    snprintf(path, sizeof(path), "/v1/images/%s", id);
+    return dl_call("GET", path, NULL, 200);
+}
+
+/* The output of an entrypoint run to its end in a new sandbox of image. */
+static char *run_in_image(const char *image, const char *cmd)
+{
+    char body[1024], path[256], *id;
+    struct dl_buf b;
+    json_t *r, *j = json_pack("{s:s,s:[s,s,s]}", "image", image, "entrypoint", "sh", "-c", cmd);
+    char *text = json_dumps(j, JSON_COMPACT);
+
+    snprintf(body, sizeof(body), "%s", text);
+    free(text);
+    json_decref(j);
+    id = dl_create(body);
+    r = dl_wait_finished(id);
+    json_decref(r);
+    ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), id, "/stdout"), NULL, 0, &b),
+                     200);
+    json_decref(dl_call("DELETE", dl_sbpath(path, sizeof(path), id, ""), NULL, 204));
+    free(id);
+    return b.data;
+}
+
+/* A recipe: run, env and workdir steps make an image a sandbox runs with
+ * (files, environment, working directory, a file removed by a later step);
+ * the same recipe is the same image, built once; a recipe sharing its
+ * first steps reuses their layers; a failing step fails the build with
+ * its output in the error. */
+START_TEST(test_image_recipe)
+{
+    static const char *recipe =
+        "{\"base\":\"busybox\",\"steps\":[{\"run\":\"echo hello > /hello.txt; echo building\"},"
+        "{\"env\":{\"FOO\":\"bar\"}},{\"workdir\":\"/app\"},"
+        "{\"run\":\"echo $FOO > data; rm /bin/vi\"}]}";
+    char id[64], path[256], *out;
+    struct dl_buf log;
+    json_t *r;
+
+    r = dl_call("POST", "/v1/images", recipe, 201);
+    ck_assert_str_eq(dl_str(r, "state"), "building");
+    snprintf(id, sizeof(id), "%s", dl_str(r, "image_id"));
+    ck_assert_uint_eq(strlen(id), 25);
+    json_decref(r);
+    /* Asked again while it builds: the same build. */
+    r = dl_call("POST", "/v1/images", recipe, 200);
+    ck_assert_str_eq(dl_str(r, "image_id"), id);
+    json_decref(r);
+    r = image_wait(id, &log);
+    ck_assert_msg(!strcmp(dl_str(r, "state"), "ready"), "%s", log.data);
+    ck_assert_msg(strstr(log.data, "building\n") && strstr(log.data, "==> [4/4] run"), "%s",
+                  log.data);
+    free(log.data);
+    ck_assert_str_eq(dl_str(r, "workdir"), "/app");
+    json_decref(r);
+    out = run_in_image(id, "pwd; cat /hello.txt data; echo $FOO; test -e /bin/vi || echo no-vi");
+    ck_assert_str_eq(out, "/app\nhello\nbar\nbar\nno-vi\n");
+    free(out);
+    /* Built once. */
+    r = dl_call("POST", "/v1/images", recipe, 200);
+    ck_assert_str_eq(dl_str(r, "state"), "ready");
+    json_decref(r);
+    /* Another recipe on the same first step: its layer is reused. */
+    r = dl_call("POST", "/v1/images",
+                "{\"base\":\"busybox\",\"steps\":[{\"run\":\"echo hello > /hello.txt; echo "
+                "building\"},{\"run\":\"echo second > /second\"}]}",
+                201);
+    snprintf(path, sizeof(path), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    r = image_wait(path, &log);
+    ck_assert_str_eq(dl_str(r, "state"), "ready");
+    ck_assert_msg(strstr(log.data, "(cached: l-"), "%s", log.data);
+    free(log.data);
+    json_decref(r);
+    /* A failing step. */
+    r = dl_call("POST", "/v1/images",
+                "{\"base\":\"busybox\",\"steps\":[{\"run\":\"echo about to fail; exit 3\"}]}", 201);
+    snprintf(path, sizeof(path), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    r = image_wait(path, &log);
+    free(log.data);
+    ck_assert_str_eq(dl_str(r, "state"), "failed");
+    ck_assert_msg(strstr(dl_str(r, "error"), "exited with 3") &&
+                      strstr(dl_str(r, "log_tail"), "about to fail"),
+                  "%s", dl_str(r, "error"));
+    json_decref(r);
+    snprintf(id, sizeof(id), "{\"image\":\"%s\"}", path);
+    json_decref(dl_call("POST", "/v1/sandboxes", id, 409));
+}
+END_TEST
+
+/* A Dockerfile: FROM, RUN with a continuation, ENV, WORKDIR, COPY from an
+ * allowed host path, USER and CMD; the sandbox runs CMD as that user, and
+ * so do its execs. */
+START_TEST(test_image_dockerfile)
+{
+    char cfg[512], src[128], p[256], *df, id[64];
+    struct dl_buf log;
+    json_t *r, *body;
+    FILE *f;
+
+    snprintf(src, sizeof(src), "%s/ctx", dl_dir);
+    ck_assert_int_eq(mkdir(src, 0755), 0);
+    snprintf(p, sizeof(p), "%s/file.txt", src);
+    f = fopen(p, "we");
+    fputs("copied\n", f);
+    fclose(f);
+    snprintf(cfg, sizeof(cfg), "{\"host_mounts\":[{\"path\":\"%s\"}]}", src);
+    dl_restart_with_config(cfg);
+    ck_assert_int_ge(asprintf(&df,
+                              "FROM busybox\n"
+                              "# a comment\n"
+                              "RUN echo 'alice:x:1234:1234::/home/alice:/bin/sh' >> /etc/passwd "
+                              "&& \\\n"
+                              "    echo built > /built.txt\n"
+                              "ENV GREETING=\"hello world\" OTHER=x\n"
+                              "WORKDIR /srv\n"
+                              "COPY %s /srv/app\n"
+                              "USER alice\n"
+                              "CMD [\"sh\", \"-c\", \"echo $GREETING; id -u; cat "
+                              "/srv/app/file.txt /built.txt; pwd\"]\n",
+                              src),
+                     0);
+    body = json_pack("{s:s}", "dockerfile", df);
+    free(df);
+    df = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    r = dl_call("POST", "/v1/images", df, 201);
+    free(df);
+    snprintf(id, sizeof(id), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    r = image_wait(id, &log);
+    ck_assert_msg(!strcmp(dl_str(r, "state"), "ready"), "%s", log.data);
+    free(log.data);
+    ck_assert_str_eq(dl_str(r, "user"), "alice");
+    json_decref(r);
+    {
+        char body2[128], path[256], *sid;
+        struct dl_buf b;
+        snprintf(body2, sizeof(body2), "{\"image\":\"%s\"}", id);
+        sid = dl_create(body2);
+        json_decref(dl_wait_finished(sid));
+        ck_assert_int_eq(dl_http("GET", dl_sbpath(path, sizeof(path), sid, "/stdout"), NULL, 0, &b),
+                         200);
+        ck_assert_str_eq(b.data, "hello world\n1234\ncopied\nbuilt\n/srv\n");
+        free(b.data);
+        free(sid);
+        snprintf(body2, sizeof(body2), "{\"image\":\"%s\",\"entrypoint\":null}", id);
+    }
+    /* Unsupported or malformed: 400 naming the line. */
+    r = dl_call("POST", "/v1/images", "{\"dockerfile\":\"FROM busybox\\nEXPOSE 80\\n\"}", 400);
+    ck_assert(strstr(dl_str(json_object_get(r, "error"), "message"), "line 2"));
+    json_decref(r);
+    json_decref(dl_call("POST", "/v1/images", "{\"dockerfile\":\"RUN true\\n\"}", 400));
+    json_decref(
+        dl_call("POST", "/v1/images", "{\"dockerfile\":\"FROM busybox\\nCOPY /etc /x\\n\"}", 400));
+}
+END_TEST
+
+/* Recipes a client may get wrong: 400 (404 for a base that is not there). */
+START_TEST(test_image_bad_recipes)
+{
+    static const char *const bad[] = {
+        "{\"steps\":{}}",
+        "{\"steps\":[{\"run\":\"\"}]}",
+        "{\"steps\":[{\"run\":\"x\",\"env\":{}}]}",
+        "{\"steps\":[{\"apt_install\":[\"curl; rm -rf /\"]}]}",
+        "{\"steps\":[{\"apt_install\":[\"-o=Dpkg::Options\"]}]}",
+        "{\"steps\":[{\"pip_install\":[\"x\"],\"index_url\":\"file:///etc\"}]}",
+        "{\"steps\":[{\"run\":\"x\",\"index_url\":\"http://a\"}]}",
+        "{\"steps\":[{\"env\":{\"1X\":\"y\"}}]}",
+        "{\"steps\":[{\"workdir\":\"relative\"}]}",
+        "{\"steps\":[{\"copy\":{\"src\":\"/etc\",\"dst\":\"/x\"}}]}",
+        "{\"steps\":[{\"surprise\":1}]}",
+        "{\"base\":7}",
+        "{\"surprise\":1}",
+        "{\"base\":{\"registry\":\"127.0.0.1:5000/x:1\"}}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *r = dl_call("POST", "/v1/images", bad[i], 400);
+        ck_assert_str_eq(dl_str(json_object_get(r, "error"), "code"), "invalid_argument");
+        json_decref(r);
+    }
+    json_decref(dl_call("POST", "/v1/images", "{\"base\":\"no-such\"}", 404));
+    json_decref(dl_call("GET", "/v1/images/im-nope", NULL, 404));
+    json_decref(dl_call("DELETE", "/v1/images/im-nope", NULL, 404));
+    json_decref(dl_call("GET", "/v1/images/%2E%2E", NULL, 400));
+}
+END_TEST
+
+/* Snapshot: a running sandbox's files (a new one, a deletion) become an
+ * image, fast; a sandbox from it sees them.  Deleting an image in use is
+ * refused; once deleted, its layers go. */
+START_TEST(test_snapshot_and_delete)
+{
+    char path[256], body[128], img[64], layers[256], *id, *out;
+    double t0;
+    json_t *r;
+
+    id = dl_create("{\"image\":\"busybox\"}");
+    free(dl_exec_out(id, "echo snap > /snap.txt; mkdir -p /d/e; echo x > /d/e/f; rm /etc/profile"));
+    t0 = dl_now_ms();
+    r = dl_call("POST", dl_sbpath(path, sizeof(path), id, "/snapshot"), NULL, 201);
+    printf("test_snapshot_and_delete: snapshot of a small change: %.1f ms\n", dl_now_ms() - t0);
+    snprintf(img, sizeof(img), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    /* The sandbox runs on, unchanged. */
+    out = dl_exec_out(id, "cat /snap.txt");
+    ck_assert_str_eq(out, "snap\n");
+    free(out);
+    free(id);
+    out = run_in_image(img, "cat /snap.txt /d/e/f; test -e /etc/profile || echo gone");
+    ck_assert_str_eq(out, "snap\nx\ngone\n");
+    free(out);
+    /* In use: refused. */
+    snprintf(body, sizeof(body), "{\"image\":\"%s\"}", img);
+    id = dl_create(body);
+    snprintf(path, sizeof(path), "/v1/images/%s", img);
+    json_decref(dl_call("DELETE", path, NULL, 409));
+    json_decref(dl_call("POST", dl_sbpath(layers, sizeof(layers), id, "/terminate"),
+                        "{\"wait\":true}", 200));
+    free(id);
+    json_decref(dl_call("DELETE", path, NULL, 204));
+    json_decref(dl_call("GET", path, NULL, 404));
+    /* Its layer went (the system's busybox layer stays). */
+    snprintf(layers, sizeof(layers), "%s/state/layers", dl_dir);
+    for (int i = 0; i < 100; i++) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "test -z \"$(ls %s)\"", layers);
+        if (system(cmd) == 0)
+            break;
+        usleep(20000);
+    }
+    {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "test -z \"$(ls %s)\"", layers);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    json_decref(dl_call("DELETE", "/v1/images/busybox", NULL, 409)); /* the system's */
+    json_decref(dl_call("POST", "/v1/sandboxes/sb-nope/snapshot", NULL, 404));
+}
+END_TEST
+
+/* Modal's patterns on debian-slim: apt_install then use the tool (from
+ * Debian's mirror, the one place this machine reaches), and pip_install
+ * of a wheel the test builds, served by a package index the test runs in
+ * an "outside" network namespace of its own (reached through the NAT, as
+ * a private index would be). */
+START_TEST(test_image_apt_and_pip)
+{
+    char dir[256], ns[32], host_if[16], host_addr[16], addr[16], cmd[1024], body[512], id[64];
+    struct dl_buf log;
+    pid_t server;
+    json_t *r;
+    char *out;
+    int k = (int)(getpid() % 60) * 4;
+
+    if (access("/var/lib/sandboxd/images/debian-slim/config.json", F_OK) < 0) {
+        printf("SKIP test_image_apt_and_pip: no debian-slim image (sbx-mkimage debian-slim)\n");
+        return;
+    }
+    if (system("getent hosts deb.debian.org >/dev/null 2>&1") != 0) {
+        printf("SKIP test_image_apt_and_pip: Debian's mirror (deb.debian.org) is not reachable\n");
+        return;
+    }
+    r = dl_call("POST", "/v1/images",
+                "{\"base\":\"debian-slim\",\"steps\":[{\"apt_install\":[\"jq\"]}]}", 201);
+    snprintf(id, sizeof(id), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    r = image_wait(id, &log);
+    ck_assert_msg(!strcmp(dl_str(r, "state"), "ready"), "%s", log.data);
+    ck_assert_msg(strstr(log.data, "Setting up jq"), "%s", log.data);
+    free(log.data);
+    json_decref(r);
+    out = run_in_image(id, "echo '{\"a\":[1,2]}' | jq '.a[1]'");
+    ck_assert_str_eq(out, "2\n");
+    free(out);
+
+    /* A wheel and a PEP 503 index for it. */
+    snprintf(dir, sizeof(dir), "%s/index", dl_dir);
+    snprintf(cmd, sizeof(cmd),
+             "python3 - '%s' <<'EOF'\n"
+             "import base64, hashlib, os, sys, zipfile\n"
+             "root = sys.argv[1]; pkg = os.path.join(root, 'simple', 'sbxtestpkg')\n"
+             "os.makedirs(pkg)\n"
+             "files = {'sbxtestpkg/__init__.py': b'VALUE = \"from-the-local-index\"\\n',\n"
+             "  'sbxtestpkg-1.0.dist-info/METADATA': b'Metadata-Version: 2.1\\nName: "
+             "sbxtestpkg\\nVersion: 1.0\\n',\n"
+             "  'sbxtestpkg-1.0.dist-info/WHEEL': b'Wheel-Version: 1.0\\nGenerator: "
+             "test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n'}\n"
+             "rec = ''.join('%%s,sha256=%%s,%%d\\n' %% (n, "
+             "base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode(), len(d)) "
+             "for n, d in files.items())\n"
+             "files['sbxtestpkg-1.0.dist-info/RECORD'] = (rec + "
+             "'sbxtestpkg-1.0.dist-info/RECORD,,\\n').encode()\n"
+             "whl = 'sbxtestpkg-1.0-py3-none-any.whl'\n"
+             "with zipfile.ZipFile(os.path.join(pkg, whl), 'w') as z:\n"
+             "    [z.writestr(n, d) for n, d in files.items()]\n"
+             "open(os.path.join(pkg, 'index.html'), 'w').write('<a href=\"%%s\">%%s</a>' %% (whl, "
+             "whl))\n"
+             "EOF",
+             dir);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(ns, sizeof(ns), "sbxdo%d", (int)getpid());
+    snprintf(host_if, sizeof(host_if), "sbxdo%d", (int)getpid() % 100000);
+    snprintf(host_addr, sizeof(host_addr), "198.51.100.%d", k + 1);
+    snprintf(addr, sizeof(addr), "198.51.100.%d", k + 2);
+    snprintf(cmd, sizeof(cmd),
+             "ip netns add %s && ip link add %s type veth peer name eth0 netns %s && "
+             "ip addr add %s/30 dev %s && ip link set %s up && "
+             "ip netns exec %s sh -c 'ip addr add %s/30 dev eth0 && ip link set eth0 up && "
+             "ip link set lo up && ip route add default via %s'",
+             ns, host_if, ns, host_addr, host_if, host_if, ns, addr, host_addr);
+    ck_assert_int_eq(system(cmd), 0);
+    server = fork();
+    if (server == 0) {
+        int null = open("/dev/null", O_RDWR);
+        setpgid(0, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        execlp("ip", "ip", "netns", "exec", ns, "python3", "-m", "http.server", "8000", "--bind",
+               addr, "--directory", dir, (char *)NULL);
+        _exit(127);
+    }
+    snprintf(cmd, sizeof(cmd), "ip netns exec %s sh -c 'ss -ltn | grep -q %s:8000'", ns, addr);
+    for (int i = 0; i < 200 && system(cmd) != 0; i++)
+        usleep(20000);
+    snprintf(body, sizeof(body),
+             "{\"base\":\"debian-slim\",\"steps\":[{\"pip_install\":[\"sbxtestpkg\"],"
+             "\"index_url\":\"http://%s:8000/simple\"}]}",
+             addr);
+    r = dl_call("POST", "/v1/images", body, 201);
+    snprintf(id, sizeof(id), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    r = image_wait(id, &log);
+    kill(-server, SIGKILL);
+    waitpid(server, NULL, 0);
+    snprintf(cmd, sizeof(cmd), "ip netns del %s; ip link del %s 2>/dev/null; true", ns, host_if);
+    (void)system(cmd);
+    ck_assert_msg(!strcmp(dl_str(r, "state"), "ready"), "%s", log.data);
+    free(log.data);
+    json_decref(r);
+    out = run_in_image(id, "python3 -c 'import sbxtestpkg; print(sbxtestpkg.VALUE)'");
+    ck_assert_str_eq(out, "from-the-local-index\n");
+    free(out);
+}
+END_TEST
+
 /* A stdin body far above the monitor protocol's line limit arrives whole,
  * in order, and costs the sandbox nothing. */
 START_TEST(test_big_stdin)
@@ -1898,6 +2255,11 @@ int main(void)
     tcase_add_test(tc, test_volume_bad_input);
     tcase_add_test(tc, test_secrets);
     tcase_add_test(tc, test_host_mounts);
+    tcase_add_test(tc, test_image_recipe);
+    tcase_add_test(tc, test_image_dockerfile);
+    tcase_add_test(tc, test_image_bad_recipes);
+    tcase_add_test(tc, test_snapshot_and_delete);
+    tcase_add_test(tc, test_image_apt_and_pip);
     tcase_add_test(tc, test_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
