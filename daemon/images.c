@@ -79,6 +79,16 @@ struct sbxd_build {
     char layer_tmp[PATH_MAX], layer_name[64];
     char step_id[32];
     struct sbxd *d;
+    /* a base from a registry or an OCI archive, pulled before the steps */
+    char *source; /* "docker://REF" or "oci-archive:FILE" */
+    bool insecure, pulled;
+    uv_work_t pull;
+    char work[PATH_MAX]; /* the pull's scratch directory */
+    char pull_why[512];
+    int pull_r;
+    json_t *pulled_config;
+    char *import_tar; /* an import's uploaded archive, removed at the end */
+    sbxd_req *waiter; /* an import's request, answered at the end */
 };
 
 static struct sbxd_build *builds;
@@ -569,6 +579,11 @@ static void build_free(struct sbxd_build *b)
     followers_end(b);
     if (b->log_fd >= 0)
         close(b->log_fd);
+    if (b->import_tar)
+        unlink(b->import_tar);
+    free(b->import_tar);
+    free(b->source);
+    json_decref(b->pulled_config);
     json_decref(b->recipe);
     json_decref(b->config);
     json_decref(b->used);
@@ -596,6 +611,10 @@ static void build_failed(struct sbxd_build *b, const char *fmt, ...)
     json_decref(state);
     free(tail);
     sbxd_log(NULL, "image %s: build failed: %s", b->id, why);
+    if (b->waiter) {
+        sbxd_req_on_abort(b->waiter, NULL, NULL);
+        sbxd_reply_error(b->waiter, 400, "invalid_argument", "image `%s`: %s", b->id, why);
+    }
     build_free(b);
 }
 
@@ -616,6 +635,11 @@ static void build_done(struct sbxd_build *b)
     log_line(b, "==> done: %s", b->id);
     sbxd_log(NULL, "image %s: built (%zu layers)", b->id,
              json_array_size(json_object_get(b->config, "layers")));
+    if (b->waiter) {
+        sbxd_req_on_abort(b->waiter, NULL, NULL);
+        sbxd_reply_json(b->waiter, 201,
+                        json_pack("{s:s,s:s}", "image_id", b->id, "state", "ready"));
+    }
     build_free(b);
 }
 
@@ -936,9 +960,82 @@ static int step_start(struct sbxd_build *b, json_t *step)
     return 0;
 }
 
+static void pull_work(uv_work_t *w)
+{
+    struct sbxd_build *b = w->data;
+    char rootfs[PATH_MAX], logpath[PATH_MAX];
+    int log_fd;
+
+    snprintf(rootfs, sizeof(rootfs), "%s/rootfs", b->work);
+    snprintf(logpath, sizeof(logpath), "%s/tools.log", b->work);
+    log_fd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    b->pull_r = sbxd_oci_unpack(b->source, b->insecure, b->work, rootfs, &b->pulled_config, log_fd,
+                                b->pull_why, sizeof(b->pull_why));
+    if (log_fd >= 0)
+        close(log_fd);
+}
+
+static void pull_done(uv_work_t *w, int status)
+{
+    struct sbxd_build *b = w->data;
+    char path[PATH_MAX], keyhex[65], final[PATH_MAX];
+    const char *k;
+    json_t *v;
+    int fd;
+
+    /* What the tools said, into the log. */
+    snprintf(path, sizeof(path), "%s/tools.log", b->work);
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+            log_append(b, buf, (size_t)n);
+        close(fd);
+    }
+    if (status < 0 || b->pull_r < 0) {
+        (void)sbx_rm_rf(b->work, NULL);
+        build_failed(b, "pull %s: %s", b->source, status < 0 ? "cancelled" : b->pull_why);
+        return;
+    }
+    hex(b->key, 20, keyhex);
+    snprintf(b->layer_name, sizeof(b->layer_name), "l-%s", keyhex);
+    store_path(b->d->cfg.state_dir, "layers", b->layer_name, NULL, final, sizeof(final));
+    snprintf(path, sizeof(path), "%s/rootfs", b->work);
+    (void)sbx_rm_rf(final, NULL);
+    if (rename(path, final) < 0) {
+        build_failed(b, "keep the pulled layer: %s", strerror(errno));
+        (void)sbx_rm_rf(b->work, NULL);
+        return;
+    }
+    (void)sbx_rm_rf(b->work, NULL);
+    json_array_append_new(b->used, json_string(b->layer_name));
+    json_object_set_new(b->config, "layers", json_pack("[s]", b->layer_name));
+    json_object_foreach(b->pulled_config, k, v) json_object_set(b->config, k, v);
+    b->pulled = true;
+    log_line(b, "    (pulled into %s)", b->layer_name);
+    build_next(b);
+}
+
 static void build_next(struct sbxd_build *b)
 {
     json_t *steps = json_object_get(b->recipe, "steps");
+
+    if (b->source && !b->pulled) {
+        /* The base first: pulled (or read from the archive) and unpacked
+         * on the thread pool. */
+        char rnd[32];
+        log_line(b, "==> [base] %s", b->source);
+        sbxd_new_id("", rnd, sizeof(rnd));
+        snprintf(b->work, sizeof(b->work), "%s/layers/.tmp-pull-%s", b->d->cfg.state_dir, rnd);
+        if (sbxd_mkdir_p(b->work, 0700) < 0) {
+            build_failed(b, "cannot make %s", b->work);
+            return;
+        }
+        b->pull.data = b;
+        if (uv_queue_work(b->d->loop, &b->pull, pull_work, pull_done) < 0)
+            build_failed(b, "cannot queue the pull");
+        return;
+    }
 
     while (b->step < b->n_steps) {
         json_t *step = json_array_get(steps, b->step), *v, *id;
@@ -1014,6 +1111,30 @@ static void build_next(struct sbxd_build *b)
 
 /* ---- the API ---- */
 
+/* HOST[:PORT]/NAME[:TAG] or NAME@sha256:HEX: what skopeo's docker://
+ * takes, with nothing a tool could read as an option or a path. */
+static bool valid_registry_ref(const char *ref)
+{
+    size_t n = strlen(ref);
+
+    if (n < 3 || n > 512 || !strchr(ref, '/') || ref[0] == '-' || ref[0] == '/' ||
+        strstr(ref, "..") || strstr(ref, "//"))
+        return false;
+    for (; *ref; ref++)
+        if (!((*ref >= 'a' && *ref <= 'z') || (*ref >= 'A' && *ref <= 'Z') ||
+              (*ref >= '0' && *ref <= '9') || strchr("._-:/@", *ref)))
+            return false;
+    return true;
+}
+
+/* Whether a registry is on loopback, where TLS is not asked for (as
+ * Docker does for 127.0.0.0/8). */
+static bool loopback_registry(const char *ref)
+{
+    return !strncmp(ref, "127.", 4) || !strncmp(ref, "localhost:", 10) ||
+           !strncmp(ref, "localhost/", 10) || !strncmp(ref, "[::1]", 5);
+}
+
 /* The recipe of a POST /v1/images: {"base", "steps"} with a Dockerfile's
  * steps after the request's own; replies 4xx and returns NULL. */
 static json_t *recipe_of(struct sbxd *d, sbxd_req *req, json_t *body, json_t **ret_base_config)
@@ -1066,13 +1187,36 @@ static json_t *recipe_of(struct sbxd *d, sbxd_req *req, json_t *body, json_t **r
     }
     if (!base || json_is_null(base))
         base = json_string("debian-slim"); /* (Modal's default image) */
-    if (json_is_object(base) &&
-        (json_object_get(base, "registry") || json_object_get(base, "oci_archive"))) {
-        sbxd_reply_error(req, 400, "invalid_argument",
-                         "field `base`: registry and OCI archive bases are not supported by this "
-                         "sandboxd yet");
-        json_decref(base);
-        goto fail;
+    if (json_is_object(base)) {
+        const char *ref = json_string_value(json_object_get(base, "registry"));
+        const char *arch = json_string_value(json_object_get(base, "oci_archive"));
+        char why[512];
+        if (json_object_size(base) != 1 || (!ref && !arch)) {
+            sbxd_reply_error(req, 400, "invalid_argument",
+                             "field `base`: {\"registry\": \"HOST[:PORT]/NAME[:TAG]\"} or "
+                             "{\"oci_archive\": \"/host/path.tar\"}");
+            json_decref(base);
+            goto fail;
+        }
+        if (ref && !valid_registry_ref(ref)) {
+            sbxd_reply_error(req, 400, "invalid_argument",
+                             "field `base`: `%.256s` is not HOST[:PORT]/NAME[:TAG|@DIGEST]", ref);
+            json_decref(base);
+            goto fail;
+        }
+        if (arch) {
+            /* A host file: only one the config allows (host_mounts). */
+            json_t *m = json_array();
+            bool ok = sbxd_host_mount(d, arch, "/x", true, m, why, sizeof(why));
+            json_decref(m);
+            if (!ok) {
+                sbxd_reply_error(req, 400, "invalid_argument", "field `base`: %s", why);
+                json_decref(base);
+                goto fail;
+            }
+        }
+        config = NULL;
+        goto steps;
     }
     if (!json_is_string(base)) {
         sbxd_reply_error(req, 400, "invalid_argument",
@@ -1087,6 +1231,7 @@ static json_t *recipe_of(struct sbxd *d, sbxd_req *req, json_t *body, json_t **r
         json_decref(base);
         goto fail;
     }
+steps:
     if (json_array_size(all) > BUILD_MAX_STEPS) {
         sbxd_reply_error(req, 400, "invalid_argument", "more than %d steps", BUILD_MAX_STEPS);
         json_decref(base);
@@ -1137,13 +1282,76 @@ static json_t *image_view(struct sbxd *d, const char *id)
     return NULL;
 }
 
+/* A build of recipe into image id, recorded and listed (not started:
+ * build_next() does); key: the chain so far (the base's).  NULL when it
+ * cannot be recorded. */
+static struct sbxd_build *start_build(struct sbxd *d, const char *id, const unsigned char key[32],
+                                      json_t *recipe, json_t *base_config)
+{
+    char dir[PATH_MAX], path[PATH_MAX];
+    struct sbxd_build *b;
+    json_t *state;
+
+    b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->d = d;
+    b->log_fd = -1;
+    snprintf(b->id, sizeof(b->id), "%s", id);
+    memcpy(b->key, key, 32);
+    b->recipe = json_incref(recipe);
+    b->n_steps = json_array_size(json_object_get(recipe, "steps"));
+    b->config = json_pack(
+        "{s:s,s:s,s:o,s:o,s:O?,s:O?,s:O?,s:O}", "image_id", id, "name", id, "layers",
+        base_config ? json_deep_copy(json_object_get(base_config, "layers")) : json_array(), "env",
+        json_is_array(json_object_get(base_config, "env"))
+            ? json_deep_copy(json_object_get(base_config, "env"))
+            : json_array(),
+        "workdir", json_object_get(base_config, "workdir"), "entrypoint",
+        json_object_get(base_config, "entrypoint"), "user", json_object_get(base_config, "user"),
+        "recipe", recipe);
+    if (!base_config) {
+        json_t *base = json_object_get(recipe, "base");
+        const char *ref = json_string_value(json_object_get(base, "registry"));
+        if (ref) {
+            b->insecure = loopback_registry(ref);
+            (void)asprintf(&b->source, "docker://%s", ref);
+        } else {
+            (void)asprintf(&b->source, "oci-archive:%s",
+                           json_string_value(json_object_get(base, "oci_archive")));
+        }
+        json_object_set_new(b->config, "workdir", json_string("/"));
+    }
+    b->used = json_string_value(json_object_get(recipe, "base"))
+                  ? json_pack("[O]", json_object_get(recipe, "base"))
+                  : json_array();
+    store_path(d->cfg.state_dir, "layers", "", NULL, dir, sizeof(dir));
+    (void)sbxd_mkdir_p(dir, 0711);
+    store_path(d->cfg.state_dir, "images", id, NULL, dir, sizeof(dir));
+    (void)sbxd_mkdir_p(dir, 0700);
+    store_path(d->cfg.state_dir, "images", id, "build.log", path, sizeof(path));
+    b->log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    state =
+        json_pack("{s:s,s:O,s:f}", "state", "building", "recipe", recipe, "started_at", sbxd_now());
+    store_path(d->cfg.state_dir, "images", id, "build.json", path, sizeof(path));
+    if (b->log_fd < 0 || sbxd_write_json(path, state, false) < 0) {
+        json_decref(state);
+        build_free(b);
+        return NULL;
+    }
+    json_decref(state);
+    b->next = builds;
+    builds = b;
+    sbxd_log(NULL, "image %s: building (%zu steps)", id, b->n_steps);
+    return b;
+}
+
 static void post_image(struct sbxd *d, sbxd_req *req)
 {
     json_t *body = sbxd_req_json(req), *recipe, *base_config = NULL, *ident;
     unsigned char key[32] = {0};
-    char id[32], dir[PATH_MAX], path[PATH_MAX];
+    char id[32];
     struct sbxd_build *b;
-    json_t *state;
 
     if (!body)
         return;
@@ -1151,7 +1359,17 @@ static void post_image(struct sbxd *d, sbxd_req *req)
     json_decref(body);
     if (!recipe)
         return;
-    ident = base_identity(base_config);
+    if (base_config) {
+        ident = base_identity(base_config);
+    } else {
+        /* A registry's reference or an archive (and its file as it is). */
+        const char *arch =
+            json_string_value(json_object_get(json_object_get(recipe, "base"), "oci_archive"));
+        char sig[65] = "";
+        if (arch)
+            tree_signature(arch, sig);
+        ident = json_pack("{s:O,s:s}", "base", json_object_get(recipe, "base"), "file", sig);
+    }
     chain(key, ident);
     json_decref(ident);
     {
@@ -1182,46 +1400,11 @@ static void post_image(struct sbxd *d, sbxd_req *req)
         }
         /* Failed before: built again. */
     }
-    b = calloc(1, sizeof(*b));
+    b = start_build(d, id, key, recipe, base_config);
     if (!b) {
-        sbxd_reply_error(req, 500, "internal", "out of memory");
-        goto out;
-    }
-    b->d = d;
-    b->log_fd = -1;
-    snprintf(b->id, sizeof(b->id), "%s", id);
-    memcpy(b->key, key, 32);
-    b->recipe = json_incref(recipe);
-    b->n_steps = json_array_size(json_object_get(recipe, "steps"));
-    b->config = json_pack("{s:s,s:s,s:o,s:o,s:O?,s:O?,s:O?,s:O}", "image_id", id, "name", id,
-                          "layers", json_deep_copy(json_object_get(base_config, "layers")), "env",
-                          json_is_array(json_object_get(base_config, "env"))
-                              ? json_deep_copy(json_object_get(base_config, "env"))
-                              : json_array(),
-                          "workdir", json_object_get(base_config, "workdir"), "entrypoint",
-                          json_object_get(base_config, "entrypoint"), "user",
-                          json_object_get(base_config, "user"), "recipe", recipe);
-    b->used = json_pack("[O]", json_object_get(recipe, "base"));
-    store_path(d->cfg.state_dir, "layers", "", NULL, dir, sizeof(dir));
-    (void)sbxd_mkdir_p(dir, 0711);
-    store_path(d->cfg.state_dir, "images", id, NULL, dir, sizeof(dir));
-    (void)sbxd_mkdir_p(dir, 0700);
-    store_path(d->cfg.state_dir, "images", id, "build.log", path, sizeof(path));
-    b->log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    state =
-        json_pack("{s:s,s:O,s:f}", "state", "building", "recipe", recipe, "started_at", sbxd_now());
-    store_path(d->cfg.state_dir, "images", id, "build.json", path, sizeof(path));
-    if (b->log_fd < 0 || sbxd_write_json(path, state, false) < 0) {
-        json_decref(state);
         sbxd_reply_error(req, 500, "internal", "cannot record the build of `%s`", id);
-        build_free(b);
         goto out;
     }
-    json_decref(state);
-    b->next = builds;
-    builds = b;
-    sbxd_log(NULL, "image %s: building (%zu steps on %s)", id, b->n_steps,
-             json_string_value(json_object_get(recipe, "base")));
     sbxd_reply_json(req, 201, json_pack("{s:s,s:s}", "image_id", id, "state", "building"));
     build_next(b);
 out:
@@ -1408,6 +1591,197 @@ static void get_logs(struct sbxd *d, sbxd_req *req, const char *id)
     sbxd_req_on_abort(req, follower_abort, f);
 }
 
+/* ---- export and import ---- */
+
+struct export_job {
+    uv_work_t work;
+    sbxd_req *req;
+    sbxd_stream *stream;
+    bool aborted;
+    char work_dir[PATH_MAX], tar[PATH_MAX], id[64];
+    char **layers;
+    json_t *config;
+    int r, fd;
+    char why[512];
+};
+
+static void export_free(struct export_job *j)
+{
+    if (j->fd >= 0)
+        close(j->fd);
+    (void)sbx_rm_rf(j->work_dir, NULL);
+    for (char **l = j->layers; l && *l; l++)
+        free(*l);
+    free(j->layers);
+    json_decref(j->config);
+    free(j);
+}
+
+static void export_work(uv_work_t *w)
+{
+    struct export_job *j = w->data;
+
+    j->r = sbxd_oci_export((const char *const *)j->layers, j->config, j->work_dir, j->tar, -1,
+                           j->why, sizeof(j->why));
+}
+
+static size_t export_pull(void *buf, size_t max, void *data)
+{
+    struct export_job *j = data;
+    ssize_t n = read(j->fd, buf, max);
+
+    return n < 0 ? SBXD_PULL_FAILED : (size_t)n;
+}
+
+static void export_dry(sbxd_stream *s, void *data)
+{
+    struct export_job *j = data;
+
+    sbxd_req_on_abort(j->req, NULL, NULL);
+    sbxd_stream_end(s);
+    export_free(j);
+}
+
+static void export_abort(sbxd_req *req, void *data)
+{
+    struct export_job *j = data;
+
+    (void)req;
+    if (j->stream) /* streaming: nothing runs on the pool any more */
+        export_free(j);
+    else
+        j->aborted = true;
+}
+
+static void export_done(uv_work_t *w, int status)
+{
+    struct export_job *j = w->data;
+
+    if (j->aborted) {
+        export_free(j);
+        return;
+    }
+    if (status < 0 || j->r < 0 || (j->fd = open(j->tar, O_RDONLY | O_CLOEXEC)) < 0) {
+        sbxd_req_on_abort(j->req, NULL, NULL);
+        sbxd_reply_error(j->req, 500, "internal", "export `%s`: %s", j->id,
+                         j->r < 0 ? j->why : "cancelled");
+        export_free(j);
+        return;
+    }
+    sbxd_log(NULL, "image %s: exported", j->id);
+    j->stream = sbxd_reply_stream(j->req, 200, "application/x-tar");
+    sbxd_stream_pull(j->stream, export_pull, export_dry, j);
+}
+
+static void export_image(struct sbxd *d, sbxd_req *req, const char *id)
+{
+    struct sbx_image *img = NULL;
+    sbx_error err;
+    struct export_job *j;
+    char rnd[32];
+    size_t n = 0;
+
+    if (sbxd_image_unready(d, id) || sbxd_image_load(d, id, &img, &err) < 0) {
+        sbxd_reply_error(req, 404, "not_found", "no ready image `%.128s`", id);
+        return;
+    }
+    j = calloc(1, sizeof(*j));
+    if (!j) {
+        sbx_image_free(img);
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    j->fd = -1;
+    j->req = req;
+    snprintf(j->id, sizeof(j->id), "%s", id);
+    while (img->layers[n])
+        n++;
+    j->layers = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; j->layers && i < n; i++)
+        j->layers[i] = strdup(img->layers[i]);
+    j->config = json_pack("{s:o,s:s,s:o,s:s?}", "env", json_array(), "workdir", img->workdir,
+                          "entrypoint", json_array(), "user", img->user);
+    for (char **e = img->env; e && *e; e++)
+        json_array_append_new(json_object_get(j->config, "env"), json_string(*e));
+    for (char **e = img->entrypoint; e && *e; e++)
+        json_array_append_new(json_object_get(j->config, "entrypoint"), json_string(*e));
+    sbx_image_free(img);
+    sbxd_new_id("", rnd, sizeof(rnd));
+    snprintf(j->work_dir, sizeof(j->work_dir), "%s/images/.export-%s", d->cfg.state_dir, rnd);
+    snprintf(j->tar, sizeof(j->tar), "%s/image.tar", j->work_dir);
+    if (!j->layers || sbxd_mkdir_p(j->work_dir, 0700) < 0) {
+        export_free(j);
+        sbxd_reply_error(req, 500, "internal", "cannot prepare the export");
+        return;
+    }
+    j->work.data = j;
+    sbxd_req_on_abort(req, export_abort, j);
+    if (uv_queue_work(d->loop, &j->work, export_work, export_done) < 0) {
+        sbxd_req_on_abort(req, NULL, NULL);
+        export_free(j);
+        sbxd_reply_error(req, 500, "internal", "cannot queue the export");
+    }
+}
+
+static void import_abort(sbxd_req *req, void *data)
+{
+    struct sbxd_build *b = data;
+
+    (void)req;
+    b->waiter = NULL;
+}
+
+/* POST /v1/images/import: an OCI archive in the body; answered once it is
+ * an image (its id a hash of the archive). */
+static void import_image(struct sbxd *d, sbxd_req *req)
+{
+    size_t len;
+    const void *body = sbxd_req_body(req, &len);
+    unsigned char key[32];
+    char id[32], path[PATH_MAX], rnd[32];
+    json_t *recipe, *v;
+    struct sbxd_build *b;
+    int r;
+
+    if (len == 0) {
+        sbxd_reply_error(req, 400, "invalid_argument", "the body must be an OCI archive (a tar)");
+        return;
+    }
+    sha256(body, len, key);
+    image_id_of(key, id, sizeof(id));
+    if ((v = config_load(d, id, NULL))) {
+        json_decref(v);
+        sbxd_reply_json(req, 200, json_pack("{s:s,s:s}", "image_id", id, "state", "ready"));
+        return;
+    }
+    for (b = builds; b && strcmp(b->id, id); b = b->next)
+        ;
+    if (b) {
+        sbxd_reply_error(req, 409, "failed_precondition", "image `%s` is being imported", id);
+        return;
+    }
+    sbxd_new_id("", rnd, sizeof(rnd));
+    snprintf(path, sizeof(path), "%s/images", d->cfg.state_dir);
+    (void)sbxd_mkdir_p(path, 0711);
+    snprintf(path, sizeof(path), "%s/images/.import-%s.tar", d->cfg.state_dir, rnd);
+    if ((r = sbxd_write_file(path, body, len, 0600, false)) < 0) {
+        sbxd_reply_error(req, 500, "internal", "cannot keep the archive: %s", strerror(-r));
+        return;
+    }
+    recipe = json_pack("{s:{s:s},s:[]}", "base", "oci_archive", path, "steps");
+    b = start_build(d, id, key, recipe, NULL);
+    json_decref(recipe);
+    if (!b) {
+        unlink(path);
+        sbxd_reply_error(req, 500, "internal", "cannot record the import of `%s`", id);
+        return;
+    }
+    b->import_tar = strdup(path);
+    b->waiter = req;
+    sbxd_req_on_abort(req, import_abort, b);
+    build_next(b);
+}
+
 void sbxd_images_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t n)
 {
     const char *method = sbxd_req_method(req);
@@ -1420,6 +1794,10 @@ void sbxd_images_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t 
             post_image(d, req);
         else
             sbxd_reply_error(req, 405, "invalid_argument", "method %s not allowed here", method);
+        return;
+    }
+    if (n == 3 && !strcmp(segs[2], "import") && !strcmp(method, "POST")) {
+        import_image(d, req);
         return;
     }
     if (!sbxd_valid_name(segs[2])) {
@@ -1436,6 +1814,8 @@ void sbxd_images_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t 
         delete_image(d, req, segs[2]);
     } else if (n == 4 && !strcmp(segs[3], "logs") && !strcmp(method, "GET")) {
         get_logs(d, req, segs[2]);
+    } else if (n == 4 && !strcmp(segs[3], "export") && !strcmp(method, "GET")) {
+        export_image(d, req, segs[2]);
     } else {
         sbxd_reply_error(req, 404, "not_found", "no such endpoint");
     }

@@ -316,6 +316,17 @@ void sbxd_snapshot(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb);
 /* At start: builds an earlier run lost are failed, half-made layers go. */
 void sbxd_images_start(struct sbxd *d);
 
+/* ---- oci.c: OCI images in and out (skopeo, umoci) ---- */
+/* SOURCE (docker://REF, oci-archive:FILE) unpacked into rootfs (made),
+ * with WORK as scratch; *ret_config {"env","workdir","entrypoint","user"}.
+ * Blocks; the tools' output goes to log_fd; *why on failure. */
+int sbxd_oci_unpack(const char *source, bool insecure, const char *work, const char *rootfs,
+                    json_t **ret_config, int log_fd, char *why, size_t why_len);
+/* layers (top-most first) and config as an OCI image layout tar at
+ * tar_out, with WORK as scratch.  Blocks. */
+int sbxd_oci_export(const char *const *layers, json_t *config, const char *work,
+                    const char *tar_out, int log_fd, char *why, size_t why_len);
+
 /* ---- dockerfile.c ---- */
 /* {"base": NAME | {"registry": REF} | absent, "steps": [..]} of a
  * Dockerfile, or NULL with *why (naming the line). */

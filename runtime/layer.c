@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -53,12 +54,73 @@ static int mark_opaque(int fd, const char *what, sbx_error *err)
     return 0;
 }
 
+/* Files with more than one link, copied once: the rest are links to the
+ * copy (busybox's hundreds of applets are one file). */
+struct link {
+    dev_t dev;
+    ino_t ino;
+    char *path; /* the copy's, absolute */
+};
+
 struct walk {
     uid_t base;
     dev_t dev;
-    bool copy; /* copy into dst (else fix src in place) */
+    bool copy;  /* copy into dst (else fix src in place) */
+    bool apply; /* copy over what dst has: whiteouts remove, opaque dirs replace */
+    const char *src_top, *dst_top; /* (copy: a path's place in dst) */
+    struct link *links;            /* an open-addressing table by inode */
+    size_t n_links, cap_links;
     sbx_error *err;
 };
+
+static size_t link_slot(const struct walk *w, dev_t dev, ino_t ino)
+{
+    size_t i = (size_t)(ino * 0x9E3779B97F4A7C15ULL ^ dev) & (w->cap_links - 1);
+
+    while (w->links[i].path && !(w->links[i].dev == dev && w->links[i].ino == ino))
+        i = (i + 1) & (w->cap_links - 1);
+    return i;
+}
+
+/* The copy of (dev, ino) made earlier, or NULL. */
+static const char *link_find(const struct walk *w, dev_t dev, ino_t ino)
+{
+    return w->cap_links ? w->links[link_slot(w, dev, ino)].path : NULL;
+}
+
+static void link_add(struct walk *w, dev_t dev, ino_t ino, const char *path)
+{
+    if (2 * (w->n_links + 1) > w->cap_links) {
+        struct walk grown = *w;
+        grown.cap_links = w->cap_links ? 2 * w->cap_links : 64;
+        grown.links = calloc(grown.cap_links, sizeof(*grown.links));
+        if (!grown.links)
+            return; /* (copied again instead) */
+        for (size_t i = 0; i < w->cap_links; i++)
+            if (w->links[i].path)
+                grown.links[link_slot(&grown, w->links[i].dev, w->links[i].ino)] = w->links[i];
+        free(w->links);
+        w->links = grown.links;
+        w->cap_links = grown.cap_links;
+    }
+    {
+        size_t i = link_slot(w, dev, ino);
+        if (!w->links[i].path && (w->links[i].path = strdup(path))) {
+            w->links[i].dev = dev;
+            w->links[i].ino = ino;
+            w->n_links++;
+        }
+    }
+}
+
+static void links_free(struct walk *w)
+{
+    for (size_t i = 0; i < w->cap_links; i++)
+        free(w->links[i].path);
+    free(w->links);
+    w->links = NULL;
+    w->n_links = w->cap_links = 0;
+}
 
 static int walk_dir(struct walk *w, int src, int dst, const char *where, int depth);
 
@@ -74,6 +136,26 @@ static int walk_entry(struct walk *w, int src, int dst, const char *name, const 
         return errno == ENOENT ? 0 : sbx__error(w->err, errno, "stat `%s/%s`", where, name);
     uid = shift(st.st_uid, w->base);
     gid = shift(st.st_gid, w->base);
+    if (w->apply) {
+        /* Flattening: an upper entry replaces the lower one (a directory
+         * over a directory merges, unless opaque); a whiteout only
+         * removes. */
+        struct stat dst_st;
+        bool whiteout = S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0);
+        if (fstatat(dst, name, &dst_st, AT_SYMLINK_NOFOLLOW) == 0) {
+            bool merge = S_ISDIR(st.st_mode) && S_ISDIR(dst_st.st_mode);
+            if (merge && !whiteout) {
+                _cleanup_close_ int s =
+                    openat(src, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (s >= 0 && is_opaque(s) && (r = sbx__rm_rf_at(dst, name, w->err)) < 0)
+                    return r;
+            } else if ((r = sbx__rm_rf_at(dst, name, w->err)) < 0) {
+                return r;
+            }
+        }
+        if (whiteout)
+            return 0;
+    }
     if (S_ISDIR(st.st_mode)) {
         _cleanup_close_ int s = -1, d = -1;
         char sub[PATH_MAX];
@@ -84,7 +166,7 @@ static int walk_entry(struct walk *w, int src, int dst, const char *name, const 
         if (s < 0)
             return sbx__error(w->err, errno, "open `%s/%s`", where, name);
         if (w->copy) {
-            if (mkdirat(dst, name, 0700) < 0)
+            if (mkdirat(dst, name, 0700) < 0 && !(w->apply && errno == EEXIST))
                 return sbx__error(w->err, errno, "mkdir `%s`", name);
             d = openat(dst, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (d < 0)
@@ -93,7 +175,7 @@ static int walk_entry(struct walk *w, int src, int dst, const char *name, const 
         snprintf(sub, sizeof(sub), "%s/%s", where, name);
         if ((r = walk_dir(w, s, w->copy ? d : -1, sub, depth + 1)) < 0)
             return r;
-        if (is_opaque(s) && (r = mark_opaque(w->copy ? d : s, sub, w->err)) < 0)
+        if (!w->apply && is_opaque(s) && (r = mark_opaque(w->copy ? d : s, sub, w->err)) < 0)
             return r;
         {
             int t = w->copy ? d : s;
@@ -121,10 +203,20 @@ static int walk_entry(struct walk *w, int src, int dst, const char *name, const 
         return 0;
     }
     if (S_ISREG(st.st_mode)) {
-        _cleanup_close_ int s = openat(src, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        _cleanup_close_ int d = -1;
+        _cleanup_close_ int s = -1, d = -1;
         struct timespec times[2] = {st.st_atim, st.st_mtim};
         off_t left = st.st_size;
+        char dst_path[PATH_MAX * 2];
+
+        snprintf(dst_path, sizeof(dst_path), "%s%s/%s", w->dst_top, where + strlen(w->src_top),
+                 name);
+        if (st.st_nlink > 1) {
+            const char *first = link_find(w, st.st_dev, st.st_ino);
+            if (first && linkat(AT_FDCWD, first, dst, name, 0) == 0)
+                return 0;
+            link_add(w, st.st_dev, st.st_ino, dst_path);
+        }
+        s = openat(src, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
         if (s < 0)
             return errno == ENOENT ? 0 : sbx__error(w->err, errno, "open `%s/%s`", where, name);
@@ -206,7 +298,8 @@ static int walk_top(const char *src_path, const char *dst_path, uid_t uid_base, 
                     sbx_error *err)
 {
     _cleanup_close_ int src = -1, dst = -1;
-    struct walk w = {.base = uid_base, .copy = copy, .err = err};
+    struct walk w = {
+        .base = uid_base, .copy = copy, .src_top = src_path, .dst_top = dst_path, .err = err};
     struct stat st;
     int r;
 
@@ -221,7 +314,9 @@ static int walk_top(const char *src_path, const char *dst_path, uid_t uid_base, 
         if (dst < 0)
             return sbx__error(err, errno, "open `%s`", dst_path);
     }
-    if ((r = walk_dir(&w, src, dst, src_path, 0)) < 0)
+    r = walk_dir(&w, src, dst, src_path, 0);
+    links_free(&w);
+    if (r < 0)
         return r;
     {
         int t = copy ? dst : src;
@@ -233,6 +328,46 @@ static int walk_top(const char *src_path, const char *dst_path, uid_t uid_base, 
             return sbx__error(err, errno, "sync `%s`", copy ? dst_path : src_path);
     }
     return 0;
+}
+
+int sbx_layers_flatten(const char *const *layers, const char *dst, sbx_error *err)
+{
+    _cleanup_close_ int d = -1;
+    size_t n = 0;
+    int r;
+
+    while (layers[n])
+        n++;
+    if (mkdir(dst, 0755) < 0)
+        return sbx__error(err, errno, "mkdir `%s`", dst);
+    d = open(dst, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (d < 0)
+        return sbx__error(err, errno, "open `%s`", dst);
+    /* The lowest first; each one above over it. */
+    while (n-- > 0) {
+        _cleanup_close_ int s = open(layers[n], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct walk w = {
+            .copy = true, .apply = true, .src_top = layers[n], .dst_top = dst, .err = err};
+        struct stat st;
+
+        if (s < 0 || fstat(s, &st) < 0) {
+            r = sbx__error(err, errno, "open `%s`", layers[n]);
+            goto fail;
+        }
+        w.dev = st.st_dev;
+        r = walk_dir(&w, s, d, layers[n], 0);
+        links_free(&w);
+        if (r < 0)
+            goto fail;
+        if (fchown(d, st.st_uid, st.st_gid) < 0 || fchmod(d, st.st_mode & 07777) < 0) {
+            r = sbx__error(err, errno, "set the owner of `%s`", dst);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    (void)sbx__rm_rf(dst, NULL);
+    return r;
 }
 
 int sbx_layer_commit(const char *dir, uid_t uid_base, sbx_error *err)

@@ -233,6 +233,10 @@ SBX_PUBLIC bool sbx_is_mount_point(const char *dir);
  * (a sandbox that runs on: a snapshot). */
 SBX_PUBLIC int sbx_layer_commit(const char *dir, uid_t uid_base, sbx_error *err);
 SBX_PUBLIC int sbx_layer_copy(const char *src, const char *dst, uid_t uid_base, sbx_error *err);
+/* An image's layers (top-most first, NULL-terminated) merged into one tree
+ * at dst (which it makes): each layer over the ones below, whiteouts
+ * removing, opaque directories replacing; owners as they are.  For export. */
+SBX_PUBLIC int sbx_layers_flatten(const char *const *layers, const char *dst, sbx_error *err);
 
 /* rm -rf that a tree's owner cannot redirect: no symlink followed, no
  * mount point entered (EBUSY), any depth with one directory fd.  For a

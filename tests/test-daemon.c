@@ -1839,7 +1839,7 @@ START_TEST(test_image_bad_recipes)
         "{\"steps\":[{\"surprise\":1}]}",
         "{\"base\":7}",
         "{\"surprise\":1}",
-        "{\"base\":{\"registry\":\"127.0.0.1:5000/x:1\"}}",
+        "{\"base\":{\"registry\":\"no-slash\"}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *r = dl_call("POST", "/v1/images", bad[i], 400);
@@ -2008,6 +2008,133 @@ START_TEST(test_image_apt_and_pip)
     out = run_in_image(id, "python3 -c 'import sbxtestpkg; print(sbxtestpkg.VALUE)'");
     ck_assert_str_eq(out, "from-the-local-index\n");
     free(out);
+}
+END_TEST
+
+/* A free TCP port on loopback (for a server the test starts). */
+static int free_port(void)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+/* OCI: an image exported as an OCI image layout tar that umoci unpacks to
+ * the same files and settings; that tar imported again; and pushed to a
+ * registry (Debian's docker-registry, on loopback) that a recipe then
+ * pulls as its base. */
+START_TEST(test_image_oci)
+{
+    char id[64], path[256], cmd[1024], tar[256], regdir[256], body[512];
+    struct dl_buf b;
+    pid_t registry;
+    json_t *r;
+    char *out;
+    int port;
+    FILE *f;
+
+    if (system("command -v skopeo && command -v umoci && command -v docker-registry") != 0) {
+        printf("SKIP test_image_oci: skopeo, umoci or docker-registry missing "
+               "(apt-get install skopeo umoci docker-registry)\n");
+        return;
+    }
+    r = dl_call("POST", "/v1/images",
+                "{\"base\":\"busybox\",\"steps\":[{\"run\":\"echo exported > /e.txt\"},"
+                "{\"env\":{\"OCI\":\"yes\"}},{\"workdir\":\"/w\"}]}",
+                201);
+    snprintf(id, sizeof(id), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    json_decref(image_wait(id, &b));
+    free(b.data);
+    snprintf(path, sizeof(path), "/v1/images/%s/export", id);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
+    snprintf(tar, sizeof(tar), "%s/image.tar", dl_dir);
+    f = fopen(tar, "we");
+    ck_assert_uint_eq(fwrite(b.data, 1, b.len, f), b.len);
+    fclose(f);
+    free(b.data);
+    /* umoci reads it: the files and the config. */
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && mkdir layout && tar -xf image.tar -C layout && "
+             "umoci unpack --image layout:latest bundle >/dev/null && "
+             "test \"$(cat bundle/rootfs/e.txt)\" = exported && test -x bundle/rootfs/bin/sh && "
+             "grep -q '\"OCI=yes\"' bundle/config.json && grep -q '\"cwd\": *\"/w\"' "
+             "bundle/config.json",
+             dl_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    /* Imported again: an image of its own, with the same files. */
+    {
+        char *data;
+        long n;
+        f = fopen(tar, "re");
+        fseek(f, 0, SEEK_END);
+        n = ftell(f);
+        rewind(f);
+        data = malloc((size_t)n);
+        ck_assert_uint_eq(fread(data, 1, (size_t)n, f), (size_t)n);
+        fclose(f);
+        ck_assert_int_eq(dl_http("POST", "/v1/images/import", data, (size_t)n, &b), 201);
+        free(data);
+        r = json_loads(b.data, 0, NULL);
+        free(b.data);
+        out = run_in_image(dl_str(r, "image_id"), "cat /e.txt; echo $OCI; pwd");
+        json_decref(r);
+        ck_assert_str_eq(out, "exported\nyes\n/w\n");
+        free(out);
+    }
+    /* A registry on loopback: pushed with skopeo, pulled as a base. */
+    port = free_port();
+    snprintf(regdir, sizeof(regdir), "%s/registry", dl_dir);
+    snprintf(cmd, sizeof(cmd),
+             "mkdir -p %s && printf 'version: 0.1\\nstorage:\\n  filesystem:\\n    rootdirectory: "
+             "%s/data\\nhttp:\\n  addr: 127.0.0.1:%d\\n' > %s/config.yml",
+             regdir, regdir, port, regdir);
+    ck_assert_int_eq(system(cmd), 0);
+    registry = fork();
+    if (registry == 0) {
+        char conf[300];
+        int null = open("/dev/null", O_RDWR);
+        setpgid(0, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        snprintf(conf, sizeof(conf), "%s/config.yml", regdir);
+        execlp("docker-registry", "docker-registry", "serve", conf, (char *)NULL);
+        _exit(127);
+    }
+    snprintf(cmd, sizeof(cmd), "ss -ltn | grep -q '127.0.0.1:%d '", port);
+    for (int i = 0; i < 200 && system(cmd) != 0; i++)
+        usleep(20000);
+    snprintf(cmd, sizeof(cmd),
+             "skopeo copy --insecure-policy --dest-tls-verify=false oci-archive:%s "
+             "docker://127.0.0.1:%d/test/img:1 >/dev/null 2>&1",
+             tar, port);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(body, sizeof(body),
+             "{\"base\":{\"registry\":\"127.0.0.1:%d/test/img:1\"},\"steps\":[{\"run\":\"echo "
+             "on-top > /t\"}]}",
+             port);
+    r = dl_call("POST", "/v1/images", body, 201);
+    snprintf(id, sizeof(id), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    r = image_wait(id, &b);
+    kill(-registry, SIGKILL);
+    waitpid(registry, NULL, 0);
+    ck_assert_msg(!strcmp(dl_str(r, "state"), "ready"), "%s", b.data);
+    free(b.data);
+    json_decref(r);
+    out = run_in_image(id, "cat /e.txt /t; echo $OCI");
+    ck_assert_str_eq(out, "exported\non-top\nyes\n");
+    free(out);
+    /* Bad references. */
+    json_decref(dl_call("POST", "/v1/images", "{\"base\":{\"registry\":\"-x/y\"}}", 400));
+    json_decref(dl_call("POST", "/v1/images", "{\"base\":{\"oci_archive\":\"/etc/passwd\"}}", 400));
+    json_decref(dl_call("POST", "/v1/images/import", "not a tar", 400));
 }
 END_TEST
 
@@ -2260,6 +2387,7 @@ int main(void)
     tcase_add_test(tc, test_image_bad_recipes);
     tcase_add_test(tc, test_snapshot_and_delete);
     tcase_add_test(tc, test_image_apt_and_pip);
+    tcase_add_test(tc, test_image_oci);
     tcase_add_test(tc, test_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
