@@ -1613,6 +1613,10 @@ static void route_sandbox(struct sbxd *d, sbxd_req *req, const char *method, cha
         tunnels_sandbox(d, req, sb);
     else if (IS("POST") && !strcmp(what, "snapshot"))
         sbxd_snapshot(d, req, sb);
+    else if (IS("POST") && !strcmp(what, "snapshot-directory"))
+        sbxd_snapshot_directory(d, req, sb);
+    else if (IS("POST") && !strcmp(what, "mount-image"))
+        sbxd_mount_image(d, req, sb);
     else if ((!strcmp(what, "stdout") || !strcmp(what, "stderr") || !strcmp(what, "stdin"))) {
         struct sbxd_proc *p = sbxd_proc_find(sb, SBXD_ENTRYPOINT_ID);
         if (!p) {

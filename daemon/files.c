@@ -61,12 +61,40 @@ static int resolve(int rootfd, const char *path, int flags, mode_t mode)
 
 /* The root of a sandbox that is still the one we mean: the pid must still
  * be in the sandbox's cgroup (a recycled pid would be elsewhere). */
-static int open_root(const struct file_job *j, uid_t *ret_uid)
+int sbxd_sandbox_root_open(const char *sandbox_id, int init_pid, uid_t *ret_uid)
 {
     char path[64], buf[4096];
     int fd, cg, n;
     unsigned long inside, outside;
     FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/root", init_pid);
+    fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -ESRCH;
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", init_pid);
+    cg = open(path, O_RDONLY | O_CLOEXEC);
+    n = cg >= 0 ? (int)read(cg, buf, sizeof(buf) - 1) : -1;
+    if (cg >= 0)
+        close(cg);
+    if (n <= 0 || (buf[n] = '\0', !strstr(buf, sandbox_id))) {
+        close(fd);
+        return -ESRCH;
+    }
+    /* Files we create belong to the sandbox's root, not to host root. */
+    *ret_uid = 0;
+    snprintf(path, sizeof(path), "/proc/%d/uid_map", init_pid);
+    f = fopen(path, "re");
+    if (f && fscanf(f, "%lu %lu", &inside, &outside) == 2 && inside == 0)
+        *ret_uid = (uid_t)outside;
+    if (f)
+        fclose(f);
+    return fd;
+}
+
+static int open_root(const struct file_job *j, uid_t *ret_uid)
+{
+    int fd;
 
     /* A volume: its files are host root's (idmapped into each sandbox). */
     if (j->root_path) {
@@ -74,28 +102,7 @@ static int open_root(const struct file_job *j, uid_t *ret_uid)
         fd = open(j->root_path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         return fd < 0 ? -ENOENT : fd;
     }
-    snprintf(path, sizeof(path), "/proc/%d/root", j->init_pid);
-    fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -ESRCH;
-    snprintf(path, sizeof(path), "/proc/%d/cgroup", j->init_pid);
-    cg = open(path, O_RDONLY | O_CLOEXEC);
-    n = cg >= 0 ? (int)read(cg, buf, sizeof(buf) - 1) : -1;
-    if (cg >= 0)
-        close(cg);
-    if (n <= 0 || (buf[n] = '\0', !strstr(buf, j->sandbox_id))) {
-        close(fd);
-        return -ESRCH;
-    }
-    /* Files we create belong to the sandbox's root, not to host root. */
-    *ret_uid = 0;
-    snprintf(path, sizeof(path), "/proc/%d/uid_map", j->init_pid);
-    f = fopen(path, "re");
-    if (f && fscanf(f, "%lu %lu", &inside, &outside) == 2 && inside == 0)
-        *ret_uid = (uid_t)outside;
-    if (f)
-        fclose(f);
-    return fd;
+    return sbxd_sandbox_root_open(j->sandbox_id, j->init_pid, ret_uid);
 }
 
 static int mkdirs(int rootfd, const char *path, bool include_last)

@@ -41,11 +41,13 @@
 #include <ftw.h>
 #include <gnutls/crypto.h>
 #include <gnutls/gnutls.h>
+#include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define BUILD_STEP_TIMEOUT_S 3600
@@ -1442,9 +1444,16 @@ static void list_images(struct sbxd *d, sbxd_req *req)
  * the image (by the name it was asked by). */
 static const char *image_user(struct sbxd *d, const char *id)
 {
-    for (struct sbxd_sandbox *sb = d->sandboxes; sb; sb = sb->next)
-        if (strcmp(sb->state, "finished") && sb->image && !strcmp(sb->image, id))
+    for (struct sbxd_sandbox *sb = d->sandboxes; sb; sb = sb->next) {
+        size_t i;
+        json_t *x;
+        if (!strcmp(sb->state, "finished"))
+            continue;
+        if (sb->image && !strcmp(sb->image, id))
             return sb->id;
+        json_array_foreach(sb->mounted_images, i,
+                           x) if (!strcmp(json_string_value(x), id)) return sb->id;
+    }
     for (struct sbxd_sandbox *sb = d->pool; sb; sb = sb->next)
         if (sb->image && !strcmp(sb->image, id))
             return "a sandbox made ahead (the config's pool)";
@@ -1961,6 +1970,252 @@ void sbxd_snapshot(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
         free(j);
         sbxd_reply_error(req, 500, "internal", "cannot queue the snapshot");
     }
+}
+
+/* ---- one directory as an image; an image into a running sandbox ---- */
+
+struct dirsnap_job {
+    uv_work_t work;
+    sbxd_req *req;
+    bool aborted;
+    char sandbox_id[32], id[32], path[4096], layer_tmp[PATH_MAX], layer[PATH_MAX], layer_name[64];
+    int init_pid, r;
+    char why[512];
+};
+
+static void dirsnap_work(uv_work_t *w)
+{
+    struct dirsnap_job *j = w->data;
+    struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                           .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    sbx_error err = {0};
+    uid_t base = 0;
+    int root, dir;
+
+    root = sbxd_sandbox_root_open(j->sandbox_id, j->init_pid, &base);
+    if (root < 0) {
+        j->r = root;
+        snprintf(j->why, sizeof(j->why), "the sandbox is not running");
+        return;
+    }
+    /* Resolved inside its root: no `..` nor symlink leads out. */
+    dir = (int)syscall(SYS_openat2, root, j->path[1] ? j->path + 1 : ".", &how, sizeof(how));
+    close(root);
+    if (dir < 0) {
+        j->r = -errno;
+        snprintf(j->why, sizeof(j->why), "`%s`: %s", j->path, strerror(errno));
+        return;
+    }
+    j->r = sbx_layer_copy_at(dir, j->path, j->layer_tmp, base, &err);
+    if (j->r < 0) {
+        snprintf(j->why, sizeof(j->why), "%s", err.message);
+        return;
+    }
+    if (rename(j->layer_tmp, j->layer) < 0) {
+        j->r = -errno;
+        snprintf(j->why, sizeof(j->why), "keep the layer: %s", strerror(errno));
+        (void)sbx_rm_rf(j->layer_tmp, NULL);
+    }
+}
+
+static void dirsnap_abort(sbxd_req *req, void *data)
+{
+    (void)req;
+    ((struct dirsnap_job *)data)->aborted = true;
+}
+
+static void dirsnap_done(uv_work_t *w, int status)
+{
+    struct dirsnap_job *j = w->data;
+    struct sbxd *d = sbxd_global;
+    char path[PATH_MAX];
+    int r = status < 0 ? -ECANCELED : j->r;
+
+    if (r == 0) {
+        /* An image of that directory alone (to mount elsewhere). */
+        json_t *c = json_pack("{s:s,s:s,s:[s],s:[],s:s,s:n,s:n,s:f,s:{s:s,s:s}}", "image_id", j->id,
+                              "name", j->id, "layers", j->layer_name, "env", "workdir", "/",
+                              "entrypoint", "user", "created_at", sbxd_now(), "snapshot_of",
+                              "sandbox", j->sandbox_id, "path", j->path);
+        store_path(d->cfg.state_dir, "images", j->id, NULL, path, sizeof(path));
+        (void)sbxd_mkdir_p(path, 0700);
+        store_path(d->cfg.state_dir, "images", j->id, "config.json", path, sizeof(path));
+        r = c ? sbxd_write_json(path, c, true) : -ENOMEM;
+        json_decref(c);
+        if (r < 0)
+            snprintf(j->why, sizeof(j->why), "write the image's config: %s", strerror(-r));
+    }
+    if (r < 0)
+        sbxd_log(j->sandbox_id, "snapshot of %s failed: %s", j->path, j->why);
+    else
+        sbxd_log(j->sandbox_id, "snapshot of %s: image %s", j->path, j->id);
+    if (!j->aborted) {
+        sbxd_req_on_abort(j->req, NULL, NULL);
+        if (r < 0)
+            sbxd_reply_error(j->req,
+                             r == -ENOENT || r == -ENOTDIR ? 404
+                             : r == -ESRCH                 ? 409
+                                                           : 500,
+                             r == -ENOENT || r == -ENOTDIR ? "not_found"
+                             : r == -ESRCH                 ? "failed_precondition"
+                                                           : "internal",
+                             "snapshot-directory: %s", j->why);
+        else
+            sbxd_reply_json(j->req, 201, json_pack("{s:s}", "image_id", j->id));
+    }
+    free(j);
+}
+
+/* An absolute path of plain components (or "/"). */
+static bool plain_path(const char *p)
+{
+    if (!p || p[0] != '/' || strlen(p) > 4095)
+        return false;
+    for (p++; *p;) {
+        size_t n = strcspn(p, "/");
+        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+            return false;
+        p += n;
+        if (*p == '/' && !*++p)
+            return false;
+    }
+    return true;
+}
+
+void sbxd_snapshot_directory(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    json_t *body = sbxd_req_json(req);
+    const char *path;
+    struct dirsnap_job *j;
+    char rnd[32], dir[PATH_MAX];
+
+    if (!body)
+        return;
+    path = json_string_value(json_object_get(body, "path"));
+    if (!plain_path(path) || json_object_size(body) != 1) {
+        sbxd_reply_error(req, 400, "invalid_argument",
+                         "body must be {\"path\": ABS} (no `.`, `..` or empty components)");
+        goto out;
+    }
+    if (!strcmp(sb->state, "finished") || sb->init_pid <= 0) {
+        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running", sb->id);
+        goto out;
+    }
+    if (!(j = calloc(1, sizeof(*j)))) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        goto out;
+    }
+    j->req = req;
+    j->init_pid = sb->init_pid;
+    snprintf(j->sandbox_id, sizeof(j->sandbox_id), "%s", sb->id);
+    snprintf(j->path, sizeof(j->path), "%s", path);
+    sbxd_new_id("im-", j->id, sizeof(j->id));
+    sbxd_new_id("", rnd, sizeof(rnd));
+    snprintf(j->layer_name, sizeof(j->layer_name), "l-snap-%s", rnd);
+    snprintf(dir, sizeof(dir), "%s/layers", d->cfg.state_dir);
+    (void)sbxd_mkdir_p(dir, 0711);
+    store_path(d->cfg.state_dir, "layers", j->layer_name, NULL, j->layer, sizeof(j->layer));
+    snprintf(j->layer_tmp, sizeof(j->layer_tmp), "%s/.tmp-%s", dir, j->layer_name);
+    j->work.data = j;
+    sbxd_req_on_abort(req, dirsnap_abort, j);
+    if (uv_queue_work(d->loop, &j->work, dirsnap_work, dirsnap_done) < 0) {
+        sbxd_req_on_abort(req, NULL, NULL);
+        free(j);
+        sbxd_reply_error(req, 500, "internal", "cannot queue the snapshot");
+    }
+out:
+    json_decref(body);
+}
+
+struct mount_wait {
+    sbxd_req *req;
+    char image[130];
+};
+
+static void mounted(struct sbxd *d, struct sbxd_sandbox *sb, json_t *reply, void *data)
+{
+    struct mount_wait *mw = data;
+
+    if (json_is_true(json_object_get(reply, "ok"))) {
+        if (mw->image[0]) {
+            char *path = sbxd_records_path(d, sb->id, "mounted_images.json");
+            if (!sb->mounted_images)
+                sb->mounted_images = json_array();
+            json_array_append_new(sb->mounted_images, json_string(mw->image));
+            if (path)
+                (void)sbxd_write_json(path, sb->mounted_images, false);
+            free(path);
+        }
+        sbxd_reply_json(mw->req, 200, json_object());
+    } else {
+        json_t *e = json_object_get(reply, "error");
+        const char *code = json_string_value(json_object_get(e, "code")) ?: "internal";
+        sbxd_reply_error(mw->req,
+                         !strcmp(code, "invalid_argument")      ? 400
+                         : !strcmp(code, "failed_precondition") ? 409
+                                                                : 500,
+                         code, "mount-image: %s",
+                         json_string_value(json_object_get(e, "message")) ?: "failed");
+    }
+    free(mw);
+}
+
+void sbxd_mount_image(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
+{
+    json_t *body = sbxd_req_json(req), *layers = json_array(), *img_j;
+    const char *path, *image = NULL, *k;
+    struct sbx_image *img = NULL;
+    struct mount_wait *mw;
+    sbx_error err;
+    json_t *x;
+
+    if (!body)
+        goto out;
+    path = json_string_value(json_object_get(body, "path"));
+    img_j = json_object_get(body, "image");
+    json_object_foreach(body, k, x)
+    {
+        if (strcmp(k, "path") && strcmp(k, "image")) {
+            sbxd_reply_error(req, 400, "invalid_argument", "unknown field `%.64s`", k);
+            goto out;
+        }
+    }
+    if (!plain_path(path) || !path[1] ||
+        (img_j && !json_is_null(img_j) && !json_is_string(img_j))) {
+        sbxd_reply_error(req, 400, "invalid_argument",
+                         "body must be {\"path\": ABS, \"image\": ID or null}");
+        goto out;
+    }
+    if (!strcmp(sb->state, "finished")) {
+        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` has finished", sb->id);
+        goto out;
+    }
+    if ((image = json_string_value(img_j))) {
+        if (sbxd_image_unready(d, image) || sbxd_image_load(d, image, &img, &err) < 0) {
+            sbxd_reply_error(req, 404, "not_found", "image `%.128s` %s", image,
+                             sbxd_image_unready(d, image) ?: "is not there");
+            goto out;
+        }
+        for (char **l = img->layers; l && *l; l++)
+            json_array_append_new(layers, json_string(*l));
+        sbx_image_free(img);
+    }
+    mw = calloc(1, sizeof(*mw));
+    if (!mw) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        goto out;
+    }
+    mw->req = req;
+    snprintf(mw->image, sizeof(mw->image), "%s", image ? image : "");
+    if (sbxd_monitor_request(
+            d, sb, json_pack("{s:s,s:s,s:O}", "op", "mount_image", "path", path, "layers", layers),
+            mounted, mw) < 0) {
+        free(mw);
+        sbxd_reply_error(req, 409, "failed_precondition", "sandbox `%s` is not running", sb->id);
+    }
+out:
+    json_decref(layers);
+    json_decref(body);
 }
 
 /* ---- start ---- */

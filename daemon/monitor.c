@@ -1573,6 +1573,38 @@ static int op_stats(struct monitor *m, json_t *req, json_t *reply, struct op_err
     return 0;
 }
 
+/* {"op":"mount_image","path":ABS,"layers":[ABS..]}: an image (or, with no
+ * layers, an empty directory) mounted into the running sandbox. */
+static int op_mount_image(struct monitor *m, json_t *req, json_t *reply, struct op_error *e)
+{
+    const char *path = json_string_value(json_object_get(req, "path"));
+    const char **layers;
+    sbx_error err = {0};
+    bool ok = true;
+    int r;
+
+    (void)reply;
+    if (m->state != MON_RUNNING || !m->sb)
+        return fail(e, "failed_precondition", "the sandbox has finished");
+    layers = strv_of(json_object_get(req, "layers"), false, false, &ok);
+    if (!path || path[0] != '/' || !ok) {
+        free(layers);
+        return fail(e, "invalid_argument", "\"path\" must be absolute, \"layers\" paths");
+    }
+    r = sbx_sandbox_mount_image(m->sb, layers, path, &err);
+    free(layers);
+    if (r < 0)
+        return fail(e,
+                    err.code == EINVAL || err.code == ELOOP || err.code == ENOTDIR ||
+                            err.code == EISDIR
+                        ? "invalid_argument"
+                        : errno_code(err.code),
+                    "%s", err.message);
+    mlog("mounted %s at %s",
+         json_array_size(json_object_get(req, "layers")) ? "an image" : "a directory", path);
+    return 0;
+}
+
 static int op_activity(struct monitor *m, json_t *req, json_t *reply, struct op_error *e)
 {
     (void)req, (void)reply, (void)e;
@@ -1762,10 +1794,17 @@ static const struct {
     const char *name;
     int (*fn)(struct monitor *m, json_t *req, json_t *reply, struct op_error *e);
 } ops[] = {
-    {"exec", op_exec},         {"stdin", op_stdin},         {"signal", op_signal},
-    {"resize", op_resize},     {"terminate", op_terminate}, {"stats", op_stats},
-    {"activity", op_activity}, {"status", op_status},       {"shutdown", op_shutdown},
+    {"exec", op_exec},
+    {"stdin", op_stdin},
+    {"signal", op_signal},
+    {"resize", op_resize},
+    {"terminate", op_terminate},
+    {"stats", op_stats},
+    {"activity", op_activity},
+    {"status", op_status},
+    {"shutdown", op_shutdown},
     {"claim", op_claim},
+    {"mount_image", op_mount_image},
 };
 
 static void handle_line(struct monitor *m, const char *line, size_t len)

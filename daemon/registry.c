@@ -230,6 +230,7 @@ void sbxd_sandbox_forget(struct sbxd *d, struct sbxd_sandbox *sb)
     json_decref(sb->env);
     json_decref(sb->pool_layers);
     json_decref(sb->tunnels);
+    json_decref(sb->mounted_images);
     free(sb);
 }
 
@@ -435,6 +436,16 @@ static struct sbxd_sandbox *load_one(struct sbxd *d, const char *id)
     load_events(d, sb);
     load_procs(d, sb);
     load_tunnels(d, sb);
+    {
+        /* The images mounted into it (mount-image): in use while it runs. */
+        char *mpath = sbxd_records_path(d, sb->id, "mounted_images.json");
+        json_t *m = mpath ? sbxd_read_json(mpath) : NULL;
+        free(mpath);
+        if (json_is_array(m))
+            sb->mounted_images = m;
+        else
+            json_decref(m);
+    }
 
     (void)ex;
     if (sb->pooled) {

@@ -107,11 +107,12 @@ struct sbxd_sandbox {
     struct sbxd_sandbox *next;
     char id[32];
     char *app, *name, *image;
-    json_t *tags;      /* object */
-    json_t *request;   /* the create request, as recorded */
-    json_t *env;       /* spec.json's env (the image's and the request's), read once */
-    unsigned uid, gid; /* the image's user: execs run as it (spec.json's, read with env) */
-    char state[16];    /* created scheduled started ready finished */
+    json_t *tags;           /* object */
+    json_t *request;        /* the create request, as recorded */
+    json_t *env;            /* spec.json's env (the image's and the request's), read once */
+    unsigned uid, gid;      /* the image's user: execs run as it (spec.json's, read with env) */
+    json_t *mounted_images; /* images mounted into it (mount-image), or NULL */
+    char state[16];         /* created scheduled started ready finished */
     double created_at, started_at, ready_at, finished_at;
     bool has_returncode;
     int returncode;
@@ -282,6 +283,9 @@ void sbxd_waiters_drop(struct sbxd_sandbox *sb);
 
 /* ---- files.c ---- */
 void sbxd_files_handle(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb, const char *what);
+/* /proc/INIT/root of a sandbox, checked to be still its init (cgroup);
+ * *ret_uid: the host uid of its root.  An O_PATH fd or -errno. */
+int sbxd_sandbox_root_open(const char *sandbox_id, int init_pid, uid_t *ret_uid);
 /* The same operations beneath a host directory (a volume's). */
 void sbxd_files_handle_dir(struct sbxd *d, sbxd_req *req, const char *root, const char *what);
 
@@ -313,6 +317,11 @@ int sbxd_image_load(struct sbxd *d, const char *name, struct sbx_image **ret, sb
 const char *sbxd_image_unready(struct sbxd *d, const char *name);
 /* POST /v1/sandboxes/ID/snapshot: the sandbox's filesystem as a new image. */
 void sbxd_snapshot(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb);
+/* POST .../snapshot-directory {"path"}: one directory as an image. */
+void sbxd_snapshot_directory(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb);
+/* POST .../mount-image {"path", "image"}: an image (or an empty
+ * directory) mounted into the running sandbox. */
+void sbxd_mount_image(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb);
 /* At start: builds an earlier run lost are failed, half-made layers go. */
 void sbxd_images_start(struct sbxd *d);
 

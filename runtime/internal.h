@@ -358,6 +358,9 @@ int sbx__mounts_validate(const struct sbx_mount *m, size_t n, sbx_error *err);
 /* A detached bind of m's source, opened beneath its root, with its
  * attributes (idmapped to userns_fd when >= 0): an fd, or -errno. */
 int sbx__mount_source(const struct sbx_mount *m, int userns_fd, sbx_error *err);
+/* With the root as cwd: moves tree onto dst, made when missing (a
+ * directory, or a file for a file's tree), never through a symlink. */
+int sbx__mount_place(const char *dst, int tree, sbx_error *err);
 /* In the child, with the new root as cwd: places each tree at its mount's
  * destination, parents first. */
 int sbx__mounts_place(const struct sbx_mount *m, const int *fds, size_t n, sbx_error *err);

@@ -293,41 +293,54 @@ static int walk_dir(struct walk *w, int src, int dst, const char *where, int dep
     return 0;
 }
 
-/* The top directory: its contents, then its own owner and markers. */
-static int walk_top(const char *src_path, const char *dst_path, uid_t uid_base, bool copy,
+/* The top directory (src, which it closes; or src_path): its contents,
+ * then its own owner and markers. */
+static int walk_top(int src, const char *src_path, const char *dst_path, uid_t uid_base, bool copy,
                     sbx_error *err)
 {
-    _cleanup_close_ int src = -1, dst = -1;
+    _cleanup_close_ int dst = -1;
     struct walk w = {
         .base = uid_base, .copy = copy, .src_top = src_path, .dst_top = dst_path, .err = err};
     struct stat st;
     int r;
 
-    src = open(src_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (src < 0 || fstat(src, &st) < 0)
-        return sbx__error(err, errno, "open `%s`", src_path);
+    if (src < 0)
+        src = open(src_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (src < 0 || fstat(src, &st) < 0) {
+        r = sbx__error(err, errno, "open `%s`", src_path);
+        goto out;
+    }
     w.dev = st.st_dev;
     if (copy) {
-        if (mkdir(dst_path, 0700) < 0)
-            return sbx__error(err, errno, "mkdir `%s`", dst_path);
+        if (mkdir(dst_path, 0700) < 0) {
+            r = sbx__error(err, errno, "mkdir `%s`", dst_path);
+            goto out;
+        }
         dst = open(dst_path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (dst < 0)
-            return sbx__error(err, errno, "open `%s`", dst_path);
+        if (dst < 0) {
+            r = sbx__error(err, errno, "open `%s`", dst_path);
+            goto out;
+        }
     }
     r = walk_dir(&w, src, dst, src_path, 0);
     links_free(&w);
     if (r < 0)
-        return r;
+        goto out;
     {
         int t = copy ? dst : src;
         if (fchown(t, shift(st.st_uid, uid_base), shift(st.st_gid, uid_base)) < 0 ||
-            fchmod(t, st.st_mode & 07777) < 0)
-            return sbx__error(err, errno, "set the owner of `%s`", copy ? dst_path : src_path);
+            fchmod(t, st.st_mode & 07777) < 0) {
+            r = sbx__error(err, errno, "set the owner of `%s`", copy ? dst_path : src_path);
+            goto out;
+        }
         /* The layer must survive a host crash once it is an image's. */
         if (syncfs(t) < 0)
-            return sbx__error(err, errno, "sync `%s`", copy ? dst_path : src_path);
+            r = sbx__error(err, errno, "sync `%s`", copy ? dst_path : src_path);
     }
-    return 0;
+out:
+    if (src >= 0)
+        close(src);
+    return r;
 }
 
 int sbx_layers_flatten(const char *const *layers, const char *dst, sbx_error *err)
@@ -372,12 +385,21 @@ fail:
 
 int sbx_layer_commit(const char *dir, uid_t uid_base, sbx_error *err)
 {
-    return walk_top(dir, NULL, uid_base, false, err);
+    return walk_top(-1, dir, NULL, uid_base, false, err);
 }
 
 int sbx_layer_copy(const char *src, const char *dst, uid_t uid_base, sbx_error *err)
 {
-    int r = walk_top(src, dst, uid_base, true, err);
+    int r = walk_top(-1, src, dst, uid_base, true, err);
+
+    if (r < 0 && r != -EEXIST)
+        (void)sbx__rm_rf(dst, NULL);
+    return r;
+}
+
+int sbx_layer_copy_at(int src_fd, const char *what, const char *dst, uid_t uid_base, sbx_error *err)
+{
+    int r = walk_top(src_fd, what, dst, uid_base, true, err);
 
     if (r < 0)
         (void)sbx__rm_rf(dst, NULL);

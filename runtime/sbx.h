@@ -193,6 +193,15 @@ SBX_PUBLIC int sbx_sandbox_stats(sbx_sandbox *sb, struct sbx_stats *ret, sbx_err
 SBX_PUBLIC int sbx_sandbox_set_limits(sbx_sandbox *sb, const struct sbx_limits *lim,
                                       sbx_error *err);
 
+/* Mounts an image into the running sandbox at dst (made when missing,
+ * never through a symlink; not /, /proc, /sys, /dev): its layers (top-most
+ * first, read-only and idmapped) under a writable layer of the mount's own
+ * in the sandbox's state dir, or, with no layers, an empty directory
+ * there.  Nosuid, nodev.  What is written there is the sandbox's root's;
+ * it goes with the sandbox. */
+SBX_PUBLIC int sbx_sandbox_mount_image(sbx_sandbox *sb, const char *const *layers, const char *dst,
+                                       sbx_error *err);
+
 /* Once the sandbox has finished: waits for everything in it to be gone and
  * moves its writable layer (the overlay's upper dir) to dest, on the same
  * file system, for sbx_layer_commit(); *ret_uid_base: the host uid that
@@ -233,6 +242,10 @@ SBX_PUBLIC bool sbx_is_mount_point(const char *dir);
  * (a sandbox that runs on: a snapshot). */
 SBX_PUBLIC int sbx_layer_commit(const char *dir, uid_t uid_base, sbx_error *err);
 SBX_PUBLIC int sbx_layer_copy(const char *src, const char *dst, uid_t uid_base, sbx_error *err);
+/* The same from a directory open at src_fd (which it closes; `what` names
+ * it in errors): a directory resolved inside a sandbox's root. */
+SBX_PUBLIC int sbx_layer_copy_at(int src_fd, const char *what, const char *dst, uid_t uid_base,
+                                 sbx_error *err);
 /* An image's layers (top-most first, NULL-terminated) merged into one tree
  * at dst (which it makes): each layer over the ones below, whiteouts
  * removing, opaque directories replacing; owners as they are.  For export. */

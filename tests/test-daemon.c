@@ -2138,6 +2138,58 @@ START_TEST(test_image_oci)
 }
 END_TEST
 
+/* Modal's pattern: an empty directory mounted into a running sandbox,
+ * filled, snapshotted as an image of that directory alone, and mounted
+ * into another sandbox, writable there; the image is in use meanwhile;
+ * bad paths and images are refused. */
+START_TEST(test_mount_image_and_snapshot_directory)
+{
+    char path[256], body[256], img[64], *a, *b, *out;
+    json_t *r;
+
+    a = dl_create("{\"image\":\"busybox\"}");
+    free(dl_exec_out(a, "true")); /* (running: its init known) */
+    json_decref(dl_call("POST", dl_sbpath(path, sizeof(path), a, "/mount-image"),
+                        "{\"path\":\"/work\"}", 200));
+    out = dl_exec_out(a, "ls /work | wc -l; echo data > /work/a; mkdir /work/d; echo e > "
+                         "/work/d/e; ln -s /etc/passwd /work/link");
+    ck_assert_str_eq(out, "0\n");
+    free(out);
+    r = dl_call("POST", dl_sbpath(path, sizeof(path), a, "/snapshot-directory"),
+                "{\"path\":\"/work\"}", 201);
+    snprintf(img, sizeof(img), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    b = dl_create("{\"image\":\"busybox\"}");
+    free(dl_exec_out(b, "true"));
+    snprintf(body, sizeof(body), "{\"path\":\"/restored\",\"image\":\"%s\"}", img);
+    json_decref(dl_call("POST", dl_sbpath(path, sizeof(path), b, "/mount-image"), body, 200));
+    out = dl_exec_out(b, "cat /restored/a /restored/d/e; readlink /restored/link; "
+                         "echo more > /restored/b && cat /restored/b");
+    ck_assert_str_eq(out, "data\ne\n/etc/passwd\nmore\n");
+    free(out);
+    snprintf(path, sizeof(path), "/v1/images/%s", img);
+    json_decref(dl_call("DELETE", path, NULL, 409));
+    /* Refused. */
+    json_decref(dl_call("POST", dl_sbpath(path, sizeof(path), b, "/mount-image"),
+                        "{\"path\":\"/proc/x\"}", 400));
+    json_decref(dl_call("POST", dl_sbpath(path, sizeof(path), b, "/mount-image"),
+                        "{\"path\":\"/x/../y\"}", 400));
+    json_decref(dl_call("POST", dl_sbpath(path, sizeof(path), b, "/mount-image"),
+                        "{\"path\":\"/x\",\"image\":\"im-nope\"}", 404));
+    json_decref(dl_call("POST", dl_sbpath(path, sizeof(path), b, "/snapshot-directory"),
+                        "{\"path\":\"/no/such\"}", 404));
+    free(dl_exec_out(b, "ln -s / /trap"));
+    json_decref(dl_call("POST", dl_sbpath(path, sizeof(path), b, "/mount-image"),
+                        "{\"path\":\"/trap/x\"}", 400));
+    /* Once its sandbox is gone, the image goes too. */
+    json_decref(dl_call("DELETE", dl_sbpath(path, sizeof(path), b, ""), NULL, 204));
+    snprintf(path, sizeof(path), "/v1/images/%s", img);
+    json_decref(dl_call("DELETE", path, NULL, 204));
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* A stdin body far above the monitor protocol's line limit arrives whole,
  * in order, and costs the sandbox nothing. */
 START_TEST(test_big_stdin)
@@ -2388,6 +2440,7 @@ int main(void)
     tcase_add_test(tc, test_snapshot_and_delete);
     tcase_add_test(tc, test_image_apt_and_pip);
     tcase_add_test(tc, test_image_oci);
+    tcase_add_test(tc, test_mount_image_and_snapshot_directory);
     tcase_add_test(tc, test_pool);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);

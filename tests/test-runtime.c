@@ -615,6 +615,48 @@ START_TEST(test_disk_limit)
 }
 END_TEST
 
+/* An image mounted into a running sandbox: its files, writable (what is
+ * written lands in the mount's own layer, the sandbox root's), an empty
+ * directory when there is no image; never through a symlink. */
+START_TEST(test_mount_image)
+{
+    struct sbx_config cfg = sbx_test_config(&ctx);
+    sbx_sandbox *sb = start_idle(&cfg);
+    sbx_error err = {0};
+    char path[PATH_MAX], *out;
+    struct stat st;
+    int rc;
+
+    ck_assert_msg(sbx_sandbox_mount_image(sb, (const char *const *)ctx.layers, "/mnt/img", &err) ==
+                      0,
+                  "%s", err.message);
+    ck_assert_msg(sbx_sandbox_mount_image(sb, NULL, "/data/empty", &err) == 0, "%s", err.message);
+    out = sbx_test_exec(sb,
+                        (const char *const[]){"sh", "-c",
+                                              "test -x /mnt/img/bin/sh && echo image; "
+                                              "ls /data/empty | wc -l; echo w > /mnt/img/new; "
+                                              "echo e > /data/empty/f; cat /mnt/img/new; "
+                                              "grep ' /mnt/img ' /proc/self/mountinfo | grep -q "
+                                              "nosuid && echo nosuid",
+                                              NULL},
+                        NULL, NULL, &rc);
+    ck_assert_str_eq(out, "image\n0\nw\nnosuid\n");
+    free(out);
+    /* The writes: in the mounts' own layers, owned by the sandbox's root. */
+    snprintf(path, sizeof(path), "%s/mounts/0/upper/new", sbx_sandbox_upper_dir(sb));
+    *strstr(path, "/upper/mounts") = '\0';
+    strcat(path, "/mounts/0/upper/new");
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_uint_ge(st.st_uid, 100000);
+    /* Refused: a destination through a symlink, a reserved one. */
+    out = sbx_test_exec(sb, (const char *const[]){"ln", "-s", "/", "/link", NULL}, NULL, NULL, &rc);
+    free(out);
+    ck_assert_int_eq(sbx_sandbox_mount_image(sb, NULL, "/link/x", &err), -ELOOP);
+    ck_assert_int_eq(sbx_sandbox_mount_image(sb, NULL, "/proc/x", &err), -EINVAL);
+    destroy(sb);
+}
+END_TEST
+
 /* ---- limits ---- */
 
 START_TEST(test_memory_oom)
@@ -1350,6 +1392,7 @@ static Suite *runtime_suite(void)
     CASE(test_mounts, 30);
     CASE(test_mounts_no_userns, 30);
     CASE(test_disk_limit, 30);
+    CASE(test_mount_image, 30);
     CASE(test_memory_oom, 60);
     CASE(test_memory_oom_in_exec_ends_sandbox, 60);
     CASE(test_pids_limit_stops_fork_bomb, 60);
