@@ -293,6 +293,8 @@ int cmd_tag(struct cli *cli, int argc, char **argv);
 int cmd_info(struct cli *cli, int argc, char **argv);
 int cmd_volume(struct cli *cli, int argc, char **argv);
 int cmd_secret(struct cli *cli, int argc, char **argv);
+int cmd_image(struct cli *cli, int argc, char **argv);
+int cmd_snapshot(struct cli *cli, int argc, char **argv);
 
 /* A command made of subcommands (`sbx volume ls`): each one a function
  * like a command's, its argv[0] its own name. */

@@ -32,6 +32,8 @@ static const struct command {
     {"info", cmd_info, "the daemon: version, cgroup mode, limits, counts"},
     {"volume", cmd_volume, "volumes: persistent directories sandboxes mount"},
     {"secret", cmd_secret, "secrets: named sets of variables for sandboxes"},
+    {"image", cmd_image, "images: build, list, follow, delete, export and import"},
+    {"snapshot", cmd_snapshot, "a running sandbox's files as a new image"},
 };
 
 static void usage(FILE *f)
@@ -41,7 +43,8 @@ static void usage(FILE *f)
                "Commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nSANDBOX is a sandbox id, a unique prefix of one, or APP/NAME.\n\n"
+    fprintf(f, "\nSANDBOX is a sandbox id, a unique prefix of one, or APP/NAME; IMAGE an image\n"
+               "id, a unique prefix of one, or a name.\n\n"
                "Global options:\n"
                "  --host HOST     the daemon: a unix socket path, unix:PATH or tcp://HOST:PORT\n"
                "                  (default $SANDBOXD_HOST, else " CLI_DEFAULT_HOST ")\n"

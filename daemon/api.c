@@ -865,7 +865,7 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     int r;
 
     if (!body)
-        return;
+        goto out;
     if (!validate_create(req, body))
         goto out;
     app = json_string_value(json_object_get(body, "app")) ?: "default";

@@ -77,10 +77,23 @@ static const char *str(json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
+static void free_strv(const char ***v)
+{
+    free((void *)*v);
+}
+
+static void json_unrefp(json_t **j)
+{
+    json_decref(*j);
+}
+
 int main(void)
 {
     json_error_t jerr;
-    json_t *spec = json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr), *v, *m;
+    __attribute__((cleanup(json_unrefp))) json_t *spec =
+        json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *v, *m;
+    __attribute__((cleanup(free_strv))) const char **layers = NULL, **env = NULL, **argv = NULL;
     struct sbx_config cfg = {.stdio = {-1, STDOUT_FILENO, STDOUT_FILENO}};
     struct sbx_mount mounts[SBX_MAX_MOUNTS];
     struct sbx_network net = {0};
@@ -101,9 +114,9 @@ int main(void)
     cfg.run_dir = str(spec, "run_dir");
     cfg.state_dir = str(spec, "state_dir");
     cfg.cgroup_parent = str(spec, "cgroup_parent");
-    cfg.layers = strv(json_object_get(spec, "layers"), true);
-    cfg.env = strv(json_object_get(spec, "env"), false);
-    cfg.argv = strv(json_object_get(spec, "argv"), true);
+    cfg.layers = layers = strv(json_object_get(spec, "layers"), true);
+    cfg.env = env = strv(json_object_get(spec, "env"), false);
+    cfg.argv = argv = strv(json_object_get(spec, "argv"), true);
     cfg.workdir = str(spec, "workdir");
     cfg.resolv_conf = str(spec, "resolv_conf");
     cfg.limits.memory_bytes = (uint64_t)json_integer_value(json_object_get(spec, "memory_bytes"));
@@ -177,9 +190,5 @@ int main(void)
         (void)sbx_rm_rf(layer, NULL);
         return fail("%s", err.message);
     }
-    free((void *)cfg.layers);
-    free((void *)cfg.env);
-    free((void *)cfg.argv);
-    json_decref(spec);
     return 0;
 }

@@ -89,6 +89,7 @@ struct sbxd_build {
     char pull_why[512];
     int pull_r;
     json_t *pulled_config;
+    double started_at;
     char *import_tar; /* an import's uploaded archive, removed at the end */
     sbxd_req *waiter; /* an import's request, answered at the end */
 };
@@ -606,8 +607,9 @@ static void build_failed(struct sbxd_build *b, const char *fmt, ...)
     va_end(ap);
     log_line(b, "==> failed: %s", why);
     tail = log_tail(b->d, b->id);
-    state = json_pack("{s:s,s:s,s:s,s:O,s:f}", "state", "failed", "error", why, "log_tail",
-                      tail ? tail : "", "recipe", b->recipe, "finished_at", sbxd_now());
+    state = json_pack("{s:s,s:s,s:s,s:O,s:f,s:f}", "state", "failed", "error", why, "log_tail",
+                      tail ? tail : "", "recipe", b->recipe, "started_at", b->started_at,
+                      "finished_at", sbxd_now());
     store_path(b->d->cfg.state_dir, "images", b->id, "build.json", path, sizeof(path));
     (void)sbxd_write_json(path, state, true);
     json_decref(state);
@@ -1269,15 +1271,20 @@ static json_t *image_view(struct sbxd *d, const char *id)
         json_decref(c);
         return v;
     }
+    b = build_state_load(d, id);
     for (struct sbxd_build *x = builds; x; x = x->next)
-        if (!strcmp(x->id, id))
-            return json_pack("{s:s,s:s,s:O,s:i,s:i}", "image_id", id, "state", "building", "recipe",
-                             x->recipe, "step", (int)x->step + 1, "steps", (int)x->n_steps);
-    if ((b = build_state_load(d, id))) {
-        json_t *v =
-            json_pack("{s:s,s:s,s:O?,s:O?,s:O?}", "image_id", id, "state", "failed", "error",
-                      json_object_get(b, "error"), "log_tail", json_object_get(b, "log_tail"),
-                      "recipe", json_object_get(b, "recipe"));
+        if (!strcmp(x->id, id)) {
+            json_t *v = json_pack("{s:s,s:s,s:O?,s:O,s:i,s:i}", "image_id", id, "state", "building",
+                                  "created_at", json_object_get(b, "started_at"), "recipe",
+                                  x->recipe, "step", (int)x->step + 1, "steps", (int)x->n_steps);
+            json_decref(b);
+            return v;
+        }
+    if (b) {
+        json_t *v = json_pack(
+            "{s:s,s:s,s:O?,s:O?,s:O?,s:O?}", "image_id", id, "state", "failed", "created_at",
+            json_object_get(b, "started_at"), "error", json_object_get(b, "error"), "log_tail",
+            json_object_get(b, "log_tail"), "recipe", json_object_get(b, "recipe"));
         json_decref(b);
         return v;
     }
@@ -1333,8 +1340,9 @@ static struct sbxd_build *start_build(struct sbxd *d, const char *id, const unsi
     (void)sbxd_mkdir_p(dir, 0700);
     store_path(d->cfg.state_dir, "images", id, "build.log", path, sizeof(path));
     b->log_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    state =
-        json_pack("{s:s,s:O,s:f}", "state", "building", "recipe", recipe, "started_at", sbxd_now());
+    b->started_at = sbxd_now();
+    state = json_pack("{s:s,s:O,s:f}", "state", "building", "recipe", recipe, "started_at",
+                      b->started_at);
     store_path(d->cfg.state_dir, "images", id, "build.json", path, sizeof(path));
     if (b->log_fd < 0 || sbxd_write_json(path, state, false) < 0) {
         json_decref(state);
@@ -1354,6 +1362,7 @@ static void post_image(struct sbxd *d, sbxd_req *req)
     unsigned char key[32] = {0};
     char id[32];
     struct sbxd_build *b;
+    json_t *ready = NULL;
 
     if (!body)
         return;
@@ -1388,7 +1397,7 @@ static void post_image(struct sbxd *d, sbxd_req *req)
         }
         image_id_of(ikey, id, sizeof(id));
     }
-    if (config_load(d, id, NULL) || sbxd_image_unready(d, id)) {
+    if ((ready = config_load(d, id, NULL)) || sbxd_image_unready(d, id)) {
         json_t *v = image_view(d, id);
         bool failed = v && !strcmp(json_string_value(json_object_get(v, "state")), "failed");
         json_decref(v);
@@ -1407,9 +1416,17 @@ static void post_image(struct sbxd *d, sbxd_req *req)
         sbxd_reply_error(req, 500, "internal", "cannot record the build of `%s`", id);
         goto out;
     }
-    sbxd_reply_json(req, 201, json_pack("{s:s,s:s}", "image_id", id, "state", "building"));
     build_next(b);
+    /* (a recipe of settings only is built already) */
+    {
+        json_t *v = image_view(d, id);
+        sbxd_reply_json(req, 201,
+                        json_pack("{s:s,s:s}", "image_id", id, "state",
+                                  v ? json_string_value(json_object_get(v, "state")) : "building"));
+        json_decref(v);
+    }
 out:
+    json_decref(ready);
     json_decref(recipe);
     json_decref(base_config);
 }
@@ -1540,13 +1557,13 @@ static void delete_image(struct sbxd *d, sbxd_req *req, const char *id)
         sbxd_reply_error(req, 404, "not_found", "no image `%.128s`", id);
         goto out;
     }
-    if (user) {
-        sbxd_reply_error(req, 409, "failed_precondition", "image `%s` is in use by %s", id, user);
-        goto out;
-    }
     if (c && !own) {
         sbxd_reply_error(req, 409, "failed_precondition",
                          "image `%s` is the system's (sbx-mkimage): not deleted here", id);
+        goto out;
+    }
+    if (user) {
+        sbxd_reply_error(req, 409, "failed_precondition", "image `%s` is in use by %s", id, user);
         goto out;
     }
     store_path(d->cfg.state_dir, "images", id, NULL, path, sizeof(path));

@@ -473,15 +473,19 @@ int main(int argc, char **argv)
     d.cfg.monitor_path = monitor ? monitor : default_monitor_path(argv[0]);
     if (access(d.cfg.monitor_path, X_OK) < 0) {
         sbxd_log(NULL, "monitor %s: %s", d.cfg.monitor_path, strerror(errno));
-        return 1;
+        goto fail;
     }
     signal(SIGPIPE, SIG_IGN);
     umask(077);
     snprintf(path, sizeof(path), "%s/monitors", d.cfg.run_dir);
     if ((r = sbxd_mkdir_p(path, 0700)) < 0 || (r = sbxd_mkdir_p(d.cfg.state_dir, 0711)) < 0) {
         sbxd_log(NULL, "cannot make %s or %s: %s", path, d.cfg.state_dir, strerror(-r));
-        return 1;
+        goto fail;
     }
+    /* The certificate before anything is loaded: a bad one keeps the
+     * daemon down, and nothing else. */
+    if (sbxd_tls_init(&d) < 0)
+        goto fail;
     chmod(d.cfg.run_dir, 0711);
     chmod(d.cfg.state_dir, 0711);
 
@@ -496,7 +500,7 @@ int main(int argc, char **argv)
     sbxd_spares_start(&d);
     sbxd_volumes_start(&d);
     sbxd_images_start(&d);
-    if (network_start(&d) < 0 || sbxd_tls_init(&d) < 0)
+    if (network_start(&d) < 0)
         return 1;
     hc.unix_path = d.cfg.socket_path;
     hc.tcp_listen = d.cfg.listen;
@@ -562,4 +566,13 @@ int main(int argc, char **argv)
     sbxd_tls_free(&d);
     sbxd_log(NULL, "stopped");
     return 0;
+fail:
+    /* (nothing else is loaded yet) */
+    json_decref(d.cfg.json);
+    for (char **t = d.cfg.tokens; t && *t; t++)
+        free(*t);
+    free(d.cfg.tokens);
+    free((char *)d.cfg.monitor_path);
+    sbxd_tls_free(&d);
+    return 1;
 }

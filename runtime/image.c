@@ -159,10 +159,13 @@ int sbx_image_load_from(const char *const *stores, const char *name, struct sbx_
     img->workdir = strdup(workdir ? workdir : "/");
     img->entrypoint = json_is_array(ep) ? strv_from_json(ep) : NULL;
     img->user = user ? strdup(user) : NULL;
+    /* (judged before the config, which they point into, goes) */
+    bool bad = !img->name || !img->layers ||
+               (json_array_size(layers) && !img->layers[json_array_size(layers) - 1]) ||
+               !img->env || !img->workdir || (json_is_array(ep) && !img->entrypoint) ||
+               (user && !img->user);
     json_decref(root);
-    if (!img->name || !img->layers ||
-        (json_array_size(layers) && !img->layers[json_array_size(layers) - 1]) || !img->env ||
-        !img->workdir || (json_is_array(ep) && !img->entrypoint) || (user && !img->user)) {
+    if (bad) {
         sbx_image_free(img);
         return image_error(err, EINVAL, "malformed image config `%s`", path);
     }

@@ -1,7 +1,8 @@
 /* test-cli.c — the built sbx, as an admin runs it, against a private real
  * sandboxd (tests/daemonlib): output and exit statuses, --json and -q,
  * SANDBOX resolution, errors as one line, cp both ways, logs and events,
- * volumes and secrets, stdin, signals, a daemon restart in the middle, and -t on a real pty
+ * volumes and secrets, images (built, run, listed, deleted) and snapshots,
+ * stdin, signals, a daemon restart in the middle, and -t on a real pty
  * (raw mode on, window size forwarded, the terminal restored however the
  * session ends). */
 #include <check.h>
@@ -258,9 +259,9 @@ static json_t *parse(const char *text)
 
 START_TEST(test_help_and_usage_errors)
 {
-    static const char *const cmds[] = {"run",  "exec",      "shell",  "ps",    "inspect", "logs",
-                                       "wait", "terminate", "rm",     "cp",    "events",  "stats",
-                                       "tag",  "info",      "volume", "secret"};
+    static const char *const cmds[] = {
+        "run", "exec",   "shell", "ps",  "inspect", "logs",   "wait",   "terminate", "rm",
+        "cp",  "events", "stats", "tag", "info",    "volume", "secret", "image",     "snapshot"};
     struct proc p;
     char *out;
 
@@ -1785,6 +1786,399 @@ START_TEST(test_run_mounts)
 }
 END_TEST
 
+/* ---- images and snapshots ---- */
+
+/* The id sbx printed on stdout (one line), checked and copied into id. */
+static void take_image_id(const char *out, char *id, size_t size)
+{
+    ck_assert_msg(strlen(out) == 26 && !strncmp(out, "im-", 3) && out[25] == '\n',
+                  "not an image id: [%s]", out);
+    snprintf(id, size, "%.25s", out);
+}
+
+/* The last line of text (without its newline) is in *ret. */
+static void last_line(const char *text, char *ret, size_t size)
+{
+    size_t n = strlen(text);
+    const char *start;
+
+    while (n > 0 && text[n - 1] == '\n')
+        n--;
+    for (start = text + n; start > text && start[-1] != '\n'; start--)
+        ;
+    snprintf(ret, size, "%.*s", (int)(text + n - start), start);
+}
+
+/* The subcommands' help and the mistakes caught before any request. */
+START_TEST(test_image_usage)
+{
+    static const char *const subs[] = {"ls", "build", "logs", "inspect", "rm", "export", "import"};
+    char path[256];
+    struct proc p;
+    char *out;
+
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+        char want[64];
+        out = ok(SBX("image", "--help"));
+        ck_assert_msg(strstr(out, subs[i]), "sbx image --help lacks %s: [%s]", subs[i], out);
+        free(out);
+        out = ok(SBX("image", subs[i], "--help"));
+        snprintf(want, sizeof(want), "usage: sbx image %s", subs[i]);
+        ck_assert_msg(!strncmp(out, want, strlen(want)), "[%s]", out);
+        free(out);
+    }
+    out = ok(SBX("help", "snapshot"));
+    ck_assert_msg(!strncmp(out, "usage: sbx snapshot", 19), "[%s]", out);
+    free(out);
+    p = SBX("image");
+    ck_assert_int_eq(p.status, 2);
+    ck_assert_msg(strstr(p.e.data, "usage: sbx image"), "[%s]", p.e.data);
+    proc_free(&p);
+    p = SBX("image", "frobnicate");
+    assert_error(&p, 2, "no command `frobnicate`");
+    proc_free(&p);
+    p = SBX("image", "build");
+    assert_error(&p, 2, "nothing to build");
+    proc_free(&p);
+    p = SBX("image", "build", "--base", "busybox", "context-dir");
+    assert_error(&p, 2, "unexpected argument `context-dir`");
+    proc_free(&p);
+    p = SBX("image", "build", "--bogus");
+    assert_error(&p, 2, "--bogus");
+    proc_free(&p);
+    p = SBX("image", "build", "--run", "true", "--copy", "src:dst");
+    assert_error(&p, 2, "--copy `src:dst`: expected SRC:/DST");
+    proc_free(&p);
+    p = SBX("image", "build", "--env", "NOVALUE");
+    assert_error(&p, 2, "expected KEY=VALUE");
+    proc_free(&p);
+    p = SBX("image", "build", "--run", "true", "--index-url", "http://127.0.0.1:1/simple");
+    assert_error(&p, 2, "go with --pip");
+    proc_free(&p);
+    snprintf(path, sizeof(path), "%s/no-such-Dockerfile", dl_dir);
+    p = SBX("image", "build", "-f", path);
+    assert_error(&p, 1, "No such file");
+    proc_free(&p);
+    /* The Dockerfile's steps run after the options' steps: a step after -f
+     * would not run where it was written. */
+    snprintf(path, sizeof(path), "%s/Dockerfile", dl_dir);
+    write_file(path, "FROM busybox\n", 13, 0644);
+    p = SBX("image", "build", "-f", path, "--run", "true");
+    assert_error(&p, 2, "--run comes after -f");
+    proc_free(&p);
+    p = SBX("image", "rm");
+    assert_error(&p, 2, "no IMAGE");
+    proc_free(&p);
+    p = SBX("image", "logs");
+    assert_error(&p, 2, "exactly one IMAGE");
+    proc_free(&p);
+    p = SBX("image", "inspect", "a/b");
+    assert_error(&p, 2, "image `a/b`");
+    proc_free(&p);
+    p = SBX("image", "export");
+    assert_error(&p, 2, "give IMAGE");
+    proc_free(&p);
+    p = SBX("image", "import");
+    assert_error(&p, 2, "give one FILE");
+    proc_free(&p);
+    p = SBX("snapshot");
+    assert_error(&p, 2, "exactly one SANDBOX");
+    proc_free(&p);
+    p = SBX("snapshot", "a", "b");
+    assert_error(&p, 2, "exactly one SANDBOX");
+    proc_free(&p);
+}
+END_TEST
+
+/* Modal's pattern through sbx: a recipe of steps on busybox is built (the
+ * log on stderr, the id on stdout) and run; the same recipe again is the
+ * same image at once; -d prints the id before the build ends and logs -f
+ * follows it; ls, inspect and logs find the image, by a prefix too. */
+START_TEST(test_image_build_and_run)
+{
+    char id[64], id2[64], prefix[16];
+    double t0;
+    struct proc p;
+    char *out;
+    json_t *j;
+    size_t i;
+    bool found = false;
+
+    p = SBX("image", "build", "--base", "busybox", "--run", "echo hi > /f", "--env", "A=b");
+    ck_assert_msg(p.status == 0, "status %d: %s", p.status, p.e.data);
+    take_image_id(p.o.data, id, sizeof(id));
+    ck_assert_msg(strstr(p.e.data, "==> [1/2] run") && strstr(p.e.data, "==> [2/2] env") &&
+                      strstr(p.e.data, "==> done: ") && strstr(p.e.data, id),
+                  "the log: [%s]", p.e.data);
+    proc_free(&p);
+    out = ok(SBX("run", "--image", id, "--", "cat", "/f"));
+    ck_assert_str_eq(out, "hi\n");
+    free(out);
+    out = ok(SBX("run", "--image", id, "--", "sh", "-c", "echo $A"));
+    ck_assert_str_eq(out, "b\n");
+    free(out);
+
+    /* The same recipe: the same image, at once, with nothing to show. */
+    t0 = dl_now_ms();
+    p = SBX("image", "build", "--base", "busybox", "--run", "echo hi > /f", "--env", "A=b");
+    ck_assert_msg(p.status == 0, "status %d: %s", p.status, p.e.data);
+    ck_assert_msg(dl_now_ms() - t0 < 2000, "built again: %.0f ms", dl_now_ms() - t0);
+    take_image_id(p.o.data, id2, sizeof(id2));
+    ck_assert_str_eq(id2, id);
+    ck_assert_str_eq(p.e.data, "");
+    proc_free(&p);
+    /* The order of the command line is the recipe's. */
+    p = SBX("image", "build", "--base", "busybox", "--env", "A=b", "--run", "echo hi > /f");
+    ck_assert_msg(p.status == 0, "status %d: %s", p.status, p.e.data);
+    take_image_id(p.o.data, id2, sizeof(id2));
+    ck_assert_str_ne(id2, id);
+    proc_free(&p);
+
+    out = ok(SBX("image", "logs", id));
+    ck_assert_msg(strstr(out, "==> [1/2] run") && strstr(out, "==> done: "), "[%s]", out);
+    free(out);
+    snprintf(prefix, sizeof(prefix), "%.8s", id + 3); /* without "im-" */
+    out = ok(SBX("image", "inspect", prefix));
+    j = parse(out);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "image_id")), id);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "ready");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "layers")), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "recipe"), "base")),
+                     "busybox");
+    json_decref(j);
+    free(out);
+    out = ok(SBX("image", "inspect", id, "busybox"));
+    j = parse(out);
+    ck_assert_int_eq(json_array_size(j), 2);
+    json_decref(j);
+    free(out);
+
+    /* Listed, with the system's images. */
+    out = ok(SBX("image", "ls"));
+    ck_assert_msg(strstr(out, "IMAGE") && strstr(out, "STATE") && strstr(out, "LAYERS") &&
+                      strstr(out, "CREATED") && strstr(out, id) && strstr(out, "ready") &&
+                      strstr(out, "busybox"),
+                  "%s", out);
+    free(out);
+    out = ok(SBX("image", "ls", "-q"));
+    ck_assert_msg(strstr(out, id) && strstr(out, "busybox\n") && !strstr(out, "IMAGE"), "%s", out);
+    free(out);
+    out = ok(SBX("image", "ls", "--json"));
+    j = parse(out);
+    ck_assert(json_is_array(j));
+    for (i = 0; i < json_array_size(j); i++) {
+        json_t *v = json_array_get(j, i);
+        if (!strcmp(json_string_value(json_object_get(v, "image_id")) ?: "", id)) {
+            ck_assert_str_eq(json_string_value(json_object_get(v, "state")), "ready");
+            found = true;
+        }
+    }
+    ck_assert_msg(found, "%s", out);
+    json_decref(j);
+    free(out);
+
+    /* -d: the id at once; logs -f follows the build to its end. */
+    t0 = dl_now_ms();
+    out = ok(SBX("image", "build", "-d", "--base", id, "--run", "sleep 1; echo later > /g"));
+    ck_assert_msg(dl_now_ms() - t0 < 1000, "-d waited %.0f ms", dl_now_ms() - t0);
+    take_image_id(out, id2, sizeof(id2));
+    free(out);
+    out = ok(SBX("image", "logs", "-f", id2));
+    ck_assert_msg(strstr(out, "==> done: "), "[%s]", out);
+    free(out);
+    out = ok(SBX("run", "--image", id2, "--", "cat", "/f", "/g"));
+    ck_assert_str_eq(out, "hi\nlater\n");
+    free(out);
+    /* -q: only the id. */
+    p = SBX("image", "build", "-q", "--base", "busybox", "--workdir", "/w", "--run", "pwd > here");
+    ck_assert_msg(p.status == 0, "status %d: %s", p.status, p.e.data);
+    ck_assert_str_eq(p.e.data, "");
+    take_image_id(p.o.data, id2, sizeof(id2));
+    proc_free(&p);
+    out = ok(SBX("run", "--image", id2, "--", "cat", "here"));
+    ck_assert_str_eq(out, "/w\n");
+    free(out);
+
+    p = SBX("image", "logs", "im-nope");
+    assert_error(&p, 1, "no image `im-nope`");
+    proc_free(&p);
+    p = SBX("image", "build", "--base", "no-such-image", "--run", "true");
+    assert_error(&p, 1, "no-such-image");
+    proc_free(&p);
+}
+END_TEST
+
+/* A Dockerfile written by the test (COPY from a host path the config
+ * allows, and CMD), from a file and from stdin; --copy does the same. */
+START_TEST(test_image_dockerfile)
+{
+    char ctx[128], cfg[256], path[256], df[1024], copy[256], id[64], id2[64];
+    struct proc p;
+    char *out;
+
+    snprintf(ctx, sizeof(ctx), "%s/ctx", dl_dir);
+    ck_assert_int_eq(mkdir(ctx, 0755), 0);
+    snprintf(path, sizeof(path), "%s/file.txt", ctx);
+    write_file(path, "copied\n", 7, 0644);
+    snprintf(cfg, sizeof(cfg), "{\"host_mounts\":[{\"path\":\"%s\"}]}", ctx);
+    dl_restart_with_config(cfg);
+
+    snprintf(df, sizeof(df),
+             "FROM busybox\n"
+             "# a comment\n"
+             "RUN echo built > /built.txt\n"
+             "ENV GREETING=\"hello world\"\n"
+             "WORKDIR /srv\n"
+             "COPY %s /srv/app\n"
+             "CMD [\"sh\", \"-c\", \"echo $GREETING; pwd; cat /built.txt app/file.txt\"]\n",
+             ctx);
+    snprintf(path, sizeof(path), "%s/Dockerfile", dl_dir);
+    write_file(path, df, strlen(df), 0644);
+    p = SBX("image", "build", "-f", path);
+    ck_assert_msg(p.status == 0, "status %d: %s", p.status, p.e.data);
+    take_image_id(p.o.data, id, sizeof(id));
+    ck_assert_msg(strstr(p.e.data, "copy") && strstr(p.e.data, "==> done: "), "[%s]", p.e.data);
+    proc_free(&p);
+    /* The image's CMD runs. */
+    out = ok(SBX("run", "--image", id));
+    ck_assert_str_eq(out, "hello world\n/srv\nbuilt\ncopied\n");
+    free(out);
+    /* From stdin: the same recipe. */
+    p = SBX_IN(df, "image", "build", "-f", "-");
+    ck_assert_msg(p.status == 0, "status %d: %s", p.status, p.e.data);
+    take_image_id(p.o.data, id2, sizeof(id2));
+    ck_assert_str_eq(id2, id);
+    proc_free(&p);
+    /* Steps before -f run first. */
+    p = SBX("image", "build", "--run", "echo first > /first.txt", "-f", path);
+    ck_assert_msg(p.status == 0, "status %d: %s", p.status, p.e.data);
+    take_image_id(p.o.data, id2, sizeof(id2));
+    ck_assert_msg(strstr(p.e.data, "==> [1/6] run \"echo first"), "[%s]", p.e.data);
+    proc_free(&p);
+    out = ok(SBX("run", "--image", id2, "--", "cat", "/first.txt"));
+    ck_assert_str_eq(out, "first\n");
+    free(out);
+
+    /* --copy SRC:DST, and a copy the config does not allow. */
+    snprintf(copy, sizeof(copy), "%s/file.txt:/opt/x.txt", ctx);
+    out = ok(SBX("image", "build", "-q", "--base", "busybox", "--copy", copy));
+    take_image_id(out, id2, sizeof(id2));
+    free(out);
+    out = ok(SBX("run", "--image", id2, "--", "cat", "/opt/x.txt"));
+    ck_assert_str_eq(out, "copied\n");
+    free(out);
+    p = SBX("image", "build", "--base", "busybox", "--copy", "/etc/hostname:/x");
+    assert_error(&p, 1, "host_mounts");
+    proc_free(&p);
+    /* A Dockerfile the daemon refuses: its line named. */
+    write_file(path, "FROM busybox\nEXPOSE 80\n", 23, 0644);
+    p = SBX("image", "build", "-f", path);
+    assert_error(&p, 1, "line 2");
+    proc_free(&p);
+}
+END_TEST
+
+/* A step that fails: sbx exits 1 with the daemon's error as its last line,
+ * after the log (or, with -q, the log's end); the image is listed as
+ * failed and cannot be run. */
+START_TEST(test_image_build_failure)
+{
+    char id[64], line[512];
+    struct proc p;
+    char *out;
+    json_t *j;
+
+    p = SBX("image", "build", "--base", "busybox", "--run", "echo about to fail; exit 3");
+    ck_assert_msg(p.status == 1, "status %d: %s", p.status, p.e.data);
+    ck_assert_str_eq(p.o.data, "");
+    ck_assert_msg(strstr(p.e.data, "about to fail\n"), "[%s]", p.e.data);
+    last_line(p.e.data, line, sizeof(line));
+    ck_assert_msg(!strncmp(line, "sbx: the build of im-", 21) && strstr(line, "exited with 3"),
+                  "[%s]", line);
+    snprintf(id, sizeof(id), "%.25s", line + 18);
+    proc_free(&p);
+    p = SBX("image", "build", "-q", "--base", "busybox", "--run", "echo about to fail; exit 3");
+    ck_assert_int_eq(p.status, 1);
+    ck_assert_str_eq(p.o.data, "");
+    ck_assert_msg(strstr(p.e.data, "about to fail\n"), "[%s]", p.e.data);
+    last_line(p.e.data, line, sizeof(line));
+    ck_assert_msg(strstr(line, "sbx: the build of ") && strstr(line, "exited with 3"), "[%s]",
+                  line);
+    proc_free(&p);
+
+    out = ok(SBX("image", "ls"));
+    ck_assert_msg(strstr(out, id) && strstr(out, "failed"), "%s", out);
+    free(out);
+    out = ok(SBX("image", "inspect", id));
+    j = parse(out);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "failed");
+    ck_assert(strstr(json_string_value(json_object_get(j, "error")), "exited with 3"));
+    json_decref(j);
+    free(out);
+    p = SBX("run", "--image", id, "--", "true");
+    assert_error(&p, 125, "failed to build");
+    proc_free(&p);
+    out = ok(SBX("image", "rm", id));
+    snprintf(line, sizeof(line), "%s\n", id);
+    ck_assert_str_eq(out, line);
+    free(out);
+}
+END_TEST
+
+/* sbx snapshot of a sandbox (by name) after an exec wrote a file: a new
+ * image that has it.  sbx image rm refuses an image a sandbox uses (and
+ * the system's), then deletes it. */
+START_TEST(test_snapshot_and_image_rm)
+{
+    char snap[64], want[64];
+    char *id, *user, *out;
+    struct proc p;
+
+    id = RUN_D("--name", "snapme");
+    free(ok(SBX("exec", id, "--", "sh", "-c", "echo snap > /snap.txt")));
+    out = ok(SBX("snapshot", "snapme"));
+    take_image_id(out, snap, sizeof(snap));
+    free(out);
+    out = ok(SBX("run", "--image", snap, "--", "cat", "/snap.txt"));
+    ck_assert_str_eq(out, "snap\n");
+    free(out);
+    /* The sandbox runs on. */
+    out = ok(SBX("exec", id, "--", "cat", "/snap.txt"));
+    ck_assert_str_eq(out, "snap\n");
+    free(out);
+
+    user = RUN_D("--image", snap);
+    p = SBX("image", "rm", snap);
+    assert_error(&p, 1, "is in use by sb-");
+    ck_assert_msg(strstr(p.e.data, user) && strstr(p.e.data, "sbx terminate"), "[%s]", p.e.data);
+    proc_free(&p);
+    free(ok(SBX("terminate", user, id)));
+    out = ok(SBX("image", "rm", snap));
+    snprintf(want, sizeof(want), "%s\n", snap);
+    ck_assert_str_eq(out, want);
+    free(out);
+    out = ok(SBX("image", "ls", "-q"));
+    ck_assert_msg(!strstr(out, snap), "%s", out);
+    free(out);
+
+    p = SBX("image", "rm", snap);
+    assert_error(&p, 1, "no image");
+    proc_free(&p);
+    p = SBX("image", "rm", "busybox");
+    assert_error(&p, 1, "the system's");
+    proc_free(&p);
+    /* A finished sandbox has no files to snapshot. */
+    p = SBX("snapshot", id);
+    assert_error(&p, 1, "has finished");
+    proc_free(&p);
+    p = SBX("snapshot", "no-such-sandbox");
+    assert_error(&p, 1, "no sandbox `no-such-sandbox`");
+    proc_free(&p);
+    free(user);
+    free(id);
+}
+END_TEST
+
 /* One case per test, so that CK_RUN_CASE=test_name runs one alone. */
 static void add(Suite *s, const char *name, const TTest *test)
 {
@@ -1829,6 +2223,11 @@ int main(void)
     ADD(s, test_volume_size_cap);
     ADD(s, test_secrets);
     ADD(s, test_run_mounts);
+    ADD(s, test_image_usage);
+    ADD(s, test_image_build_and_run);
+    ADD(s, test_image_dockerfile);
+    ADD(s, test_image_build_failure);
+    ADD(s, test_snapshot_and_image_rm);
     ADD(s, test_exec_survives_daemon_restart);
     ADD(s, test_run_daemon_gone);
     ADD(s, test_tty_exec_raw_resize_restore);
