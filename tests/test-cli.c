@@ -1039,6 +1039,13 @@ static void pty_start(struct pty_proc *t, const char *const *argv)
             setpgid(0, 0);
             tcsetpgrp(0, getpid());
             signal(SIGTTOU, SIG_DFL);
+            /* A terminal's shell starts its jobs with these at their
+             * defaults, whatever the test runs under (nohup ignores
+             * SIGHUP, and sbx keeps what was ignored ignored). */
+            signal(SIGHUP, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            signal(SIGQUIT, SIG_DFL);
+            signal(SIGTERM, SIG_DFL);
             setenv("SANDBOXD_HOST", dl_sock, 1);
             setenv("TERM", "xterm", 1);
             exec_sbx(argv);
