@@ -18,7 +18,7 @@
  *   "layers": [ABS, ..top-most first], "env": ["K=V"], "workdir", "argv": [..],
  *   "network": {"bridge", "subnet"} | null, "resolv_conf": PATH | null,
  *   "mounts": [{"root","path","dst","readonly"}], "timeout_s", "memory_bytes",
- *   "pids_max", "layer": PATH}
+ *   "pids_max", "layer": PATH, "uid", "gid" (the image's USER so far; 0)}
  *
  * Exits with the command's returncode (0: the layer is at STEP.layer), 124
  * when it ran past timeout_s, 125 when the step could not be run (a line
@@ -122,6 +122,8 @@ int main(void)
     cfg.limits.memory_bytes = (uint64_t)json_integer_value(json_object_get(spec, "memory_bytes"));
     cfg.limits.pids_max = json_integer_value(json_object_get(spec, "pids_max"));
     timeout_s = (int)json_integer_value(json_object_get(spec, "timeout_s"));
+    cfg.uid = (uid_t)json_integer_value(json_object_get(spec, "uid"));
+    cfg.gid = (gid_t)json_integer_value(json_object_get(spec, "gid"));
     layer = str(spec, "layer");
     if (!cfg.id || !cfg.run_dir || !cfg.state_dir || !cfg.layers || !cfg.env || !cfg.argv ||
         !layer || layer[0] != '/' || timeout_s <= 0)

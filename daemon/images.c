@@ -908,6 +908,30 @@ static int step_start(struct sbxd_build *b, json_t *step)
             json_pack("{s:s,s:s}", "bridge", d->cfg.bridge, "subnet", d->cfg.subnet));
         json_object_set_new(spec, "resolv_conf", json_string(d->resolv_conf));
     }
+    if (spec && json_string_value(json_object_get(b->config, "user")) &&
+        !json_object_get(step, "workdir")) {
+        /* After a USER, steps run as that user (as Docker's RUN), found in
+         * the layers so far. */
+        size_t n = json_array_size(json_object_get(spec, "layers"));
+        char **paths = calloc(n + 1, sizeof(char *));
+        struct sbx_image tmp = {.name = b->id,
+                                .layers = paths,
+                                .user =
+                                    (char *)json_string_value(json_object_get(b->config, "user"))};
+        sbx_error err = {0};
+        for (i = 0; paths && i < n; i++)
+            paths[i] =
+                (char *)json_string_value(json_array_get(json_object_get(spec, "layers"), i));
+        r = paths ? resolve_user(&tmp, &err) : -ENOMEM;
+        free(paths);
+        if (r < 0) {
+            log_line(b, "    %s", err.message);
+            json_decref(spec);
+            return r;
+        }
+        json_object_set_new(spec, "uid", json_integer(tmp.uid));
+        json_object_set_new(spec, "gid", json_integer(tmp.gid));
+    }
     text = spec ? json_dumps(spec, JSON_COMPACT) : NULL;
     json_decref(spec);
     if (!text)

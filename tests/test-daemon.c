@@ -1782,6 +1782,7 @@ START_TEST(test_image_dockerfile)
                               "WORKDIR /srv\n"
                               "COPY %s /srv/app\n"
                               "USER alice\n"
+                              "RUN echo \"step as $(id -u)\"\n"
                               "CMD [\"sh\", \"-c\", \"echo $GREETING; id -u; cat "
                               "/srv/app/file.txt /built.txt; pwd\"]\n",
                               src),
@@ -1796,6 +1797,8 @@ START_TEST(test_image_dockerfile)
     json_decref(r);
     r = image_wait(id, &log);
     ck_assert_msg(!strcmp(dl_str(r, "state"), "ready"), "%s", log.data);
+    /* Steps after USER run as that user, as Docker's. */
+    ck_assert_msg(strstr(log.data, "step as 1234\n"), "%s", log.data);
     free(log.data);
     ck_assert_str_eq(dl_str(r, "user"), "alice");
     json_decref(r);
