@@ -151,6 +151,10 @@ struct sbxd_req {
     char *method, *path;
     char *body; /* NUL-terminated for convenience; body_len excludes it */
     size_t body_len, body_cap;
+    /* or, spooled: the body in a file */
+    int spool_fd;
+    char *spool_path;
+    uint64_t spool_len;
 
     bool handed;       /* the handler got it: an owner exists */
     bool replied;      /* a reply (or a stream) was made */
@@ -182,6 +186,9 @@ struct sbxd_http {
     void *data;
     size_t max_body, max_header, max_pending;
     unsigned max_connections;
+    bool (*spooled)(const char *method, const char *path);
+    char *spool_dir;
+    uint64_t max_spool;
     char **tokens;
     size_t n_tokens;
     char *unix_path;
@@ -275,6 +282,12 @@ static void req_free(struct sbxd_req *req)
     }
     free(req->stream.buf);
     free(req->body);
+    if (req->spool_fd >= 0)
+        close(req->spool_fd);
+    if (req->spool_path) {
+        (void)unlink(req->spool_path); /* (unless the handler moved it) */
+        free(req->spool_path);
+    }
     free(req->method);
     free(req->path);
     free(req);
@@ -874,6 +887,13 @@ const void *sbxd_req_body(const sbxd_req *req, size_t *ret_len)
     return req->body ? req->body : "";
 }
 
+const char *sbxd_req_body_file(const sbxd_req *req, uint64_t *ret_len)
+{
+    if (ret_len)
+        *ret_len = req->spool_len;
+    return req->spool_path;
+}
+
 json_t *sbxd_req_json(sbxd_req *req)
 {
     json_error_t err;
@@ -991,6 +1011,7 @@ static struct sbxd_req *req_new(struct listener *l, struct MHD_Connection *conn,
     req->http = http;
     req->listener = l;
     req->conn = conn;
+    req->spool_fd = -1;
     req->method = strdup(method);
     req->path = strdup(url);
     if (!req->method || !req->path) {
@@ -1029,6 +1050,16 @@ static void req_check_headers(struct sbxd_req *req, const char *method, const ch
                          http->max_header);
         return;
     }
+    if (http->spooled && http->spool_dir && http->spooled(method, req->path)) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/upload-XXXXXX", http->spool_dir);
+        req->spool_fd = mkostemp(path, O_CLOEXEC);
+        if (req->spool_fd < 0 || !(req->spool_path = strdup(path))) {
+            sbxd_reply_error(req, 503, "unavailable", "cannot keep the upload: %s",
+                             strerror(errno));
+            return;
+        }
+    }
     cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
         char *end;
@@ -1036,6 +1067,12 @@ static void req_check_headers(struct sbxd_req *req, const char *method, const ch
 
         errno = 0;
         n = strtoull(cl, &end, 10);
+        if (req->spool_path) {
+            if (errno || end == cl || n > http->max_spool)
+                sbxd_reply_error(req, 413, "too_large", "request body above %llu bytes",
+                                 (unsigned long long)http->max_spool);
+            return;
+        }
         if (errno || end == cl || n > http->max_body) {
             sbxd_reply_error(req, 413, "too_large", "request body above %zu bytes", http->max_body);
             return;
@@ -1063,9 +1100,10 @@ static enum MHD_Result refuse_body(struct sbxd_req *req)
     int blen, n;
 
     blen = snprintf(msg, sizeof(msg) / 2,
-                    "{\"error\":{\"code\":\"too_large\",\"message\":\"request body above %zu "
+                    "{\"error\":{\"code\":\"too_large\",\"message\":\"request body above %llu "
                     "bytes\"}}",
-                    req->http->max_body);
+                    req->spool_path ? (unsigned long long)req->http->max_spool
+                                    : (unsigned long long)req->http->max_body);
     n = snprintf(msg + sizeof(msg) / 2, sizeof(msg) / 2,
                  "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\n"
                  "Content-Length: %d\r\nConnection: close\r\n\r\n",
@@ -1111,6 +1149,23 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_data_size = 0;
         if (req->replied || req->aborted)
             return MHD_YES;
+        if (req->spool_path) {
+            /* Into the file (the page cache: no fsync on the loop). */
+            if (n > http->max_spool - req->spool_len)
+                return refuse_body(req);
+            for (size_t off = 0; off < n;) {
+                ssize_t w = write(req->spool_fd, upload_data + off, n - off);
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0) {
+                    http_log("%s %s: upload: %s", req->method, req->path, strerror(errno));
+                    return MHD_NO;
+                }
+                off += (size_t)w;
+            }
+            req->spool_len += n;
+            return MHD_YES;
+        }
         if (n > http->max_body - req->body_len)
             return refuse_body(req);
         if (req->body_cap - req->body_len < n + 1) {
@@ -1352,6 +1407,7 @@ static void http_free_config(struct sbxd_http *http)
         free(http->tokens[i]);
     free(http->tokens);
     free(http->unix_path);
+    free(http->spool_dir);
 }
 
 void sbxd_http_stop(sbxd_http *http)
@@ -1443,6 +1499,9 @@ int sbxd_http_start(uv_loop_t *loop, const struct sbxd_http_config *cfg, sbxd_ha
     http->handler = handler;
     http->data = data;
     http->max_body = cfg->max_body ? cfg->max_body : DEFAULT_MAX_BODY;
+    http->spooled = cfg->spooled;
+    http->max_spool = cfg->max_spool ? cfg->max_spool : (8ULL << 30);
+    http->spool_dir = cfg->spool_dir ? strdup(cfg->spool_dir) : NULL;
     http->max_header = cfg->max_header ? cfg->max_header : DEFAULT_MAX_HEADER;
     http->max_connections = cfg->max_connections ? cfg->max_connections : DEFAULT_MAX_CONNECTIONS;
     http->max_pending = cfg->max_pending_bytes ? cfg->max_pending_bytes : DEFAULT_MAX_PENDING;

@@ -36,6 +36,12 @@ struct sbxd_http_config {
     size_t max_header;          /* bytes of request line + headers; default 64 KiB */
     unsigned max_connections;   /* default 1024 */
     unsigned max_pending_bytes; /* per stream, queued but unsent; default 4 MiB */
+    /* Uploads too big for memory: requests `spooled` says yes to get their
+     * body in a file in spool_dir (removed with the request), up to
+     * max_spool bytes (default 8 GiB). */
+    bool (*spooled)(const char *method, const char *path);
+    const char *spool_dir;
+    uint64_t max_spool;
 };
 
 typedef void (*sbxd_handler)(sbxd_req *req, void *data);
@@ -54,6 +60,9 @@ void sbxd_req_query_each(const sbxd_req *req,
                          void (*cb)(const char *key, const char *value, void *data), void *data);
 const char *sbxd_req_header(const sbxd_req *req, const char *name); /* case-insensitive */
 const void *sbxd_req_body(const sbxd_req *req, size_t *ret_len);    /* never NULL */
+/* A spooled request's body: the file's path (NULL when not spooled); it
+ * is removed with the request unless the handler moves it away. */
+const char *sbxd_req_body_file(const sbxd_req *req, uint64_t *ret_len);
 /* The body parsed as a JSON object (an empty body is {}); NULL after having
  * replied 400 invalid_argument with the parse error. */
 json_t *sbxd_req_json(sbxd_req *req);

@@ -1773,7 +1773,50 @@ static void export_image(struct sbxd *d, sbxd_req *req, const char *id)
     }
 }
 
+bool sbxd_images_spooled(const char *method, const char *path)
+{
+    return !strcmp(method, "POST") && !strcmp(path, "/v1/images/import");
+}
+
+/* An import: the archive (spooled to a file by the HTTP layer) hashed on
+ * the thread pool for its id, then unpacked as a build is. */
+struct import_job {
+    uv_work_t work;
+    sbxd_req *req;
+    bool aborted;
+    char path[PATH_MAX]; /* the archive, moved out of the spool */
+    unsigned char key[32];
+    int r;
+};
+
+static void import_hash(uv_work_t *w)
+{
+    struct import_job *j = w->data;
+    gnutls_hash_hd_t h;
+    char buf[1 << 16];
+    ssize_t n;
+    int fd = open(j->path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0 || gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0) {
+        j->r = -EIO;
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        gnutls_hash(h, buf, (size_t)n);
+    j->r = n < 0 ? -errno : 0;
+    gnutls_hash_deinit(h, j->key);
+    close(fd);
+}
+
 static void import_abort(sbxd_req *req, void *data)
+{
+    (void)req;
+    ((struct import_job *)data)->aborted = true;
+}
+
+static void build_import_abort(sbxd_req *req, void *data)
 {
     struct sbxd_build *b = data;
 
@@ -1781,55 +1824,89 @@ static void import_abort(sbxd_req *req, void *data)
     b->waiter = NULL;
 }
 
-/* POST /v1/images/import: an OCI archive in the body; answered once it is
- * an image (its id a hash of the archive). */
-static void import_image(struct sbxd *d, sbxd_req *req)
+static void import_hashed(uv_work_t *w, int status)
 {
-    size_t len;
-    const void *body = sbxd_req_body(req, &len);
-    unsigned char key[32];
-    char id[32], path[PATH_MAX], rnd[32];
-    json_t *recipe, *v;
+    struct import_job *j = w->data;
+    struct sbxd *d = sbxd_global;
     struct sbxd_build *b;
-    int r;
+    char id[32];
+    json_t *recipe, *v;
 
-    if (len == 0) {
-        sbxd_reply_error(req, 400, "invalid_argument", "the body must be an OCI archive (a tar)");
-        return;
+    if (j->aborted || status < 0 || j->r < 0) {
+        if (!j->aborted) {
+            sbxd_req_on_abort(j->req, NULL, NULL);
+            sbxd_reply_error(j->req, 500, "internal", "cannot read the archive");
+        }
+        goto out;
     }
-    sha256(body, len, key);
-    image_id_of(key, id, sizeof(id));
+    sbxd_req_on_abort(j->req, NULL, NULL);
+    image_id_of(j->key, id, sizeof(id));
     if ((v = config_load(d, id, NULL))) {
         json_decref(v);
-        sbxd_reply_json(req, 200, json_pack("{s:s,s:s}", "image_id", id, "state", "ready"));
-        return;
+        sbxd_reply_json(j->req, 200, json_pack("{s:s,s:s}", "image_id", id, "state", "ready"));
+        goto out;
     }
     for (b = builds; b && strcmp(b->id, id); b = b->next)
         ;
     if (b) {
-        sbxd_reply_error(req, 409, "failed_precondition", "image `%s` is being imported", id);
-        return;
+        sbxd_reply_error(j->req, 409, "failed_precondition", "image `%s` is being imported", id);
+        goto out;
     }
-    sbxd_new_id("", rnd, sizeof(rnd));
-    snprintf(path, sizeof(path), "%s/images", d->cfg.state_dir);
-    (void)sbxd_mkdir_p(path, 0711);
-    snprintf(path, sizeof(path), "%s/images/.import-%s.tar", d->cfg.state_dir, rnd);
-    if ((r = sbxd_write_file(path, body, len, 0600, false)) < 0) {
-        sbxd_reply_error(req, 500, "internal", "cannot keep the archive: %s", strerror(-r));
-        return;
-    }
-    recipe = json_pack("{s:{s:s},s:[]}", "base", "oci_archive", path, "steps");
-    b = start_build(d, id, key, recipe, NULL);
+    recipe = json_pack("{s:{s:s},s:[]}", "base", "oci_archive", j->path, "steps");
+    b = start_build(d, id, j->key, recipe, NULL);
     json_decref(recipe);
-    if (!b) {
-        unlink(path);
-        sbxd_reply_error(req, 500, "internal", "cannot record the import of `%s`", id);
+    if (!b || !(b->import_tar = strdup(j->path))) {
+        sbxd_reply_error(j->req, 500, "internal", "cannot record the import of `%s`", id);
+        if (b)
+            build_failed(b, "out of memory");
+        goto out;
+    }
+    b->waiter = j->req;
+    sbxd_req_on_abort(j->req, build_import_abort, b);
+    free(j);
+    build_next(b);
+    return;
+out:
+    unlink(j->path);
+    free(j);
+}
+
+/* POST /v1/images/import: an OCI archive in the body; answered once it is
+ * an image (its id a hash of the archive). */
+static void import_image(struct sbxd *d, sbxd_req *req)
+{
+    uint64_t len = 0;
+    const char *spooled = sbxd_req_body_file(req, &len);
+    struct import_job *j;
+    char rnd[32];
+
+    if (!spooled || len == 0) {
+        sbxd_reply_error(req, 400, "invalid_argument", "the body must be an OCI archive (a tar)");
         return;
     }
-    b->import_tar = strdup(path);
-    b->waiter = req;
-    sbxd_req_on_abort(req, import_abort, b);
-    build_next(b);
+    if (!(j = calloc(1, sizeof(*j)))) {
+        sbxd_reply_error(req, 500, "internal", "out of memory");
+        return;
+    }
+    /* Out of the spool (which goes with the request), into the store. */
+    sbxd_new_id("", rnd, sizeof(rnd));
+    snprintf(j->path, sizeof(j->path), "%s/images", d->cfg.state_dir);
+    (void)sbxd_mkdir_p(j->path, 0711);
+    snprintf(j->path, sizeof(j->path), "%s/images/.import-%s.tar", d->cfg.state_dir, rnd);
+    if (rename(spooled, j->path) < 0) {
+        sbxd_reply_error(req, 500, "internal", "cannot keep the archive: %s", strerror(errno));
+        free(j);
+        return;
+    }
+    j->req = req;
+    j->work.data = j;
+    sbxd_req_on_abort(req, import_abort, j);
+    if (uv_queue_work(d->loop, &j->work, import_hash, import_hashed) < 0) {
+        sbxd_req_on_abort(req, NULL, NULL);
+        unlink(j->path);
+        free(j);
+        sbxd_reply_error(req, 500, "internal", "cannot queue the import");
+    }
 }
 
 void sbxd_images_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t n)
@@ -2285,6 +2362,18 @@ void sbxd_images_start(struct sbxd *d)
                 (void)sbxd_write_json(path, b, true);
             }
             json_decref(b);
+        }
+        closedir(dh);
+    }
+    /* Imports and exports a stop interrupted. */
+    snprintf(dir, sizeof(dir), "%s/images", d->cfg.state_dir);
+    if ((dh = opendir(dir))) {
+        while ((de = readdir(dh))) {
+            char path[PATH_MAX];
+            if (strncmp(de->d_name, ".import-", 8) && strncmp(de->d_name, ".export-", 8))
+                continue;
+            snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+            (void)sbx_rm_rf(path, NULL);
         }
         closedir(dh);
     }

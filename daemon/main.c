@@ -124,6 +124,7 @@ static int load_config(struct sbxd_config *cfg, const char *path)
     U(output_limit, "output_limit_bytes");
     U(default_memory_bytes, "default_memory_bytes");
     U(default_pids_max, "default_pids_max");
+    U(max_upload, "max_upload_bytes");
 #undef U
     if ((v = json_object_get(c, "monitor_zygote"))) {
         if (!json_is_boolean(v)) {
@@ -374,7 +375,7 @@ int main(int argc, char **argv)
     char *monitor = NULL;
     struct sbxd_http_config hc = {0};
     uv_signal_t sigterm, sigint;
-    char path[PATH_MAX];
+    char path[PATH_MAX], spool[PATH_MAX];
     bool no_zygote = false;
     int c, r;
 
@@ -383,6 +384,7 @@ int main(int argc, char **argv)
         .state_dir = "/var/lib/sandboxd",
         .run_dir = "/run/sandboxd",
         .max_body = 16 << 20,
+        .max_upload = 8ULL << 30,
         .max_connections = 1024,
         .max_sandboxes = 2000,
         .max_execs = 4096,
@@ -507,6 +509,14 @@ int main(int argc, char **argv)
     hc.tokens = (const char *const *)d.cfg.tokens;
     hc.max_body = d.cfg.max_body;
     hc.max_connections = d.cfg.max_connections;
+    /* Uploads that go to a file: on the state dir's file system, so that
+     * a handler can rename one into place; what a stop left goes. */
+    snprintf(spool, sizeof(spool), "%s/uploads", d.cfg.state_dir);
+    (void)sbxd_rm_rf(spool);
+    (void)sbxd_mkdir_p(spool, 0700);
+    hc.spooled = sbxd_images_spooled;
+    hc.spool_dir = spool;
+    hc.max_spool = d.cfg.max_upload;
     {
         char dir[PATH_MAX], *slash;
         snprintf(dir, sizeof(dir), "%s", d.cfg.socket_path);

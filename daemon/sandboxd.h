@@ -52,6 +52,7 @@ struct sbxd_config {
     /* tls tunnels: the certificate and key files ("tls" in the config);
      * NULL: the one made at the first start (tls.c) */
     const char *tls_cert, *tls_key;
+    uint64_t max_upload; /* an image import's body (spooled to a file) */
     /* host paths sandboxes may bind: [{"path": ABS, "writable": BOOL}] */
     json_t *host_mounts;
 };
@@ -310,6 +311,8 @@ void sbxd_volumes_start(struct sbxd *d);
 /* ---- images.c: built images, snapshots ---- */
 /* /v1/images... (segs[1] is "images"). */
 void sbxd_images_handle(struct sbxd *d, sbxd_req *req, char segs[][128], size_t n);
+/* Whether a request's body is spooled to a file (an image import). */
+bool sbxd_images_spooled(const char *method, const char *path);
 /* Loads an image from the daemon's store, then the system's. */
 int sbxd_image_load(struct sbxd *d, const char *name, struct sbx_image **ret, sbx_error *err);
 /* Why an image cannot be used yet ("is still building", "failed to

@@ -2035,7 +2035,7 @@ static int free_port(void)
 START_TEST(test_image_oci)
 {
     char id[64], path[256], cmd[1024], tar[256], regdir[256], body[512];
-    struct dl_buf b;
+    struct dl_buf b, log_unused;
     pid_t registry;
     json_t *r;
     char *out;
@@ -2133,6 +2133,27 @@ START_TEST(test_image_oci)
     json_decref(r);
     out = run_in_image(id, "cat /e.txt /t; echo $OCI");
     ck_assert_str_eq(out, "exported\non-top\nyes\n");
+    free(out);
+    /* An archive far above max_body_bytes (16 MiB): the upload goes to a
+     * file, not to memory. */
+    r = dl_call("POST", "/v1/images",
+                "{\"base\":\"busybox\",\"steps\":[{\"run\":\"head -c 25165824 /dev/urandom "
+                "> /big\"}]}",
+                201);
+    snprintf(id, sizeof(id), "%s", dl_str(r, "image_id"));
+    json_decref(r);
+    json_decref(image_wait(id, &b));
+    free(b.data);
+    snprintf(path, sizeof(path), "/v1/images/%s/export", id);
+    ck_assert_int_eq(dl_http("GET", path, NULL, 0, &b), 200);
+    ck_assert_uint_gt(b.len, 24u << 20);
+    ck_assert_int_eq(dl_http("POST", "/v1/images/import", b.data, b.len, &log_unused), 201);
+    free(b.data);
+    r = json_loads(log_unused.data, 0, NULL);
+    free(log_unused.data);
+    out = run_in_image(dl_str(r, "image_id"), "wc -c < /big");
+    json_decref(r);
+    ck_assert_str_eq(out, "25165824\n");
     free(out);
     /* Bad references. */
     json_decref(dl_call("POST", "/v1/images", "{\"base\":{\"registry\":\"-x/y\"}}", 400));
