@@ -813,6 +813,10 @@ static void claim_sandbox(struct sbxd *d, sbxd_req *req, json_t *body, const str
     spec = sbxd_make_spec_with(d, body, img, sb->id, secret_env, NULL);
     rec = sbxd_sandbox_record_file(sb);
     sb->env = spec ? json_incref(json_object_get(spec, "env")) : NULL;
+    free(sb->workdir);
+    sb->workdir = json_string_value(json_object_get(spec, "workdir"))
+                      ? strdup(json_string_value(json_object_get(spec, "workdir")))
+                      : NULL;
     if (json_is_array(json_object_get(spec, "entrypoint")))
         sbxd_proc_add(sb, SBXD_ENTRYPOINT_ID, json_object_get(spec, "entrypoint"));
     /* record.json stays the pooled one until the record is next saved;
@@ -924,6 +928,8 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
     sb->waiters.next = sb->waiters.prev = &sb->waiters;
     spec = sbxd_make_spec_with(d, body, img, sb->id, secret_env, mounts);
     sb->env = json_incref(json_object_get(spec, "env"));
+    if (json_string_value(json_object_get(spec, "workdir")))
+        sb->workdir = strdup(json_string_value(json_object_get(spec, "workdir")));
     sb->uid = img->uid; /* (execs run as the image's user, as Docker's) */
     sb->gid = img->gid;
     if (json_is_array(json_object_get(spec, "entrypoint")))
@@ -1310,6 +1316,8 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
             sb->env = json_incref(json_object_get(spec, "env"));
         sb->uid = (unsigned)json_integer_value(json_object_get(spec, "uid"));
         sb->gid = (unsigned)json_integer_value(json_object_get(spec, "gid"));
+        if (!sb->workdir && json_string_value(json_object_get(spec, "workdir")))
+            sb->workdir = strdup(json_string_value(json_object_get(spec, "workdir")));
         json_decref(spec);
     }
     /* The sandbox's environment, the exec's secrets', then its own. */
@@ -1335,7 +1343,7 @@ static void exec_process(struct sbxd *d, sbxd_req *req, struct sbxd_sandbox *sb)
     }
     msg = json_pack("{s:s,s:s,s:O,s:o,s:s,s:i,s:i,s:s,s:s,s:O?,s:O?}", "op", "exec", "id", id,
                     "argv", json_object_get(body, "argv"), "env", env, "workdir",
-                    json_string_value(json_object_get(body, "workdir")) ?: "/", "uid", (int)sb->uid,
+                    json_string_value(json_object_get(body, "workdir")) ?: sb->workdir ?: "/", "uid", (int)sb->uid,
                     "gid", (int)sb->gid, "stdout",
                     json_string_value(json_object_get(body, "stdout")) ?: "pipe", "stderr",
                     json_string_value(json_object_get(body, "stderr")) ?: "pipe", "pty",

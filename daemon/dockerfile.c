@@ -1,7 +1,8 @@
 /* dockerfile.c — the Dockerfile subset a recipe may give (`"dockerfile"`),
  * turned into the recipe's own steps (images.c).
  *
- * FROM (one; a known image, an image id, or a registry reference),
+ * FROM (one, first; a known image, an image id, or a registry reference;
+ * without one, the recipe's base or debian-slim, as API.md's example has it),
  * RUN, ENV, WORKDIR, COPY (one absolute host source, allowed by the
  * config), USER, ENTRYPOINT and CMD, in shell or JSON (exec) form; comments,
  * blank lines and `\` continuations.  Anything else is refused with its
@@ -153,11 +154,11 @@ json_t *sbxd_dockerfile_parse(const char *text, char *why, size_t why_len)
             char *p = rest, *ref = word(&p), *as = word(&p);
             if (base)
                 BAD("line %d: one FROM only (no multi-stage builds)", start_line);
+            if (json_array_size(steps))
+                BAD("line %d: FROM comes first", start_line);
             if (!ref || (as && strcasecmp(as, "AS")))
                 BAD("line %d: FROM IMAGE", start_line);
             base = base_of(ref);
-        } else if (!base) {
-            BAD("line %d: %s before FROM", start_line, instr);
         } else if (!strcasecmp(instr, "RUN")) {
             json_t *a = argv_of(rest, false);
             if (!a)

@@ -237,22 +237,24 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (n < 0 && m->starting) {
         /* No status: the monitor died. */
-        struct sbxd_sandbox *sb = m->sb;
         m->starting = false;
         disconnect(m, "the sandbox's monitor died while starting");
         close_pipe(m);
-        if (sb && !m->closing)
-            monitor_lost(m->d, sb, "it died while starting");
+        if (!m->closing && m->sb)
+            monitor_lost(m->d, m->sb, "it died while starting");
         return;
     }
     if (n < 0) {
-        struct sbxd_sandbox *sb = m->sb;
+        struct sbxd_sandbox *sb;
         disconnect(m, "the sandbox's monitor went away");
         close_pipe(m);
         /* A monitor ends once its sandbox has finished and everything is on
          * disk.  Otherwise reconnect: a monitor that dropped us (a protocol
          * error) answers again, a dead one refuses, and only then is the
-         * sandbox lost. */
+         * sandbox lost.  (A pending request's callback may have forgotten
+         * the sandbox meanwhile, a DELETE's: m->sb is read again, and is
+         * NULL then.) */
+        sb = m->closing ? NULL : m->sb;
         if (sb && !sbxd_sandbox_sync(m->d, sb) && !m->closing) {
             sbxd_log(sb->id, "monitor connection closed (%s): reconnecting", uv_strerror((int)n));
             m->retry_active = true;

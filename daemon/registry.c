@@ -228,6 +228,7 @@ void sbxd_sandbox_forget(struct sbxd *d, struct sbxd_sandbox *sb)
     json_decref(sb->tags);
     json_decref(sb->request);
     json_decref(sb->env);
+    free(sb->workdir);
     json_decref(sb->pool_layers);
     json_decref(sb->tunnels);
     json_decref(sb->mounted_images);

@@ -112,6 +112,7 @@ struct sbxd_sandbox {
     json_t *request;        /* the create request, as recorded */
     json_t *env;            /* spec.json's env (the image's and the request's), read once */
     unsigned uid, gid;      /* the image's user: execs run as it (spec.json's, read with env) */
+    char *workdir;          /* the working directory: execs' default (spec.json's, read with env) */
     json_t *mounted_images; /* images mounted into it (mount-image), or NULL */
     char state[16];         /* created scheduled started ready finished */
     double created_at, started_at, ready_at, finished_at;

@@ -1721,6 +1721,17 @@ START_TEST(test_image_recipe)
     out = run_in_image(id, "pwd; cat /hello.txt data; echo $FOO; test -e /bin/vi || echo no-vi");
     ck_assert_str_eq(out, "/app\nhello\nbar\nbar\nno-vi\n");
     free(out);
+    /* An exec runs in the sandbox's working directory (the image's here),
+     * as Docker's and Modal's do. */
+    {
+        char body[128], *sid;
+        snprintf(body, sizeof(body), "{\"image\":\"%s\"}", id);
+        sid = dl_create(body);
+        out = dl_exec_out(sid, "pwd");
+        ck_assert_str_eq(out, "/app\n");
+        free(out);
+        free(sid);
+    }
     /* Built once. */
     r = dl_call("POST", "/v1/images", recipe, 200);
     ck_assert_str_eq(dl_str(r, "state"), "ready");
@@ -1819,7 +1830,8 @@ START_TEST(test_image_dockerfile)
     r = dl_call("POST", "/v1/images", "{\"dockerfile\":\"FROM busybox\\nEXPOSE 80\\n\"}", 400);
     ck_assert(strstr(dl_str(json_object_get(r, "error"), "message"), "line 2"));
     json_decref(r);
-    json_decref(dl_call("POST", "/v1/images", "{\"dockerfile\":\"RUN true\\n\"}", 400));
+    json_decref(
+        dl_call("POST", "/v1/images", "{\"dockerfile\":\"RUN true\\nFROM busybox\\n\"}", 400));
     json_decref(
         dl_call("POST", "/v1/images", "{\"dockerfile\":\"FROM busybox\\nCOPY /etc /x\\n\"}", 400));
 }
