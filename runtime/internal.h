@@ -349,6 +349,7 @@ struct sbx__rootfs {
      * disk_dir before the overlay is mounted; -1: none. */
     int disk_fd;
     const char *disk_dir;
+    const char *workdir; /* made when missing */
 };
 
 /* ---- binds into the sandbox (mounts.c) ---- */
@@ -361,6 +362,10 @@ int sbx__mount_source(const struct sbx_mount *m, int userns_fd, sbx_error *err);
 /* With the root as cwd: moves tree onto dst, made when missing (a
  * directory, or a file for a file's tree), never through a symlink. */
 int sbx__mount_place(const char *dst, int tree, sbx_error *err);
+/* With the new root as cwd: makes the working directory when missing
+ * (as Docker's WORKDIR is), never through a symlink; failures are chdir's
+ * to report. */
+void sbx__make_workdir(const char *path);
 /* In the child, with the new root as cwd: places each tree at its mount's
  * destination, parents first. */
 int sbx__mounts_place(const struct sbx_mount *m, const int *fds, size_t n, sbx_error *err);

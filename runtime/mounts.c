@@ -163,6 +163,29 @@ static int open_or_make(int dir, const char *name, bool as_dir, sbx_error *err, 
     return fd;
 }
 
+void sbx__make_workdir(const char *path)
+{
+    char buf[PATH_MAX], *name, *save = NULL;
+    sbx_error ignored = {0};
+    int dir, next;
+
+    /* Made as a mount point is, component by component and never through
+     * a symlink; one that crosses one is left to chdir to judge. */
+    if (!path || path[0] != '/' || !path[1] || strlen(path) >= sizeof(buf))
+        return;
+    snprintf(buf, sizeof(buf), "%s", path + 1);
+    dir = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    for (name = strtok_r(buf, "/", &save); dir >= 0 && name; name = strtok_r(NULL, "/", &save)) {
+        if (!strcmp(name, ".") || !strcmp(name, ".."))
+            break;
+        next = open_or_make(dir, name, true, &ignored, path);
+        close(dir);
+        dir = next;
+    }
+    if (dir >= 0)
+        close(dir);
+}
+
 int sbx__mount_place(const char *dst, int tree, sbx_error *err)
 {
     char buf[PATH_MAX], *name, *save = NULL;

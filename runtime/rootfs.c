@@ -246,6 +246,7 @@ int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err)
         return r;
     if ((r = sbx__mounts_place(p->mounts, p->mount_fds, p->n_mounts, err)) < 0)
         return r;
+    sbx__make_workdir(p->workdir);
 
     /* pivot_root(".", ".") stacks the old root on top of the new one; the
      * detach then drops it, and with it every host path. */

@@ -272,6 +272,7 @@ __attribute__((noreturn)) static void child_main(const struct child_args *a)
         .mount_fds = layer_fds + (a->sb->userns ? a->n_layers : 0),
         .n_mounts = cfg->n_mounts,
         .disk_fd = -1,
+        .workdir = cfg->workdir,
     };
     size_t n_go_fds = (a->sb->userns ? a->n_layers : 0) + cfg->n_mounts + (cfg->disk_mib ? 1 : 0);
     char work[PATH_MAX], disk_dir[PATH_MAX];

@@ -1006,7 +1006,7 @@ START_TEST(test_env_workdir_user_rlimits)
     char *out;
 
     cfg.env = env;
-    cfg.workdir = "/tmp";
+    cfg.workdir = "/tmp/made/here"; /* made when missing, as Docker's WORKDIR */
     cfg.uid = 1000;
     cfg.gid = 1001;
     cfg.rlimits = &rl;
@@ -1015,7 +1015,7 @@ START_TEST(test_env_workdir_user_rlimits)
                   "echo pwd $(pwd); echo foo $FOO; echo uid $(id -u); "
                   "echo gid $(id -g); echo nofile $(ulimit -n); echo n $(env | wc -l); "
                   "echo umask $(umask)");
-    ck_assert_str_eq(sbx_test_value(out, "pwd"), "/tmp");
+    ck_assert_str_eq(sbx_test_value(out, "pwd"), "/tmp/made/here");
     ck_assert_str_eq(sbx_test_value(out, "foo"), "bar baz");
     ck_assert_str_eq(sbx_test_value(out, "uid"), "1000");
     ck_assert_str_eq(sbx_test_value(out, "gid"), "1001");
