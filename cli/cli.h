@@ -82,6 +82,9 @@ int cli_error_errno(struct cli_error *err, int errnum, const char *fmt, ...)
 void cli_error_free(struct cli_error *err);
 /* "sbx: MESSAGE" on stderr, on one line (control characters shown as '?'). */
 void cli_error_print(const struct cli_error *err);
+/* Prints err, frees it and returns CLI_EXIT_FAILURE: a command's usual end
+ * on a failure it reports. */
+int cli_fail(struct cli_error *err);
 /* The same for a message of sbx's own. */
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

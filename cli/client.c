@@ -81,6 +81,13 @@ void cli_error_print(const struct cli_error *err)
     fputc('\n', stderr);
 }
 
+int cli_fail(struct cli_error *err)
+{
+    cli_error_print(err);
+    cli_error_free(err);
+    return CLI_EXIT_FAILURE;
+}
+
 void cli_warn(const char *fmt, ...)
 {
     va_list ap;

@@ -32,13 +32,6 @@
 #define DOCKERFILE_MAX      (1u << 20) /* a Dockerfile is text */
 #define BUILD_POLL_PAUSE_NS 200000000L /* between log requests that brought nothing */
 
-static int fail(struct cli_error *err)
-{
-    cli_error_print(err);
-    cli_error_free(err);
-    return CLI_EXIT_FAILURE;
-}
-
 /* The options every subcommand without its own takes: --help and --host.
  * Returns -1 to go on, else the exit status. */
 static int parse_common(struct cli *cli, const char *cmd, void (*usage)(FILE *f), int argc,
@@ -583,12 +576,12 @@ static int image_build(struct cli *cli, int argc, char **argv)
     if (!c)
         return CLI_EXIT_FAILURE;
     if (cli_call(c, "POST", "/v1/images", body, &answer, &err) < 0)
-        return fail(&err);
+        return cli_fail(&err);
     id = cli_str(answer, "image_id");
     state = cli_str(answer, "state") ?: "";
     if (!id) {
         cli_error_set(&err, 0, "sandboxd's answer to POST /v1/images has no image_id");
-        return fail(&err);
+        return cli_fail(&err);
     }
     if (detach || !strcmp(state, "ready")) {
         printf("%s\n", id);
@@ -601,7 +594,7 @@ static int image_build(struct cli *cli, int argc, char **argv)
     if (build_wait(c, id, quiet ? -1 : STDERR_FILENO, &view, &err) < 0) {
         _cleanup_free_ char *msg = strdup(err.message ?: "");
         cli_error_set(&err, err.status, "%s (following the build of %s)", msg ? msg : "", id);
-        return fail(&err);
+        return cli_fail(&err);
     }
     state = cli_str(view, "state") ?: "?";
     if (!strcmp(state, "ready")) {
@@ -615,7 +608,7 @@ static int image_build(struct cli *cli, int argc, char **argv)
     }
     cli_error_set(&err, 0, "the build of %s failed: %s", id,
                   cli_str(view, "error") ?: "(no error given)");
-    return fail(&err);
+    return cli_fail(&err);
 }
 
 /* ---- ls ---- */
@@ -676,7 +669,7 @@ static int image_ls(struct cli *cli, int argc, char **argv)
     if (!c)
         return CLI_EXIT_FAILURE;
     if (cli_call(c, "GET", "/v1/images", NULL, &answer, &err) < 0)
-        return fail(&err);
+        return cli_fail(&err);
     list = cli_sorted_by(json_object_get(answer, "images"), "image_id");
     if (!list)
         return CLI_EXIT_FAILURE;
@@ -769,7 +762,7 @@ static int image_logs(struct cli *cli, int argc, char **argv)
     if (r < 0) {
         if (!err.message)
             cli_error_errno(&err, -r, "write stdout");
-        return fail(&err);
+        return cli_fail(&err);
     }
     return 0;
 }
@@ -810,7 +803,7 @@ static int image_inspect(struct cli *cli, int argc, char **argv)
         json_t *rec = NULL;
 
         if (image_request(c, "GET", argv[a], &id, &rec, &err) < 0) {
-            fail(&err);
+            cli_fail(&err);
             status = CLI_EXIT_FAILURE;
             continue;
         }
@@ -860,7 +853,7 @@ static int image_rm(struct cli *cli, int argc, char **argv)
                 cli_error_set(&err, 409, "%s: terminate it first (sbx terminate)", msg);
             else if (msg && (strstr(msg, "in use by im-") || strstr(msg, "its own build")))
                 cli_error_set(&err, 409, "%s: wait for that build to end (sbx image logs -f)", msg);
-            fail(&err);
+            cli_fail(&err);
             status = CLI_EXIT_FAILURE;
             continue;
         }
@@ -958,7 +951,7 @@ static int image_export(struct cli *cli, int argc, char **argv)
     if (r < 0) {
         if (!err.message)
             cli_error_errno(&err, -r, "write stdout");
-        return fail(&err);
+        return cli_fail(&err);
     }
     return 0;
 }
@@ -1096,7 +1089,7 @@ static int image_import(struct cli *cli, int argc, char **argv)
     if (!c)
         return CLI_EXIT_FAILURE;
     if (import_tar(c, in, S_ISREG(st.st_mode) ? st.st_size : -1, name, &id, &err) < 0)
-        return fail(&err);
+        return cli_fail(&err);
     printf("%s\n", id);
     return 0;
 }

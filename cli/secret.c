@@ -16,13 +16,6 @@
     "processes (sbx exec --secret NAME) get in their environment.  The daemon keeps\n"             \
     "them for root only and never shows a value again."
 
-static int fail(struct cli_error *err)
-{
-    cli_error_print(err);
-    cli_error_free(err);
-    return CLI_EXIT_FAILURE;
-}
-
 static char *secret_path(const char *name)
 {
     _cleanup_free_ char *e = cli_escape(name);
@@ -192,7 +185,7 @@ static int secret_create(struct cli *cli, int argc, char **argv)
     if (!c)
         return CLI_EXIT_FAILURE;
     if (!body || cli_call(c, "PUT", path, body, &answer, &err) < 0)
-        return fail(&err);
+        return cli_fail(&err);
     printf("%s\n", cli_str(answer, "name") ?: argv[optind]);
     return 0;
 }
@@ -254,7 +247,7 @@ static int secret_ls(struct cli *cli, int argc, char **argv)
     if (!c)
         return CLI_EXIT_FAILURE;
     if (cli_call(c, "GET", "/v1/secrets", NULL, &answer, &err) < 0)
-        return fail(&err);
+        return cli_fail(&err);
     list = cli_sorted_by(json_object_get(answer, "secrets"), "name");
     if (!list)
         return CLI_EXIT_FAILURE;

@@ -37,13 +37,6 @@ static int volume_check(struct cli_client *c, const char *base, struct cli_error
     return cli_call(c, "GET", base, NULL, NULL, err);
 }
 
-static int fail(struct cli_error *err)
-{
-    cli_error_print(err);
-    cli_error_free(err);
-    return CLI_EXIT_FAILURE;
-}
-
 /* The options every subcommand without its own takes: --help and --host.
  * Returns -1 to go on, else the exit status. */
 static int parse_common(struct cli *cli, const char *cmd, void (*usage)(FILE *f), int argc,
@@ -153,11 +146,11 @@ static int volume_create(struct cli *cli, int argc, char **argv)
     if (ephemeral) {
         json_object_set_new(body, "ephemeral", json_true());
         if (cli_call(c, "POST", "/v1/volumes", body, &answer, &err) < 0)
-            return fail(&err);
+            return cli_fail(&err);
     } else {
         path = volume_base(argv[optind]);
         if (cli_call(c, "PUT", path, body, &answer, &err) < 0)
-            return fail(&err);
+            return cli_fail(&err);
     }
     printf("%s\n", cli_str(answer, "name") ?: "?");
     return 0;
@@ -221,7 +214,7 @@ static int volume_ls(struct cli *cli, int argc, char **argv)
     if (!c)
         return CLI_EXIT_FAILURE;
     if (cli_call(c, "GET", "/v1/volumes", NULL, &answer, &err) < 0)
-        return fail(&err);
+        return cli_fail(&err);
     list = cli_sorted_by(json_object_get(answer, "volumes"), "name");
     if (!list)
         return CLI_EXIT_FAILURE;
@@ -336,7 +329,7 @@ static int volume_put(struct cli *cli, int argc, char **argv)
     rpath = remote_path(argc - optind == 3 ? argv[optind + 2] : "/");
     if (volume_check(c, base, &err) < 0 ||
         cli_copy_up(c, base, argv[optind], argv[optind + 1], rpath, &err) < 0)
-        return fail(&err);
+        return cli_fail(&err);
     return 0;
 }
 
@@ -371,7 +364,7 @@ static int volume_get(struct cli *cli, int argc, char **argv)
     if (volume_check(c, base, &err) < 0 ||
         cli_copy_down(c, base, argv[optind], rpath, argc - optind == 3 ? argv[optind + 2] : "-",
                       &err) < 0)
-        return fail(&err);
+        return cli_fail(&err);
     return 0;
 }
 
@@ -432,7 +425,7 @@ static int volume_files(struct cli *cli, int argc, char **argv)
     escaped = cli_escape(rpath);
     path = cli_strdupf("%s/ls?path=%s", base, escaped ? escaped : "");
     if (cli_call(c, "GET", path, NULL, &answer, &err) < 0)
-        return fail(&err);
+        return cli_fail(&err);
     list = cli_sorted_by(answer, "name");
     if (!list)
         return CLI_EXIT_FAILURE;
