@@ -826,8 +826,8 @@ static void claim_sandbox(struct sbxd *d, sbxd_req *req, json_t *body, const str
         r = c && sb->app ? sbxd_records_claim(d, sb->id, c) : -ENOMEM;
         json_decref(c);
     }
-    sb->next = d->sandboxes;
-    d->sandboxes = sb;
+    if (sbxd_sandbox_link(d, sb) < 0 && r >= 0)
+        r = -ENOMEM; /* not findable: ended as an error, below */
     d->n_running++;
     d->created_total++;
     if (r < 0) {
@@ -941,8 +941,8 @@ static void create_sandbox(struct sbxd *d, sbxd_req *req)
         json_decref(rec);
     }
     json_decref(spec);
-    sb->next = d->sandboxes;
-    d->sandboxes = sb;
+    if (sbxd_sandbox_link(d, sb) < 0 && r >= 0)
+        r = -ENOMEM; /* not findable: ended as an error, below */
     d->n_running++;
     d->created_total++;
     if (r < 0) {

@@ -560,6 +560,7 @@ int main(int argc, char **argv)
      * HTTP layer still holds them; the monitors run on), then HTTP. */
     while (d.sandboxes)
         sbxd_sandbox_forget(&d, d.sandboxes);
+    sbxd_index_free(&d.sandbox_index);
     sbxd_http_stop(d.http);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);

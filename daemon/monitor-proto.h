@@ -65,35 +65,43 @@
  *   exit.json                 {"returncode":N,"finish_reason":R,"finished_at":T}
  *                             once the sandbox has finished; returncode is
  *                             null with finish_reason "error" (never created)
- *   procs/ID/info.json        {"process_id","argv","started_at","pty":bool}
- *   procs/ID/exit.json        {"returncode":N,"finished_at":T,"eof":[..]},
- *                             written once the process's output is on disk
+ *   procs.ndjson              the processes' records, one line appended per
+ *                             change (a reader skips a line that does not
+ *                             parse: a host crash may cut the last one):
+ *       {"process_id","argv","started_at","pty":bool}   it started
+ *       {"process_id","returncode":N,"finished_at":T,"eof":[..]}
+ *                             it exited, written once its output is on disk
  *                             (or 1 s after it exited, if something it left
  *                             holds its pipes); "eof" names the streams that
  *                             had ended by then
+ *       {"process_id","eof":["stdout"]}  a stream that ended after that
  *   procs/ID/stdout.OFFSET    output segments; OFFSET (decimal) is the byte
  *   procs/ID/stderr.OFFSET    offset of the segment's first byte in the stream.
  *                             The stream is the concatenation of its segments
- *                             in offset order (none: nothing written yet, a
- *                             segment is made with its first byte); when the
+ *                             in offset order (none, or no procs/ID: nothing
+ *                             written yet; the directory is made with the
+ *                             process's first output byte); when the
  *                             stream's kept bytes exceed spec.output_limit,
  *                             the oldest segments are deleted (the lowest
  *                             remaining OFFSET is the number of dropped
  *                             bytes).  A segment is at most output_limit/4
  *                             bytes.
- *   procs/ID/stdout.eof       exists once a stream that exit.json does not
- *                             list as ended has ended
- * The entrypoint's process ID is "entrypoint"; its exit.json holds the
+ * Records of monitors from before procs.ndjson (kept readable for a daemon
+ * upgraded under running sandboxes): procs/ID/info.json (the start line's
+ * fields), procs/ID/exit.json (the exit line's, without process_id) and
+ * procs/ID/NAME.eof (a stream that ended after exit.json).
+ * The entrypoint's process ID is "entrypoint"; its exit line holds the
  * sandbox's returncode.  Names that start with a dot are made ahead and
  * belong to nobody yet (readers skip them): procs/.next is the next
- * process's directory, with .info.json.tmp and .exit.json.tmp in it,
- * renamed to procs/ID by an exec (and remade when the monitor is idle);
- * RECORDS may come with it, and with the monitor's log and monitor.json's
- * temporary file, from the daemon's spares (daemon/spare.c), so that no
- * file is made on a create's or an exec's way.
+ * process's directory, with the first segment of each stream in it (empty),
+ * renamed to procs/ID at a process's first output byte (and remade when the
+ * monitor is idle); RECORDS may come with it, with an empty procs.ndjson,
+ * and with the monitor's log and monitor.json's temporary file, from the
+ * daemon's spares (daemon/spare.c), so that no file is made on a create's
+ * or an exec's way.
  *
  * The files procs/.next holds (the daemon's spares make them too). */
-#define SBXD_NEXT_FILES ".info.json.tmp", ".exit.json.tmp"
+#define SBXD_NEXT_FILES "stdout.0", "stderr.0"
 /*
  * spec.json: {"image_layers":[...], "env":["K=V"...], "workdir":"/",
  *   "entrypoint":[...]|null, "hostname":S, "uid":0, "gid":0, "no_userns":false,

@@ -44,8 +44,9 @@
 #include <unistd.h>
 
 /* Everything a client can make the monitor hold is capped. */
-#define MAX_RUNNING_PROCS 1024               /* exec'd processes not yet reaped */
-#define MAX_PROCS         8192               /* all processes ever: "status" stays < 1 MiB */
+#define MAX_RUNNING_PROCS 1024 /* exec'd processes not yet reaped */
+#define MAX_PROCS         8192 /* all processes ever: "status" stays < 1 MiB */
+#define PROC_HASH_SIZE    512
 #define MAX_STDIN_QUEUE   (16 * 1024 * 1024) /* bytes queued for one process's stdin */
 #define MAX_CLIENT_OUT    (16 * 1024 * 1024) /* replies and events the daemon has not read */
 #define MAX_ID_LEN        64
@@ -156,14 +157,14 @@ struct stream {
     struct watch w; /* w.fd: the pipe's read end or the pty master, -1 once ended */
     struct proc *proc;
     const char *name; /* "stdout" or "stderr" */
-    bool ended;       /* NAME.eof exists */
+    bool ended;       /* EOF read (or the monitor is leaving) */
     int seg_fd;       /* the current segment, -1 before the first byte or after a failure */
     uint64_t seg_start, oldest, size;
     uint64_t announced; /* the size last sent to the daemon */
     int64_t announced_at;
     bool write_failed;
     bool grown;    /* the pipe was made BUSY_PIPE_SIZE */
-    bool recorded; /* its end is on disk: NAME.eof, or in exit.json's "eof" */
+    bool recorded; /* its end is in procs.ndjson (its process's exit line, or one of its own) */
 };
 
 struct buffer {
@@ -174,13 +175,13 @@ struct buffer {
 struct proc {
     char id[MAX_ID_LEN + 1];
     bool is_entrypoint, pty;
-    json_t *argv;          /* until info.json holds it */
-    int dir_fd;            /* procs/ID */
+    json_t *argv;          /* until procs.ndjson holds it */
+    int dir_fd;            /* procs/ID, made at its first output byte; -1 before */
     struct sbx_process sp; /* exec'd processes */
     struct watch status_w; /* a dup of sp.status_pidfd, so the runtime's close cannot bite */
     bool running;          /* exec'd and not yet reaped */
     bool reaped;
-    bool exited; /* exit.json written */
+    bool exited; /* its exit is in procs.ndjson */
     int returncode;
     int64_t kill_at;     /* exec timeout, 0: none */
     int64_t grace_until; /* reaped, waiting for its streams to end, 0: not */
@@ -189,6 +190,8 @@ struct proc {
     bool stdin_watched;   /* registered for EPOLLOUT */
     bool stdin_eof;       /* close (or ^D) once the queue is empty */
     struct buffer stdin_q;
+    struct proc *hash_next;             /* in m->proc_hash */
+    struct proc *live_prev, *live_next; /* in m->live: it may still have timers or news */
 };
 
 struct client {
@@ -238,6 +241,7 @@ struct monitor {
     const char *id, *run_dir, *state_dir;
     char records[PATH_MAX], sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     int records_fd, procs_fd;
+    int procs_log_fd;  /* procs.ndjson, O_APPEND */
     int next_made;     /* pieces of procs/.next made (NEXT_PIECES: ready), -1: broken */
     int64_t last_busy; /* when the loop last had something to do (ms) */
     int netpool_fd;    /* the zygote's namespace pool, until the sandbox exists */
@@ -283,6 +287,12 @@ struct monitor {
 
     struct proc **procs;
     size_t n_procs, cap_procs, n_running;
+    /* Lookups by id, and the processes run_deadlines() must look at: a
+     * sandbox that has run thousands of execs pays for those that are
+     * still going, not for all of them, on every turn of the loop. */
+    struct proc *proc_hash[PROC_HASH_SIZE];
+    struct proc *live;   /* a circular list, or NULL */
+    int64_t timer_armed; /* the deadline the timer is set to (0: none) */
 };
 
 /* ---- small helpers ---- */
@@ -555,11 +565,15 @@ static void client_send(struct monitor *m, json_t *msg)
 
 /* ---- output streams ---- */
 
+static int proc_dir_open(struct monitor *m, struct proc *p);
+
 /* Opens the segment starting at seg_start; errno says why not. */
-static int segment_open(struct proc *p, struct stream *s)
+static int segment_open(struct monitor *m, struct proc *p, struct stream *s)
 {
     char name[64];
 
+    if (proc_dir_open(m, p) < 0)
+        return -errno;
     snprintf(name, sizeof(name), "%s.%llu", s->name, (unsigned long long)s->seg_start);
     /* Written with pwrite() at the stream's own count of its bytes. */
     s->seg_fd = openat(p->dir_fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
@@ -604,7 +618,7 @@ static int segment_room(struct monitor *m, struct stream *s, size_t *ret_room)
     }
     if (s->seg_fd < 0) {
         s->seg_start = s->size;
-        if (segment_open(s->proc, s) < 0)
+        if (segment_open(m, s->proc, s) < 0)
             return -1;
     }
     *ret_room = m->seg_max - (size_t)(s->size - s->seg_start);
@@ -642,23 +656,20 @@ lost:
 
 static void proc_maybe_done(struct monitor *m, struct proc *p);
 
-/* NAME.eof: the stream has ended.  Only for a stream that ends after its
- * process's exit.json was written; before, exit.json records it ("eof"),
- * one file fewer on an exec's way. */
-static void stream_mark(struct stream *s)
+static int procs_log(struct monitor *m, json_t *line);
+
+/* A stream that ends after its process's exit line was written gets a line
+ * of its own; before, the exit line records it ("eof"). */
+static void stream_mark(struct monitor *m, struct stream *s)
 {
-    char name[32];
-    int fd;
+    int r;
 
     if (s->recorded)
         return;
     s->recorded = true;
-    snprintf(name, sizeof(name), "%s.eof", s->name);
-    fd = openat(s->proc->dir_fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        mlog("process %s: create %s: %s", s->proc->id, name, strerror(errno));
-    else
-        close(fd);
+    r = procs_log(m, json_pack("{s:s,s:[s]}", "process_id", s->proc->id, "eof", s->name));
+    if (r < 0)
+        mlog("process %s: record the end of %s: %s", s->proc->id, s->name, strerror(-r));
 }
 
 /* The stream has ended (EOF, or the monitor is leaving). */
@@ -673,7 +684,7 @@ static void stream_end(struct monitor *m, struct stream *s)
     }
     s->ended = true;
     if (s->proc->exited)
-        stream_mark(s);
+        stream_mark(m, s);
     if (s->size != s->announced)
         announce(m, s, now_ms());
     client_send(m, json_pack("{s:s,s:s,s:s}", "ev", "eof", "id", s->proc->id, "stream", s->name));
@@ -802,12 +813,58 @@ static void stdin_flush(struct monitor *m, struct proc *p)
 
 /* ---- processes ---- */
 
+static unsigned proc_hash(const char *id)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+
+    for (; *id; id++)
+        h = (h ^ (unsigned char)*id) * 16777619u;
+    return h % PROC_HASH_SIZE;
+}
+
 static struct proc *proc_find(struct monitor *m, const char *id)
 {
-    for (size_t i = 0; i < m->n_procs; i++)
-        if (!strcmp(m->procs[i]->id, id))
-            return m->procs[i];
+    for (struct proc *p = m->proc_hash[proc_hash(id)]; p; p = p->hash_next)
+        if (!strcmp(p->id, id))
+            return p;
     return NULL;
+}
+
+static void live_add(struct monitor *m, struct proc *p)
+{
+    if (!m->live) {
+        p->live_prev = p->live_next = p;
+        m->live = p;
+        return;
+    }
+    p->live_next = m->live;
+    p->live_prev = m->live->live_prev;
+    p->live_prev->live_next = p;
+    m->live->live_prev = p;
+}
+
+static void live_remove(struct monitor *m, struct proc *p)
+{
+    if (!p->live_next)
+        return;
+    if (p->live_next == p) {
+        m->live = NULL;
+    } else {
+        p->live_prev->live_next = p->live_next;
+        p->live_next->live_prev = p->live_prev;
+        if (m->live == p)
+            m->live = p->live_next;
+    }
+    p->live_prev = p->live_next = NULL;
+}
+
+/* Nothing left for run_deadlines(): exited, recorded, streams ended and
+ * announced. */
+static bool proc_settled(const struct proc *p)
+{
+    return p->exited && !p->running && !p->grace_until && !p->kill_at && p->out[0].ended &&
+           p->out[1].ended && p->out[0].size == p->out[0].announced &&
+           p->out[1].size == p->out[1].announced;
 }
 
 static struct proc *proc_new(struct monitor *m, const char *id, json_t *argv, bool pty)
@@ -835,6 +892,9 @@ static struct proc *proc_new(struct monitor *m, const char *id, json_t *argv, bo
     for (int i = 0; i < 2; i++)
         p->out[i] = (struct stream){.w = {.kind = W_OUTPUT, .fd = -1}, .seg_fd = -1, .proc = p};
     m->procs[m->n_procs++] = p;
+    p->hash_next = m->proc_hash[proc_hash(p->id)];
+    m->proc_hash[proc_hash(p->id)] = p;
+    live_add(m, p);
     return p;
 }
 
@@ -843,6 +903,9 @@ static void proc_discard_last(struct monitor *m)
 {
     struct proc *p = m->procs[--m->n_procs];
 
+    /* The newest: first in its bucket. */
+    m->proc_hash[proc_hash(p->id)] = p->hash_next;
+    live_remove(m, p);
     for (int i = 0; i < 2; i++) {
         watch_close(m, &p->out[i].w);
         if (p->out[i].seg_fd >= 0)
@@ -856,20 +919,46 @@ static void proc_discard_last(struct monitor *m)
     free(p);
 }
 
-/* ---- a process's records, made ahead ----
+/* ---- a process's records ----
  *
- * Making a file allocates an inode, and on a busy disk that is the slowest
- * step of an exec's records (~40 us on a quiet ext4, ~250 us on a busy
- * one).  So procs/.next holds what the next exec needs made already: its
- * directory with the temporary files of info.json and exit.json (its EOF
- * markers are in exit.json, stream_mark()); the exec renames it to procs/ID
- * and then only writes and renames.  It is made one file at a
- * time once the loop has had nothing to do for NEXT_QUIET_MS: on a disk
- * whose journal is the bottleneck any file operation takes ~1 ms, and
- * made between a busy client's requests each would delay the next. */
+ * Making a file allocates an inode, and that is the slowest step of an
+ * exec's records: ~40 us on a quiet ext4, and 0.3-0.5 ms on one that has
+ * seen many files come and go (ext4 skips recently deleted inodes, reading
+ * the inode table for each it looks at: measured as half of a monitor's CPU
+ * time under back-to-back execs).  So a process's start and exit are lines
+ * appended to the sandbox's procs.ndjson (one write each, no inode), and
+ * its directory procs/ID is needed only for output: it is made at the
+ * first output byte, from procs/.next when that is ready.  procs/.next
+ * holds the directory with the first segments of both streams; it is made
+ * one piece at a time once the loop has had nothing to do for
+ * NEXT_QUIET_MS: on a disk whose journal is the bottleneck any file
+ * operation takes ~1 ms, and made between a busy client's requests each
+ * would delay the next. */
 static const char *const next_files[] = {SBXD_NEXT_FILES};
 #define NEXT_PIECES   (1 + (int)(sizeof(next_files) / sizeof(next_files[0])))
 #define NEXT_QUIET_MS 20 /* how long the loop must have had nothing to do */
+
+/* One line of procs.ndjson, in one O_APPEND write: a reader sees whole
+ * lines (the last one may be cut short by a host crash: readers skip a
+ * line that does not parse).  Takes the reference to line. */
+static int procs_log(struct monitor *m, json_t *line)
+{
+    _cleanup_free_ char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
+    size_t n;
+    ssize_t w;
+
+    json_decref(line);
+    if (!text)
+        return -ENOMEM;
+    n = strlen(text);
+    text[n] = '\n'; /* json_dumps() leaves room: the terminator becomes the newline */
+    do
+        w = write(m->procs_log_fd, text, n + 1);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
+        return -errno;
+    return w == (ssize_t)(n + 1) ? 0 : -EIO;
+}
 
 static bool next_wanted(const struct monitor *m)
 {
@@ -912,72 +1001,60 @@ static void next_step(struct monitor *m)
     m->next_made++;
     return;
 broken:
-    mlog("make procs/.next: %s (execs make their own records)", strerror(errno));
+    mlog("make procs/.next: %s (processes make their own directories)", strerror(errno));
     m->next_made = -1;
 }
 
-/* procs/ID with info.json. */
-static int proc_make_dir(struct monitor *m, struct proc *p)
+/* procs/ID, for the process's output; errno says why not. */
+static int proc_dir_open(struct monitor *m, struct proc *p)
 {
-    _cleanup_json_ json_t *info = NULL;
-    int r;
-
+    if (p->dir_fd >= 0)
+        return 0;
     if (m->next_made == NEXT_PIECES && renameat(m->procs_fd, ".next", m->procs_fd, p->id) == 0)
         m->next_made = 0; /* the loop makes the next one when it is idle */
     else if (mkdirat(m->procs_fd, p->id, 0700) < 0 && errno != EEXIST)
-        return -errno;
+        return -1;
     p->dir_fd = openat(m->procs_fd, p->id, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (p->dir_fd < 0)
-        return -errno;
-    info = json_pack("{s:s,s:O,s:f,s:b}", "process_id", p->id, "argv", p->argv, "started_at",
-                     now_real(), "pty", p->pty);
-    if (!info)
-        return -ENOMEM;
-    r = write_json_at(p->dir_fd, "info.json", info, false);
+    return p->dir_fd < 0 ? -1 : 0;
+}
+
+/* The process's start line, once it runs and its streams are watched. */
+static int proc_record_start(struct monitor *m, struct proc *p)
+{
+    int r = procs_log(m, json_pack("{s:s,s:O,s:f,s:b}", "process_id", p->id, "argv", p->argv,
+                                   "started_at", now_real(), "pty", p->pty));
+
     /* Up to a message's size each: on disk now, not in memory. */
     json_decref(p->argv);
     p->argv = NULL;
     return r;
 }
 
-/* Undoes proc_make_dir() for a process that never ran (or must not). */
-static void proc_unmake_dir(struct monitor *m, struct proc *p)
-{
-    if (p->dir_fd < 0)
-        return;
-    (void)unlinkat(p->dir_fd, "info.json", 0);
-    for (size_t i = 0; i < sizeof(next_files) / sizeof(next_files[0]); i++)
-        (void)unlinkat(p->dir_fd, next_files[i], 0);
-    close(p->dir_fd);
-    p->dir_fd = -1;
-    if (unlinkat(m->procs_fd, p->id, AT_REMOVEDIR) < 0 && errno != ENOENT)
-        mlog("process %s: remove its records: %s", p->id, strerror(errno));
-}
-
-/* exit.json, then the event: once it exists, all the output is on disk. */
+/* The exit line, then the event: once it is there, all the output is on disk. */
 static void proc_write_exit(struct monitor *m, struct proc *p, int returncode)
 {
-    _cleanup_json_ json_t *ex = NULL;
-    int r = 0;
+    json_t *ex;
+    int r;
 
     if (p->exited)
         return;
     p->exited = true;
     p->returncode = returncode;
     p->grace_until = 0;
-    /* The streams that have ended are recorded here, not as NAME.eof. */
-    ex = json_pack("{s:i,s:f,s:[]}", "returncode", returncode, "finished_at", now_real(), "eof");
+    /* The streams that have ended are recorded here, not in lines of their own. */
+    ex = json_pack("{s:s,s:i,s:f,s:[]}", "process_id", p->id, "returncode", returncode,
+                   "finished_at", now_real(), "eof");
     for (int i = 0; ex && i < 2; i++)
         if (p->out[i].ended && !p->out[i].recorded)
             json_array_append_new(json_object_get(ex, "eof"), json_string(p->out[i].name));
-    if (!ex || (r = write_json_at(p->dir_fd, "exit.json", ex, true)) < 0)
-        mlog("process %s: write exit.json: %s", p->id, ex ? strerror(-r) : "out of memory");
+    if ((r = procs_log(m, ex)) < 0)
+        mlog("process %s: record its exit: %s", p->id, strerror(-r));
     for (int i = 0; i < 2; i++)
         if (p->out[i].ended && !p->out[i].recorded) {
-            if (ex && r >= 0)
+            if (r >= 0)
                 p->out[i].recorded = true;
             else
-                stream_mark(&p->out[i]); /* exit.json is not there: a file then */
+                stream_mark(m, &p->out[i]); /* one more try, a line of its own */
         }
     client_send(m, json_pack("{s:s,s:s,s:i}", "ev", "exit", "id", p->id, "returncode", returncode));
 }
@@ -1275,7 +1352,7 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
     sbx_error err = {0};
     struct proc *p;
     bool ok;
-    int r, pending = -1, dir_r = -EIO;
+    int r, pending = -1;
 
     if (m->state != MON_RUNNING || m->terminating)
         return fail(e, "failed_precondition", "the sandbox has finished");
@@ -1352,18 +1429,14 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
         goto fail_pipes;
     }
     r = sbx_sandbox_exec_begin(m->sb, &cfg, &pending, &err);
-    if (r >= 0) {
-        /* The process's records are made while init starts it. */
-        dir_r = proc_make_dir(m, p);
+    if (r >= 0)
         r = sbx_sandbox_exec_end(m->sb, &cfg, pending, &p->sp, &err);
-    }
     /* The child's ends live in the child now. */
     closep(&in_pipe[0]);
     closep(&out_pipe[1]);
     closep(&err_pipe[1]);
     in_pipe[0] = out_pipe[1] = err_pipe[1] = -1;
     if (r < 0) {
-        proc_unmake_dir(m, p);
         proc_discard_last(m);
         fail(e, errno_code(-r), "%s", err.message);
         goto fail_pipes;
@@ -1374,9 +1447,7 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
     if (timeout_s)
         p->kill_at = now_ms() + (int64_t)timeout_s * 1000;
 
-    r = dir_r;
-    if (r >= 0)
-        r = watch_dup(m, &p->status_w, p->sp.status_pidfd, EPOLLIN);
+    r = watch_dup(m, &p->status_w, p->sp.status_pidfd, EPOLLIN);
     if (r >= 0 && cfg.pty) {
         int in = fcntl(p->sp.pty_master, F_DUPFD_CLOEXEC, 3);
         r = in < 0 ? -errno : stream_init(m, p, 0, steal_fd(&p->sp.pty_master));
@@ -1393,6 +1464,8 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
         p->stdin_w.fd = steal_fd(&in_pipe[1]);
         fcntl(p->stdin_w.fd, F_SETFL, fcntl(p->stdin_w.fd, F_GETFL) | O_NONBLOCK);
     }
+    if (r >= 0)
+        r = proc_record_start(m, p);
     if (r < 0) {
         /* The process runs but cannot be recorded: it must not run. */
         int rc;
@@ -1401,7 +1474,6 @@ static int op_exec(struct monitor *m, json_t *req, json_t *reply, struct op_erro
         (void)sbx_process_wait(&p->sp, -1, &rc, NULL);
         closep(&p->sp.pty_master);
         m->n_running--;
-        proc_unmake_dir(m, p);
         proc_discard_last(m);
         fail(e, errno_code(-r), "record process `%s`: %s", id, strerror(-r));
         goto fail_pipes;
@@ -1699,7 +1771,7 @@ static int op_claim(struct monitor *m, json_t *req, json_t *reply, struct op_err
                                       .gid = m->spec.gid,
                                       .entrypoint = true};
         struct proc *ep;
-        int pending = -1, dir_r = -EIO;
+        int pending = -1;
 
         for (int i = 0; i < 3; i++)
             if (pipe2(pipes[i], O_CLOEXEC) < 0) {
@@ -1717,16 +1789,13 @@ static int op_claim(struct monitor *m, json_t *req, json_t *reply, struct op_err
             goto out;
         }
         r = sbx_sandbox_exec_begin(m->sb, &cfg, &pending, &err);
-        if (r >= 0) {
-            dir_r = proc_make_dir(m, ep);
+        if (r >= 0)
             r = sbx_sandbox_exec_end(m->sb, &cfg, pending, &ep->sp, &err);
-        }
         for (int i = 0; i < 3; i++) {
             closep(&pipes[i][i ? 1 : 0]);
             pipes[i][i ? 1 : 0] = -1;
         }
         if (r < 0) {
-            proc_unmake_dir(m, ep);
             proc_discard_last(m);
             fail(e, errno_code(-r), "%s", err.message);
             goto out;
@@ -1735,9 +1804,9 @@ static int op_claim(struct monitor *m, json_t *req, json_t *reply, struct op_err
          * to say (init closes it), and signals go through init. */
         closep(&ep->sp.status_pidfd);
         ep->sp.status_pidfd = -1;
-        r = dir_r;
+        r = entrypoint_adopt(m, ep, pipes);
         if (r >= 0)
-            r = entrypoint_adopt(m, ep, pipes);
+            r = proc_record_start(m, ep);
         if (r < 0) {
             fail(e, errno_code(-r), "record the entrypoint: %s", strerror(-r));
             goto out;
@@ -2499,8 +2568,8 @@ static int64_t run_deadlines(struct monitor *m)
     } else if (m->probe.active) {
         probe_stop(m);
     }
-    for (size_t i = 0; i < m->n_procs; i++) {
-        struct proc *p = m->procs[i];
+    for (struct proc *p = m->live, *next_p; p; p = next_p) {
+        next_p = p->live_next == m->live ? NULL : p->live_next;
         if (p->running && p->kill_at) {
             if (now >= p->kill_at) {
                 mlog("process %s: timed out: killing it", p->id);
@@ -2525,6 +2594,8 @@ static int64_t run_deadlines(struct monitor *m)
             else
                 next = min_deadline(next, st->announced_at + ANNOUNCE_MS);
         }
+        if (proc_settled(p))
+            live_remove(m, p);
     }
     if (m->state == MON_FINISHING) {
         if (finish_ready(m))
@@ -2538,6 +2609,10 @@ static int64_t run_deadlines(struct monitor *m)
 static void arm_timer(struct monitor *m, int64_t at)
 {
     struct itimerspec its = {0};
+
+    if (at == m->timer_armed)
+        return; /* one syscall fewer on most turns of the loop */
+    m->timer_armed = at;
 
     if (at > 0) {
         its.it_value.tv_sec = at / 1000;
@@ -2580,6 +2655,7 @@ static void dispatch(struct monitor *m, struct watch *w, uint32_t events)
     case W_TIMER: {
         uint64_t n;
         (void)!read(w->fd, &n, sizeof(n));
+        m->timer_armed = 0; /* it fired: set it again whatever comes next */
         break;
     }
     case W_PROBE:
@@ -3112,9 +3188,9 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
     if (m->spec.entrypoint) {
         json_t *argv = json_object_get(m->spec.root, "entrypoint");
         ep = proc_new(m, SBXD_ENTRYPOINT_ID, argv, false);
-        r = ep ? proc_make_dir(m, ep) : -ENOMEM;
+        r = ep ? entrypoint_adopt(m, ep, pipes) : -ENOMEM;
         if (r >= 0)
-            r = entrypoint_adopt(m, ep, pipes);
+            r = proc_record_start(m, ep);
         if (r < 0) {
             snprintf(why, why_len, "record the entrypoint: %s", strerror(-r));
             goto fail_created;
@@ -3322,6 +3398,8 @@ static void monitor_free(struct monitor *m)
         close(m->records_fd);
     if (m->procs_fd >= 0)
         close(m->procs_fd);
+    if (m->procs_log_fd >= 0)
+        close(m->procs_log_fd);
     spec_free(&m->spec);
 }
 
@@ -3375,7 +3453,11 @@ static void close_inherited(int keep)
  * by the zygote is detached already and runs here. */
 static int monitor_main(const struct monitor_args *a)
 {
-    struct monitor m = {.records_fd = -1, .procs_fd = -1, .ep = -1, .netpool_fd = a->netpool_fd};
+    struct monitor m = {.records_fd = -1,
+                        .procs_fd = -1,
+                        .procs_log_fd = -1,
+                        .ep = -1,
+                        .netpool_fd = a->netpool_fd};
     char why[1024], path[PATH_MAX];
     int ready[2] = {-1, -1}, client_fd = a->client_fd, r;
     pid_t pid;
@@ -3419,7 +3501,9 @@ static int monitor_main(const struct monitor_args *a)
     }
     m.records_fd = open(m.records, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (m.records_fd < 0 || (mkdirat(m.records_fd, "procs", 0700) < 0 && errno != EEXIST) ||
-        (m.procs_fd = openat(m.records_fd, "procs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        (m.procs_fd = openat(m.records_fd, "procs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+        (m.procs_log_fd = openat(m.records_fd, "procs.ndjson",
+                                 O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0) {
         snprintf(why, sizeof(why), "open %s/procs: %s", m.records, strerror(errno));
         monitor_free(&m);
         return print_status(a, "internal", why, 0);

@@ -31,10 +31,18 @@ char *sbxd_records_path(struct sbxd *d, const char *id, const char *rest)
 
 struct sbxd_sandbox *sbxd_sandbox_find(struct sbxd *d, const char *id)
 {
-    for (struct sbxd_sandbox *sb = d->sandboxes; sb; sb = sb->next)
-        if (!strcmp(sb->id, id) && !sb->deleted)
-            return sb;
-    return NULL;
+    struct sbxd_sandbox *sb = sbxd_index_get(&d->sandbox_index, id);
+
+    return sb && !sb->deleted ? sb : NULL;
+}
+
+/* Into d->sandboxes (newest first) and its index; -ENOMEM: listed, but
+ * not found by id. */
+int sbxd_sandbox_link(struct sbxd *d, struct sbxd_sandbox *sb)
+{
+    sb->next = d->sandboxes;
+    d->sandboxes = sb;
+    return sbxd_index_put(&d->sandbox_index, sb->id, sb);
 }
 
 struct sbxd_sandbox *sbxd_sandbox_by_name(struct sbxd *d, const char *app, const char *name)
@@ -48,25 +56,28 @@ struct sbxd_sandbox *sbxd_sandbox_by_name(struct sbxd *d, const char *app, const
 
 struct sbxd_proc *sbxd_proc_find(struct sbxd_sandbox *sb, const char *id)
 {
-    for (struct sbxd_proc *p = sb->procs; p; p = p->next)
-        if (!strcmp(p->id, id))
-            return p;
-    return NULL;
+    return sbxd_index_get(&sb->proc_index, id);
 }
 
 /* Processes are kept oldest first (API: "oldest first"). */
 struct sbxd_proc *sbxd_proc_add(struct sbxd_sandbox *sb, const char *id, json_t *argv)
 {
-    struct sbxd_proc *p = calloc(1, sizeof(*p)), **tail = &sb->procs;
+    struct sbxd_proc *p = calloc(1, sizeof(*p));
 
     if (!p)
         return NULL;
     snprintf(p->id, sizeof(p->id), "%s", id);
+    if (sbxd_index_put(&sb->proc_index, p->id, p) < 0) {
+        free(p);
+        return NULL;
+    }
     p->argv = argv ? json_incref(argv) : json_array();
     p->started_at = sbxd_now();
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = p;
+    if (sb->procs_tail)
+        sb->procs_tail->next = p;
+    else
+        sb->procs = p;
+    sb->procs_tail = p;
     sb->n_procs++;
     return p;
 }
@@ -213,8 +224,10 @@ void sbxd_sandbox_forget(struct sbxd *d, struct sbxd_sandbox *sb)
 
     while (*pp && *pp != sb)
         pp = &(*pp)->next;
-    if (*pp)
+    if (*pp) {
         *pp = sb->next;
+        sbxd_index_del(&d->sandbox_index, sb->id);
+    }
     sbxd_waiters_drop(sb);
     sbxd_monitor_close(sb);
     while (sb->procs) {
@@ -222,6 +235,7 @@ void sbxd_sandbox_forget(struct sbxd *d, struct sbxd_sandbox *sb)
         sb->procs = p->next;
         proc_free(p);
     }
+    sbxd_index_free(&sb->proc_index);
     free(sb->app);
     free(sb->name);
     free(sb->image);
@@ -261,58 +275,90 @@ int sbxd_app_ensure(struct sbxd *d, const char *name, json_t **ret)
 
 /* ---- loading at start ---- */
 
+/* A process's start, exit or stream ends: a line of procs.ndjson, or the
+ * info.json and exit.json of a monitor from before it (proc_id given). */
+static struct sbxd_proc *load_proc_record(struct sbxd_sandbox *sb, const char *proc_id, json_t *rec)
+{
+    const char *id = proc_id ? proc_id : json_string_value(json_object_get(rec, "process_id"));
+    json_t *argv = json_object_get(rec, "argv"), *v;
+    struct sbxd_proc *p;
+    size_t i;
+
+    if (!id || !id[0] || id[0] == '.' || strlen(id) >= sizeof(p->id) || strchr(id, '/'))
+        return NULL;
+    p = sbxd_proc_find(sb, id);
+    if (!p)
+        p = sbxd_proc_add(sb, id, argv);
+    if (!p)
+        return NULL;
+    if (json_is_number(json_object_get(rec, "started_at")))
+        p->started_at = json_number_value(json_object_get(rec, "started_at"));
+    if (json_is_integer(json_object_get(rec, "returncode")) && !p->has_returncode) {
+        p->has_returncode = true;
+        p->returncode = (int)json_integer_value(json_object_get(rec, "returncode"));
+    }
+    json_array_foreach(json_object_get(rec, "eof"), i, v)
+    {
+        for (int s = 0; s < 2; s++)
+            if (json_is_string(v) && !strcmp(json_string_value(v), s ? "stderr" : "stdout"))
+                p->eof[s] = true;
+    }
+    return p;
+}
+
 static void load_procs(struct sbxd *d, struct sbxd_sandbox *sb)
 {
+    char *path_log = sbxd_records_path(d, sb->id, "procs.ndjson");
     char *dir = sbxd_records_path(d, sb->id, "procs");
+    FILE *f = path_log ? fopen(path_log, "re") : NULL;
     DIR *dh = dir ? opendir(dir) : NULL;
     struct dirent *de;
+    char *line = NULL;
+    size_t cap = 0;
 
+    /* argv lines can be long (up to a request's size): getline. */
+    while (f && getline(&line, &cap, f) > 0) {
+        json_t *rec = json_loads(line, 0, NULL);
+        load_proc_record(sb, NULL, rec);
+        json_decref(rec);
+    }
+    free(line);
+    if (f)
+        fclose(f);
+    free(path_log);
+    /* Records of a monitor from before procs.ndjson. */
     while (dh && (de = readdir(dh))) {
         char path[PATH_MAX];
         json_t *info, *ex;
         struct sbxd_proc *p;
 
-        if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(p->id))
+        if (de->d_name[0] == '.')
             continue;
         snprintf(path, sizeof(path), "%s/%s/info.json", dir, de->d_name);
-        info = sbxd_read_json(path);
-        p = sbxd_proc_find(sb, de->d_name);
-        if (!p)
-            p = sbxd_proc_add(sb, de->d_name, info ? json_object_get(info, "argv") : NULL);
-        if (p && info && json_is_number(json_object_get(info, "started_at")))
-            p->started_at = json_number_value(json_object_get(info, "started_at"));
-        json_decref(info);
-        if (!p)
+        if (!(info = sbxd_read_json(path)))
             continue;
+        p = load_proc_record(sb, de->d_name, info);
+        json_decref(info);
         snprintf(path, sizeof(path), "%s/%s/exit.json", dir, de->d_name);
-        ex = sbxd_read_json(path);
-        if (ex && json_is_integer(json_object_get(ex, "returncode")) && !p->has_returncode) {
-            p->has_returncode = true;
-            p->returncode = (int)json_integer_value(json_object_get(ex, "returncode"));
-            sbxd_wake_proc(d, sb, p);
-        }
-        /* A stream has ended when exit.json says so ("eof": the streams that
-         * had ended when it was written) or NAME.eof exists (one that ended
-         * later). */
-        for (int s = 0; s < 2; s++) {
-            const char *name = s ? "stderr" : "stdout";
-            json_t *v;
-            size_t i;
-            json_array_foreach(json_object_get(ex, "eof"), i, v)
-            {
-                if (json_is_string(v) && !strcmp(json_string_value(v), name))
-                    p->eof[s] = true;
-            }
-            snprintf(path, sizeof(path), "%s/%s/%s.eof", dir, de->d_name, name);
-            p->eof[s] = p->eof[s] || access(path, F_OK) == 0;
-            p->size[s] = sbxd_output_size(d, sb->id, p->id, s);
-        }
+        ex = p ? sbxd_read_json(path) : NULL;
+        if (ex)
+            load_proc_record(sb, de->d_name, ex);
         json_decref(ex);
-        sbxd_wake_streams(d, sb, p);
+        for (int s = 0; p && s < 2; s++) {
+            snprintf(path, sizeof(path), "%s/%s/%s.eof", dir, de->d_name, s ? "stderr" : "stdout");
+            p->eof[s] = p->eof[s] || access(path, F_OK) == 0;
+        }
     }
     if (dh)
         closedir(dh);
     free(dir);
+    for (struct sbxd_proc *p = sb->procs; p; p = p->next) {
+        for (int s = 0; s < 2; s++)
+            p->size[s] = sbxd_output_size(d, sb->id, p->id, s);
+        if (p->has_returncode)
+            sbxd_wake_proc(d, sb, p);
+        sbxd_wake_streams(d, sb, p);
+    }
 }
 
 /* Replays events.ndjson into the state and times. */
@@ -534,8 +580,8 @@ int sbxd_registry_load(struct sbxd *d)
             d->pool = sb;
             continue;
         }
-        sb->next = d->sandboxes;
-        d->sandboxes = sb;
+        if (sbxd_sandbox_link(d, sb) < 0)
+            sbxd_log(sb->id, "out of memory: not found by id until the next start");
         if (strcmp(sb->state, "finished")) {
             d->n_running++;
             /* The monitor may still be running it: reconnect.  If it is

@@ -93,6 +93,14 @@ enum {
     SBXD_WAIT_TUNNELS
 };
 
+/* A map from ids to objects (open addressing, grown as it fills; nothing
+ * allocated while empty).  The key is the object's own id string: it must
+ * stay as it is while the object is in the map. */
+struct sbxd_index {
+    size_t cap, used; /* slots, slots not empty (tombstones count) */
+    struct sbxd_index_slot *slots;
+};
+
 struct sbxd_proc {
     struct sbxd_proc *next;
     char id[32]; /* "pr-..." or "entrypoint" */
@@ -120,7 +128,8 @@ struct sbxd_sandbox {
     int returncode;
     char finish_reason[24];
     unsigned n_procs;
-    struct sbxd_proc *procs;
+    struct sbxd_proc *procs, *procs_tail; /* oldest first */
+    struct sbxd_index proc_index;         /* by id */
     /* the monitor */
     struct sbxd_monitor *mon;
     int init_pid; /* from the monitor's status; 0 when unknown */
@@ -138,7 +147,8 @@ struct sbxd {
     struct sbxd_config cfg;
     sbxd_http *http;
     struct sbxd_sandbox *sandboxes;
-    struct sbxd_sandbox *pool; /* pooled sandboxes (pool.c), not in sandboxes */
+    struct sbxd_index sandbox_index; /* d->sandboxes by id */
+    struct sbxd_sandbox *pool;       /* pooled sandboxes (pool.c), not in sandboxes */
     unsigned n_running;
     json_t *apps; /* {"name": {"app_id":..., "name":...}} */
     struct sbxd_zygote *zygote;
@@ -173,6 +183,12 @@ int sbxd_write_all(int fd, const void *data, size_t len);
 json_t *sbxd_read_json(const char *path);
 int sbxd_rm_rf(const char *path);
 
+/* struct sbxd_index: above */
+int sbxd_index_put(struct sbxd_index *ix, const char *key, void *val); /* 0 or -ENOMEM */
+void *sbxd_index_get(const struct sbxd_index *ix, const char *key);
+void sbxd_index_del(struct sbxd_index *ix, const char *key);
+void sbxd_index_free(struct sbxd_index *ix);
+
 /* ---- tls.c: the certificate of tls tunnels ---- */
 /* Checks the configured certificate and key, or makes STATE/tls/cert.pem
  * and key.pem (self-signed) when there is none or the one made earlier no
@@ -183,6 +199,7 @@ void sbxd_tls_free(struct sbxd *d);
 /* ---- registry.c: sandboxes, apps, records ---- */
 int sbxd_registry_load(struct sbxd *d);
 struct sbxd_sandbox *sbxd_sandbox_find(struct sbxd *d, const char *id);
+int sbxd_sandbox_link(struct sbxd *d, struct sbxd_sandbox *sb); /* into d->sandboxes */
 struct sbxd_sandbox *sbxd_sandbox_by_name(struct sbxd *d, const char *app, const char *name);
 struct sbxd_proc *sbxd_proc_find(struct sbxd_sandbox *sb, const char *id);
 struct sbxd_proc *sbxd_proc_add(struct sbxd_sandbox *sb, const char *id, json_t *argv);

@@ -50,9 +50,9 @@
  * complete, for its first process: monitor.c, "made ahead"). */
 static const char *const skeleton_dirs[] = {"procs", "procs/.next"};
 static const char *const skeleton_files[] = {
-    "spec.json",         "record.json", "events.ndjson", "monitor.log",
-    ".monitor.json.tmp", "claim.json", /* written only if the sandbox is pooled and then claimed
-                                          (pool.c) */
+    "spec.json",   "record.json",       "events.ndjson", "procs.ndjson",
+    "monitor.log", ".monitor.json.tmp", "claim.json", /* written only if the sandbox is pooled and
+                                                         then claimed (pool.c) */
 };
 static const char *const next_files[] = {SBXD_NEXT_FILES};
 

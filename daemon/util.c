@@ -183,3 +183,111 @@ int sbxd_rm_rf(const char *path)
 
     return sbx_rm_rf(path, &err);
 }
+
+/* ---- the id index ---- */
+
+struct sbxd_index_slot {
+    const char *key; /* NULL: empty; TOMBSTONE: deleted */
+    void *val;
+};
+
+static const char tombstone[1];
+#define TOMBSTONE tombstone
+
+static size_t index_hash(const char *key)
+{
+    size_t h = 14695981039346656037ULL; /* FNV-1a */
+
+    for (; *key; key++)
+        h = (h ^ (unsigned char)*key) * 1099511628211ULL;
+    return h;
+}
+
+/* The key's slot, or the empty one where it would go (NULL: none). */
+static struct sbxd_index_slot *index_slot(const struct sbxd_index *ix, const char *key,
+                                          bool for_insert)
+{
+    struct sbxd_index_slot *free_slot = NULL;
+
+    if (!ix->cap)
+        return NULL;
+    for (size_t i = index_hash(key) & (ix->cap - 1), n = 0; n < ix->cap;
+         i = (i + 1) & (ix->cap - 1), n++) {
+        struct sbxd_index_slot *s = &ix->slots[i];
+        if (!s->key)
+            return for_insert ? (free_slot ? free_slot : s) : NULL;
+        if (s->key == TOMBSTONE) {
+            if (!free_slot)
+                free_slot = s;
+        } else if (!strcmp(s->key, key)) {
+            return s;
+        }
+    }
+    return for_insert ? free_slot : NULL;
+}
+
+static int index_resize(struct sbxd_index *ix, size_t cap)
+{
+    struct sbxd_index old = *ix;
+
+    ix->slots = calloc(cap, sizeof(*ix->slots));
+    if (!ix->slots) {
+        *ix = old;
+        return -ENOMEM;
+    }
+    ix->cap = cap;
+    ix->used = 0;
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.slots[i].key && old.slots[i].key != TOMBSTONE) {
+            *index_slot(ix, old.slots[i].key, true) = old.slots[i];
+            ix->used++;
+        }
+    free(old.slots);
+    return 0;
+}
+
+int sbxd_index_put(struct sbxd_index *ix, const char *key, void *val)
+{
+    struct sbxd_index_slot *s;
+
+    /* At most 3/4 full, tombstones included; twice the live entries after
+     * a resize. */
+    if ((ix->used + 1) * 4 > ix->cap * 3) {
+        size_t live = 0, cap = 8;
+        for (size_t i = 0; i < ix->cap; i++)
+            live += ix->slots[i].key && ix->slots[i].key != TOMBSTONE;
+        while (cap < (live + 1) * 2)
+            cap *= 2;
+        if (index_resize(ix, cap) < 0)
+            return -ENOMEM;
+    }
+    s = index_slot(ix, key, true);
+    if (!s->key)
+        ix->used++;
+    s->key = key;
+    s->val = val;
+    return 0;
+}
+
+void *sbxd_index_get(const struct sbxd_index *ix, const char *key)
+{
+    struct sbxd_index_slot *s = index_slot(ix, key, false);
+
+    return s ? s->val : NULL;
+}
+
+void sbxd_index_del(struct sbxd_index *ix, const char *key)
+{
+    struct sbxd_index_slot *s = index_slot(ix, key, false);
+
+    if (s) {
+        s->key = TOMBSTONE;
+        s->val = NULL;
+    }
+}
+
+void sbxd_index_free(struct sbxd_index *ix)
+{
+    free(ix->slots);
+    *ix = (struct sbxd_index){0};
+}

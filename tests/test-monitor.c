@@ -455,8 +455,9 @@ static char *read_stream(const char *proc, const char *stream, size_t *ret_len,
     struct dirent *de;
     char *buf = malloc(1);
 
-    ck_assert_ptr_nonnull(dh);
-    while ((de = readdir(dh))) {
+    /* No directory: no output yet (it is made with the first byte). */
+    ck_assert_msg(dh || errno == ENOENT, "%s: %s", dir, strerror(errno));
+    while (dh && (de = readdir(dh))) {
         char *end;
         if (strncmp(de->d_name, stream, sl) || de->d_name[sl] != '.' ||
             !(de->d_name[sl + 1] >= '0' && de->d_name[sl + 1] <= '9'))
@@ -464,7 +465,8 @@ static char *read_stream(const char *proc, const char *stream, size_t *ret_len,
         ck_assert_uint_lt(n, 4096);
         starts[n++] = strtoull(de->d_name + sl + 1, &end, 10);
     }
-    closedir(dh);
+    if (dh)
+        closedir(dh);
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++)
             if (starts[j] < starts[i]) {
@@ -503,36 +505,69 @@ static void assert_stream(const char *proc, const char *stream, const char *want
     free(got);
 }
 
-static int file_returncode(const char *path)
+/* The first line of procs.ndjson about process proc that has key ("argv":
+ * its start, "returncode": its exit), or NULL. */
+static json_t *proc_line(const char *proc, const char *key)
 {
-    json_t *j = read_json(path);
+    FILE *f = fopen(rpath("procs.ndjson"), "re");
+    char *line = NULL;
+    size_t cap = 0;
+    json_t *found = NULL;
+
+    while (f && !found && getline(&line, &cap, f) > 0) {
+        json_t *j = json_loads(line, 0, NULL);
+        if (j && !strcmp(json_string_value(json_object_get(j, "process_id")) ?: "", proc) &&
+            json_object_get(j, key))
+            found = json_incref(j);
+        json_decref(j);
+    }
+    free(line);
+    if (f)
+        fclose(f);
+    return found;
+}
+
+static int proc_returncode(const char *proc)
+{
+    json_t *j = proc_line(proc, "returncode");
     int rc;
 
-    ck_assert_msg(j != NULL, "%s missing", path);
-    ck_assert_msg(json_is_integer(json_object_get(j, "returncode")), "%s: no returncode", path);
+    ck_assert_msg(j != NULL, "no exit line for %s", proc);
+    ck_assert_msg(json_is_integer(json_object_get(j, "returncode")), "%s: no returncode", proc);
     rc = (int)json_integer_value(json_object_get(j, "returncode"));
     json_decref(j);
     return rc;
 }
 
-/* Whether a process's stream is recorded as ended on disk: listed in its
- * exit.json's "eof" (it ended before the exit was written) or NAME.eof. */
+/* How many lines of procs.ndjson record the end of a process's stream: its
+ * exit line's "eof" (it ended before the exit) or a line of its own. */
+static int ended_lines(const char *proc, const char *stream)
+{
+    FILE *f = fopen(rpath("procs.ndjson"), "re");
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+
+    while (f && getline(&line, &cap, f) > 0) {
+        json_t *j = json_loads(line, 0, NULL), *v;
+        size_t i;
+        if (j && !strcmp(json_string_value(json_object_get(j, "process_id")) ?: "", proc))
+            json_array_foreach(json_object_get(j, "eof"), i, v)
+            {
+                if (json_is_string(v) && !strcmp(json_string_value(v), stream))
+                    n++;
+            }
+        json_decref(j);
+    }
+    free(line);
+    if (f)
+        fclose(f);
+    return n;
+}
+
 static bool ended_on_disk(const char *proc, const char *stream)
 {
-    json_t *ex, *v;
-    size_t i;
-    bool found = false;
-
-    if (exists(rpath("procs/%s/%s.eof", proc, stream)))
-        return true;
-    ex = read_json(rpath("procs/%s/exit.json", proc));
-    json_array_foreach(json_object_get(ex, "eof"), i, v)
-    {
-        if (json_is_string(v) && !strcmp(json_string_value(v), stream))
-            found = true;
-    }
-    json_decref(ex);
-    return found;
+    return ended_lines(proc, stream) > 0;
 }
 
 static void assert_sandbox_exit(int returncode, const char *reason)
@@ -652,7 +687,7 @@ START_TEST(entrypoint_files_and_exit)
     assert_stream("entrypoint", "stderr", "err\n");
     ck_assert(ended_on_disk("entrypoint", "stdout"));
     ck_assert(ended_on_disk("entrypoint", "stderr"));
-    ck_assert_int_eq(file_returncode(rpath("procs/entrypoint/exit.json")), 3);
+    ck_assert_int_eq(proc_returncode("entrypoint"), 3);
     assert_sandbox_exit(3, "exited");
     ck_assert(events_have("scheduled"));
     ck_assert(events_have("started"));
@@ -660,7 +695,7 @@ START_TEST(entrypoint_files_and_exit)
     mon = read_json(rpath("monitor.json"));
     ck_assert_int_eq(json_integer_value(json_object_get(mon, "pid")), T.pid);
     json_decref(mon);
-    info = read_json(rpath("procs/entrypoint/info.json"));
+    info = proc_line("entrypoint", "argv");
     ck_assert_str_eq(json_string_value(json_array_get(json_object_get(info, "argv"), 2)),
                      "echo out; echo err >&2; exit 3");
     json_decref(info);
@@ -708,15 +743,16 @@ START_TEST(exec_output_and_returncode)
     monitor_connect();
     request_ok(exec_req("pr-1", "echo hello; echo oops >&2; exit 7"));
     ck_assert_int_eq(exec_wait("pr-1", 10000), 7);
-    /* exit.json is there before the event, and the output before it. */
-    ck_assert_int_eq(file_returncode(rpath("procs/pr-1/exit.json")), 7);
+    /* The exit line is there before the event, and the output before it. */
+    ck_assert_int_eq(proc_returncode("pr-1"), 7);
     assert_stream("pr-1", "stdout", "hello\n");
     assert_stream("pr-1", "stderr", "oops\n");
     ck_assert(ended_on_disk("pr-1", "stdout"));
     ck_assert(ended_on_disk("pr-1", "stderr"));
-    /* Both ended before the exit: exit.json says so, no marker file. */
-    ck_assert(!exists(rpath("procs/pr-1/stdout.eof")));
-    info = read_json(rpath("procs/pr-1/info.json"));
+    /* Both ended before the exit: the exit line says so, no line of their own. */
+    ck_assert_int_eq(ended_lines("pr-1", "stdout"), 1);
+    ck_assert_int_eq(ended_lines("pr-1", "stderr"), 1);
+    info = proc_line("pr-1", "argv");
     ck_assert_str_eq(json_string_value(json_object_get(info, "process_id")), "pr-1");
     ck_assert(json_is_false(json_object_get(info, "pty")));
     json_decref(info);
@@ -804,40 +840,55 @@ static char *dir_names(const char *path)
     return out;
 }
 
-/* An exec's records come from procs/.next, made while the monitor was idle:
- * they hold exactly what one made from nothing holds, no leftover, and the
- * next one is made again; a failed exec leaves nothing behind. */
+/* An exec's records are lines of procs.ndjson; its directory, for its
+ * output, comes from procs/.next, made while the monitor was idle: it holds
+ * exactly what one made from nothing holds, no leftover, and the next one
+ * is made again; an exec without output makes no directory, a failed exec
+ * leaves nothing behind. */
 START_TEST(exec_records_made_ahead)
 {
     char *names;
+    json_t *j;
 
     monitor_start_ok(spec_new(NULL));
     monitor_connect();
-    for (int i = 0; i < 200 && !exists(rpath("procs/.next/.exit.json.tmp")); i++)
+    for (int i = 0; i < 200 && !exists(rpath("procs/.next/stderr.0")); i++)
         usleep(10000);
-    ck_assert(exists(rpath("procs/.next/.exit.json.tmp")));
+    ck_assert(exists(rpath("procs/.next/stderr.0")));
     request_ok(exec_req("pr-1", "echo hello"));
     ck_assert_int_eq(exec_wait("pr-1", 10000), 0);
     names = dir_names(rpath("procs/pr-1"));
-    ck_assert_str_eq(names, "exit.json\ninfo.json\nstdout.0\n");
+    ck_assert_str_eq(names, "stderr.0\nstdout.0\n");
     free(names);
     assert_stream("pr-1", "stdout", "hello\n");
+    assert_stream("pr-1", "stderr", "");
     ck_assert(ended_on_disk("pr-1", "stdout") && ended_on_disk("pr-1", "stderr"));
+    /* No output: no directory, and both lines. */
+    request_ok(exec_req("pr-quiet", "true"));
+    ck_assert_int_eq(exec_wait("pr-quiet", 10000), 0);
+    ck_assert(!exists(rpath("procs/pr-quiet")));
+    j = proc_line("pr-quiet", "argv");
+    ck_assert_ptr_nonnull(j);
+    ck_assert(json_is_number(json_object_get(j, "started_at")));
+    json_decref(j);
+    ck_assert_int_eq(proc_returncode("pr-quiet"), 0);
     /* A stream that outlives its process's exit (a background child holds
-     * it past the grace period) gets its marker when it ends. */
+     * it past the grace period) gets a line of its own when it ends. */
     request_ok(exec_req("pr-bg", "(sleep 1.5; echo late) & echo early"));
     ck_assert_int_eq(exec_wait("pr-bg", 10000), 0);
-    for (int i = 0; i < 400 && !exists(rpath("procs/pr-bg/stdout.eof")); i++)
+    ck_assert(!ended_on_disk("pr-bg", "stdout"));
+    for (int i = 0; i < 400 && !ended_on_disk("pr-bg", "stdout"); i++)
         usleep(10000);
-    ck_assert(exists(rpath("procs/pr-bg/stdout.eof")));
+    ck_assert_int_eq(ended_lines("pr-bg", "stdout"), 1);
     assert_stream("pr-bg", "stdout", "early\nlate\n");
-    for (int i = 0; i < 200 && !exists(rpath("procs/.next/.exit.json.tmp")); i++)
+    for (int i = 0; i < 200 && !exists(rpath("procs/.next/stderr.0")); i++)
         usleep(10000);
-    ck_assert(exists(rpath("procs/.next/.exit.json.tmp")));
+    ck_assert(exists(rpath("procs/.next/stderr.0")));
     assert_error(request(json_pack("{s:s,s:s,s:[s]}", "op", "exec", "id", "pr-nx", "argv",
                                    "/no/such/program")),
                  "invalid_argument");
     ck_assert(!exists(rpath("procs/pr-nx")));
+    ck_assert_ptr_null(proc_line("pr-nx", "argv"));
     names = dir_names(rpath("procs"));
     ck_assert_msg(!strcmp(names, ".next\npr-1\npr-bg\n") || !strcmp(names, "pr-1\npr-bg\n"),
                   "procs: %s", names);
@@ -1036,7 +1087,7 @@ START_TEST(terminate_op)
     json_decref(ev);
     assert_clean_exit();
     assert_sandbox_exit(137, "terminated");
-    ck_assert_int_eq(file_returncode(rpath("procs/entrypoint/exit.json")), 137);
+    ck_assert_int_eq(proc_returncode("entrypoint"), 137);
     ck_assert(ended_on_disk("entrypoint", "stdout"));
 }
 END_TEST
@@ -1050,7 +1101,7 @@ START_TEST(out_of_memory)
     monitor_start_ok(spec);
     assert_clean_exit();
     assert_sandbox_exit(137, "oom");
-    ck_assert_int_eq(file_returncode(rpath("procs/entrypoint/exit.json")), 137);
+    ck_assert_int_eq(proc_returncode("entrypoint"), 137);
 }
 END_TEST
 
@@ -1328,6 +1379,7 @@ START_TEST(client_disconnects)
 {
     char *out, want[65536];
     size_t wl = 0;
+    json_t *ex;
 
     monitor_start_ok(spec_new(NULL));
     monitor_connect();
@@ -1339,10 +1391,12 @@ START_TEST(client_disconnects)
     request_ok(exec_req("bg", "sleep 0.3; seq 1 5000"));
     close(T.fd);
     T.fd = -1;
-    for (int64_t until = now_ms() + 10000; !exists(rpath("procs/bg/exit.json"));) {
-        ck_assert_msg(now_ms() < until, "no exit.json without a client");
+    for (int64_t until = now_ms() + 10000; !(ex = proc_line("bg", "returncode"));) {
+        ck_assert_msg(now_ms() < until, "no exit line without a client");
         sleep_ms(20);
     }
+    ck_assert_int_eq(json_integer_value(json_object_get(ex, "returncode")), 0);
+    json_decref(ex);
     for (int i = 1; i <= 5000; i++)
         wl += (size_t)sprintf(want + wl, "%d\n", i);
     out = read_stream("bg", "stdout", NULL, NULL, NULL);
