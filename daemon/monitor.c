@@ -60,6 +60,7 @@
 #define EXIT_GRACE_MS        1000  /* after an exec exits, how long to wait for its pipes' EOF */
 #define FINISH_GRACE_MS      10000 /* after the sandbox finished, how long to wait for everything */
 #define ANNOUNCE_MS          1     /* at most one output event per stream per this */
+#define BACKGROUND_NICE      19    /* work nobody waits for: a pooled sandbox's start, teardown */
 #define MAX_TUNNELS          16
 #define TUNNEL_BUF           (64 * 1024) /* per direction of a tunnel connection */
 #define DEFAULT_OUTPUT_LIMIT (64ULL * 1024 * 1024)
@@ -577,7 +578,14 @@ static int segment_open(struct monitor *m, struct proc *p, struct stream *s)
     snprintf(name, sizeof(name), "%s.%llu", s->name, (unsigned long long)s->seg_start);
     /* Written with pwrite() at the stream's own count of its bytes. */
     s->seg_fd = openat(p->dir_fd, name, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-    return s->seg_fd < 0 ? -errno : 0;
+    if (s->seg_fd < 0)
+        return -errno;
+    /* A stream that keeps its pipe full fills the segment: its blocks at
+     * once (the size stays what was written) rather than reserved page by
+     * page on the way. */
+    if (s->grown)
+        (void)fallocate(s->seg_fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)m->seg_max);
+    return 0;
 }
 
 static void announce(struct monitor *m, struct stream *s, int64_t now)
@@ -1115,6 +1123,10 @@ static void terminate_with(struct monitor *m, const char *reason)
     m->terminating = true;
     m->pending_reason = reason;
     mlog("terminating the sandbox: %s", reason);
+    /* Its init's exit tears the namespaces down (the pid namespace's other
+     * processes, the mounts): background work, which must not take a core
+     * from another sandbox's create or exec. */
+    (void)setpriority(PRIO_PROCESS, (id_t)sbx_sandbox_pid(m->sb), BACKGROUND_NICE);
     if (sbx_sandbox_terminate(m->sb, &err) < 0)
         mlog("terminate: %s", err.message);
 }
@@ -1243,6 +1255,9 @@ static void finish_complete(struct monitor *m)
                              m->returncode >= 0 ? json_integer(m->returncode) : json_null(),
                              "finish_reason", m->finish_reason));
     allowlist_clear(m);
+    /* Nobody waits for the rest: reaping, cgroups, directories.  In the
+     * background, behind every other sandbox's work. */
+    (void)setpriority(PRIO_PROCESS, 0, BACKGROUND_NICE);
     if (sbx_sandbox_destroy(m->sb, &err) < 0)
         mlog("destroy: %s", err.message);
     m->sb = NULL;
@@ -3305,7 +3320,18 @@ static int monitor_run(struct monitor *m, int ready_fd, const char *log_path, in
 
     if (!m->spec.pooled)
         append_simple_event(m, "scheduled");
-    if (sandbox_create(m, why, sizeof(why), &code) < 0) {
+    /* A pooled sandbox is made ahead, for nobody yet: behind everybody
+     * else's work (its init, made at this priority, gets the normal one
+     * back below, before anyone can claim it). */
+    if (m->spec.pooled)
+        (void)setpriority(PRIO_PROCESS, 0, BACKGROUND_NICE);
+    r = sandbox_create(m, why, sizeof(why), &code);
+    if (m->spec.pooled) {
+        if (r >= 0)
+            (void)setpriority(PRIO_PROCESS, (id_t)sbx_sandbox_pid(m->sb), 0);
+        (void)setpriority(PRIO_PROCESS, 0, 0);
+    }
+    if (r < 0) {
         sbx_error err = {0};
         mlog("create: %s", why);
         /* Whatever a failed create left (it should leave nothing). */
