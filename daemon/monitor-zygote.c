@@ -254,8 +254,8 @@ static int wait_for(int fd, int control_fd, int timeout_ms)
     }
 }
 
-int zygote_serve(int control_fd, char **argv, unsigned netpool_size, const struct sbx_network *net,
-                 struct monitor_args *ret, json_t **ret_hold)
+int zygote_serve(int control_fd, char **argv, const char *run_dir, unsigned netpool_size,
+                 const struct sbx_network *net, struct monitor_args *ret, json_t **ret_hold)
 {
     sbx_netpool *pool = NULL;
     pid_t self = getpid();
@@ -276,6 +276,13 @@ int zygote_serve(int control_fd, char **argv, unsigned netpool_size, const struc
         sbx_error err = {0};
         if (sbx_netpool_start(netpool_size, net, &pool, &err) < 0)
             mlog("zygote: network namespace pool: %s", err.message);
+    }
+    /* What each monitor's create would look up first, looked up once: the
+     * spares are forks of us. */
+    {
+        sbx_error err = {0};
+        if (sbx_prepare(run_dir, &err) < 0)
+            mlog("zygote: prepare: %s (each monitor will)", err.message);
     }
 
     /* One spare at a time; the zygote itself never reads a request. */

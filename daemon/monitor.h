@@ -31,8 +31,8 @@ struct monitor_args {
  * strings of *ret point into.  With netpool_size > 0 the zygote keeps that
  * many network namespaces made ahead (sbx_netpool_start()) for its
  * monitors to take, each with eth0 on net's bridge when net is given. */
-int zygote_serve(int control_fd, char **argv, unsigned netpool_size, const struct sbx_network *net,
-                 struct monitor_args *ret, json_t **ret_hold);
+int zygote_serve(int control_fd, char **argv, const char *run_dir, unsigned netpool_size,
+                 const struct sbx_network *net, struct monitor_args *ret, json_t **ret_hold);
 
 /* The monitor's log line (stderr: the --log file once started). */
 void mlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -27,6 +27,17 @@ static const struct {
     {"cpuacct", SBX__CG_CPUACCT}, {"freezer", SBX__CG_FREEZER},
 };
 
+/* Finds every controller's hierarchy now, for this process and its forks
+ * (sbx_prepare()). */
+void sbx__cgroup_v1_warm(void)
+{
+    for (size_t c = 0; c < SBX_ARRAY_SIZE(controllers); c++) {
+        char *own = NULL;
+        if (sbx__cgroup_v1_own_dir(controllers[c].name, &own, NULL) == 0)
+            free(own);
+    }
+}
+
 static void cgroup_freep(struct sbx__cgroup **cg)
 {
     sbx__cgroup_free(*cg);

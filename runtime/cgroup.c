@@ -137,39 +137,61 @@ static int v1_own_dir_uncached(const char *controller, char **ret, sbx_error *er
 /* Where our own cgroup of a v1 controller is mounted does not change while we
  * run, and finding it reads two /proc files: remember the answer for each
  * controller, per process (a forked child has its own copy and its own pid). */
+/* Cached per controller: finding the hierarchy means reading all of
+ * mountinfo.  A fork (a zygote's monitor) keeps its parent's entries while
+ * /proc/self/cgroup still names the same cgroup: one small read, not a
+ * mountinfo parse per controller per process. */
 int sbx__cgroup_v1_own_dir(const char *controller, char **ret, sbx_error *err)
 {
     static struct {
         pid_t pid;
         char controller[32];
+        char *own; /* /proc/self/cgroup's path when it was found */
         char *dir; /* NULL: not mounted */
     } cache[16];
     static size_t n_cache;
     pid_t self = getpid();
-    char *dir = NULL;
+    char *dir = NULL, *own = NULL;
     int r;
 
     for (size_t i = 0; i < n_cache; i++) {
-        if (cache[i].pid != self || strcmp(cache[i].controller, controller))
+        if (strcmp(cache[i].controller, controller))
             continue;
+        if (cache[i].pid != self) {
+            _cleanup_free_ char *now = NULL;
+            if (!cache[i].own || sbx__cgroup_own_path(controller, &now, NULL) < 0 ||
+                strcmp(now, cache[i].own))
+                break; /* another cgroup's: found again below */
+            cache[i].pid = self;
+        }
         if (!cache[i].dir)
             return -ENOENT;
         *ret = strdup(cache[i].dir);
         return *ret ? 0 : sbx__error(err, ENOMEM, "cgroup path");
     }
     r = v1_own_dir_uncached(controller, &dir, err);
-    if ((r == 0 || r == -ENOENT) && strlen(controller) < sizeof(cache[0].controller)) {
-        size_t slot = n_cache < SBX_ARRAY_SIZE(cache) ? n_cache++ : 0;
+    if ((r == 0 || r == -ENOENT) && strlen(controller) < sizeof(cache[0].controller) &&
+        sbx__cgroup_own_path(controller, &own, NULL) == 0) {
+        size_t slot = n_cache;
 
-        if (cache[slot].pid != self)
-            cache[slot].dir = NULL; /* a forked child's copy of another's entry */
-        free(cache[slot].dir);
-        cache[slot].pid = self;
-        strcpy(cache[slot].controller, controller);
-        cache[slot].dir = dir ? strdup(dir) : NULL;
-        if (dir && !cache[slot].dir)
-            cache[slot].pid = 0;
+        for (size_t i = 0; i < n_cache; i++)
+            if (!strcmp(cache[i].controller, controller))
+                slot = i;
+        if (slot == n_cache && n_cache < SBX_ARRAY_SIZE(cache))
+            n_cache++;
+        if (slot < SBX_ARRAY_SIZE(cache)) {
+            free(cache[slot].dir);
+            free(cache[slot].own);
+            cache[slot].pid = self;
+            strcpy(cache[slot].controller, controller);
+            cache[slot].own = own;
+            own = NULL;
+            cache[slot].dir = dir ? strdup(dir) : NULL;
+            if (dir && !cache[slot].dir)
+                cache[slot].controller[0] = '\0';
+        }
     }
+    free(own);
     if (r < 0)
         return r;
     *ret = dir;

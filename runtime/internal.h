@@ -111,6 +111,7 @@ struct sbx__cgroup_ops {
 };
 
 extern const struct sbx__cgroup_ops sbx__cgroup_v1_ops;
+void sbx__cgroup_v1_warm(void);
 extern const struct sbx__cgroup_ops sbx__cgroup_v2_ops;
 
 /* Writes "0" to each fd of open_self_attach: the calling thread joins. */

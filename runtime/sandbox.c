@@ -592,6 +592,20 @@ static int validate(const struct sbx_config *cfg, size_t *ret_n_layers, sbx_erro
     return 0;
 }
 
+int sbx_prepare(const char *run_dir, sbx_error *err)
+{
+    const char *run_root = run_dir ? run_dir : SBX_DEFAULT_RUN_DIR;
+    int r;
+
+    (void)sbx__mkdir_p(run_root, 0711, NULL);
+    r = sbx__seccomp_prepare_cached(run_root, err);
+    if (r < 0)
+        return r;
+    if (sbx__cgroup_ops() == &sbx__cgroup_v1_ops)
+        sbx__cgroup_v1_warm();
+    return 0;
+}
+
 int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_error *err)
 {
     const char *run_root = cfg->run_dir ? cfg->run_dir : SBX_DEFAULT_RUN_DIR;

@@ -150,6 +150,11 @@ typedef struct sbx_sandbox sbx_sandbox;
 /* Creates and starts a sandbox.  On success *ret owns it; free it with
  * sbx_sandbox_destroy(), which also terminates it. */
 SBX_PUBLIC int sbx_sandbox_create(const struct sbx_config *cfg, sbx_sandbox **ret, sbx_error *err);
+/* Does now, once, what every create of this process and of its forks would
+ * otherwise do first: loads the seccomp program (compiled, or from the
+ * cache in run_dir) and finds the cgroup hierarchies.  For a process that
+ * forks creators (the daemon's monitor zygote); optional. */
+SBX_PUBLIC int sbx_prepare(const char *run_dir, sbx_error *err);
 
 /* The sandbox's init, as a pid in the caller's namespace and as a pidfd. */
 SBX_PUBLIC pid_t sbx_sandbox_pid(const sbx_sandbox *sb);

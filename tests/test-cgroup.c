@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
@@ -509,6 +510,64 @@ static void do_allocate(void *arg)
     _exit(0); /* survived: the limit did not hold */
 }
 
+/* The hierarchies found once (sbx_prepare() in a zygote) serve its forks
+ * while they stay in its cgroup; a fork moved elsewhere finds its own. */
+START_TEST(test_v1_own_dir_in_forks)
+{
+    struct sbx__cgroup *cg = create_ok(&sbx__cgroup_v1_ops, "ownfork", NULL);
+    char *mem = NULL;
+    int sv[2];
+    pid_t pid;
+
+    ck_assert_int_eq(sbx__cgroup_v1_own_dir("memory", &mem, NULL), 0);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char *a = NULL, *b = NULL, go;
+        /* As the parent's; then, moved into cg, its forks find that one. */
+        if (sbx__cgroup_v1_own_dir("memory", &a, NULL) < 0 || strcmp(a, mem)) {
+            fprintf(stderr, "fork: %s, parent: %s\n", a ? a : "(none)", mem);
+            _exit(1);
+        }
+        if (write(sv[1], "1", 1) != 1 || read(sv[1], &go, 1) != 1)
+            _exit(2);
+        /* A fork of it, now in another cgroup than the cached entry's. */
+        pid_t g = fork();
+        if (g == 0) {
+            if (sbx__cgroup_v1_own_dir("memory", &b, NULL) < 0)
+                _exit(3);
+            for (size_t i = 0; i < cg->n_dirs; i++)
+                if (!strcmp(cg->dirs[i], b))
+                    _exit(0);
+            _exit(4);
+        }
+        int st = -1;
+        if (g < 0 || waitpid(g, &st, 0) != g)
+            _exit(5);
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 6);
+    }
+    {
+        char one;
+        ck_assert_int_eq(read(sv[0], &one, 1), 1);
+    }
+    attach_ok(cg, pid);
+    ck_assert_int_eq(write(sv[0], "g", 1), 1);
+    ck_assert_int_eq(wait_child(pid, 5000), 0);
+    /* The parent's own entry is still its own. */
+    {
+        char *again = NULL;
+        ck_assert_int_eq(sbx__cgroup_v1_own_dir("memory", &again, NULL), 0);
+        ck_assert_str_eq(again, mem);
+        free(again);
+    }
+    free(mem);
+    close(sv[0]);
+    close(sv[1]);
+    destroy_ok(cg);
+}
+END_TEST
+
 START_TEST(test_v1_oom)
 {
     struct sbx_limits lim = {.memory_bytes = 32 << 20};
@@ -956,6 +1015,7 @@ static Suite *cgroup_suite(void)
         tcase_add_test(tc, test_v1_create_limits);
         tcase_add_test(tc, test_v1_bad_names);
         tcase_add_test(tc, test_v1_attach);
+        tcase_add_test(tc, test_v1_own_dir_in_forks);
         tcase_add_test(tc, test_v1_oom);
         tcase_add_test(tc, test_v1_pids);
         tcase_add_test(tc, test_v1_cpu_quota);
