@@ -71,13 +71,50 @@ static int ensure_file(const char *path, sbx_error *err)
     return 0;
 }
 
+/* Binds src (a directory of the sandbox's shared tmpfs) at dst with its
+ * own mount flags. */
+static int bind_with(const char *src, const char *dst, unsigned long flags, sbx_error *err)
+{
+    int r = do_mount(src, dst, NULL, MS_BIND, NULL, err);
+
+    if (r < 0)
+        return r;
+    return do_mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | flags, NULL, err);
+}
+
+/* One tmpfs for /dev, /dev/shm, /tmp and the masked directories, mounted
+ * at RUN/tmpfs (gone with the old root at pivot_root) and bound from its
+ * subdirectories, each with its own mount flags.  Every tmpfs instance is
+ * a superblock, and every superblock a shrinker for which each memory
+ * cgroup on the host keeps a slot (alloc_shrinker_info): five instances
+ * per sandbox made the kernel's memory per sandbox grow with the number of
+ * sandboxes (~200 KiB each at 1000).  Its size is bounded by the sandbox's
+ * memory limit: tmpfs pages are charged to the writer's cgroup.  cwd: the
+ * run dir. */
+static int shared_tmpfs(sbx_error *err)
+{
+    static const struct {
+        const char *name;
+        mode_t mode;
+    } dirs[] = {
+        {"tmpfs/dev", 0755}, {"tmpfs/shm", 01777}, {"tmpfs/tmp", 01777}, {"tmpfs/masked", 0}};
+    int r;
+
+    if ((r = ensure_dir("tmpfs", err)) < 0 ||
+        (r = do_mount("tmpfs", "tmpfs", "tmpfs", MS_NOSUID, "mode=700", err)) < 0)
+        return r;
+    for (size_t i = 0; i < SBX_ARRAY_SIZE(dirs); i++)
+        if (mkdir(dirs[i].name, 0700) < 0 || chmod(dirs[i].name, dirs[i].mode) < 0)
+            return sbx__error(err, errno, "make `%s`", dirs[i].name);
+    return 0;
+}
+
 static int setup_dev(sbx_error *err)
 {
     char path[64];
     int r;
 
-    r = do_mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME,
-                 "mode=755,size=65536k", err);
+    r = bind_with("../tmpfs/dev", "dev", MS_NOSUID | MS_NOEXEC | MS_STRICTATIME, err);
     if (r < 0)
         return r;
     /* Device nodes cannot be made inside a user namespace: bind the host's. */
@@ -100,8 +137,7 @@ static int setup_dev(sbx_error *err)
                       "newinstance,ptmxmode=0666,mode=0620,gid=5", err)) < 0)
         return r;
     if ((r = ensure_dir("dev/shm", err)) < 0 ||
-        (r = do_mount("shm", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                      "mode=1777,size=65536k", err)) < 0)
+        (r = bind_with("../tmpfs/shm", "dev/shm", MS_NOSUID | MS_NODEV | MS_NOEXEC, err)) < 0)
         return r;
     if ((r = ensure_dir("dev/mqueue", err)) < 0 ||
         (r = do_mount("mqueue", "dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL,
@@ -149,8 +185,7 @@ static int mask_paths(sbx_error *err)
             return sbx__error(err, errno, "stat `/%s`", p);
         }
         if (S_ISDIR(st.st_mode))
-            r = do_mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                         "size=0,mode=000", err);
+            r = bind_with("../tmpfs/masked", p, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, err);
         else
             r = do_mount("dev/null", p, NULL, MS_BIND, NULL, err);
         if (r < 0)
@@ -217,7 +252,7 @@ int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err)
     if (off >= sizeof(opts))
         return sbx__error(err, E2BIG, "overlay options for %zu layers", p->n_layers);
     r = do_mount("overlay", "rootfs", "overlay", MS_NODEV, opts, err);
-    if (r < 0)
+    if (r < 0 || (r = shared_tmpfs(err)) < 0)
         return r;
 
     if (chdir("rootfs") < 0)
@@ -238,7 +273,7 @@ int sbx__rootfs_setup(const struct sbx__rootfs *p, sbx_error *err)
     if ((r = ensure_dir("dev", err)) < 0 || (r = setup_dev(err)) < 0)
         return r;
     if ((r = ensure_dir("tmp", err)) < 0 ||
-        (r = do_mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err)) < 0)
+        (r = bind_with("../tmpfs/tmp", "tmp", MS_NOSUID | MS_NODEV, err)) < 0)
         return r;
     if ((r = mask_paths(err)) < 0)
         return r;

@@ -895,6 +895,40 @@ START_TEST(test_minimal_dev)
 }
 END_TEST
 
+/* /dev, /dev/shm, /tmp and the masked directories are one tmpfs (one
+ * superblock: the kernel's memory per sandbox grew with the number of
+ * sandboxes for each instance), bound from separate directories with
+ * their own flags: nothing written in one shows in another. */
+START_TEST(test_one_tmpfs)
+{
+    struct sbx_exit ex;
+    char *out = RUN(
+        "sh", "-c",
+        "echo tmpfs $(grep ' - tmpfs ' /proc/self/mountinfo | cut -d' ' -f3 | sort -u | wc -l); "
+        "echo mounts $(grep -c ' - tmpfs ' /proc/self/mountinfo); "
+        "echo x > /tmp/a && echo y > /dev/shm/b && echo tmpwrite ok; "
+        "echo seen $(ls -A /tmp /dev/shm /dev | grep -c '^[ab]$'); "
+        "echo tmpmode $(stat -c %a /tmp) shmmode $(stat -c %a /dev/shm); "
+        "for d in /dev/shm /tmp; do printf '#!/bin/sh\\nexit 0\\n' > $d/t; chmod 755 $d/t; done; "
+        "/dev/shm/t 2>/dev/null && echo shm exec || echo shm noexec; "
+        "/tmp/t && echo tmp exec || echo tmp noexec; "
+        "touch /sys/firmware/x 2>/dev/null && echo masked writable || echo masked ro; "
+        "echo firmware $(ls -A /sys/firmware | wc -l)");
+
+    /* One superblock, bound at /dev, /dev/shm, /tmp and the masked dirs. */
+    ck_assert_str_eq(sbx_test_value(out, "tmpfs"), "1");
+    ck_assert_int_ge(atoi(sbx_test_value(out, "mounts")), 3);
+    ck_assert_str_eq(sbx_test_value(out, "tmpwrite"), "ok");
+    ck_assert_str_eq(sbx_test_value(out, "seen"), "2"); /* a in /tmp, b in /dev/shm only */
+    ck_assert_msg(strstr(out, "tmpmode 1777 shmmode 1777") != NULL, "%s", out);
+    ck_assert_str_eq(sbx_test_value(out, "shm"), "noexec");
+    ck_assert_str_eq(sbx_test_value(out, "tmp"), "exec");
+    ck_assert_str_eq(sbx_test_value(out, "masked"), "ro");
+    ck_assert_str_eq(sbx_test_value(out, "firmware"), "0");
+    free(out);
+}
+END_TEST
+
 START_TEST(test_only_stdio_crosses)
 {
     struct sbx_exit ex;
@@ -1403,6 +1437,7 @@ static Suite *runtime_suite(void)
     CASE(test_seccomp_kills_32bit_abis, 30);
     CASE(test_capabilities, 30);
     CASE(test_masked_and_readonly_paths, 30);
+    CASE(test_one_tmpfs, 30);
     CASE(test_minimal_dev, 30);
     CASE(test_only_stdio_crosses, 30);
     CASE(test_signal_exit_status, 30);
