@@ -12,6 +12,7 @@
  * files are the truth and events sent to the daemon are only hints.
  */
 #include "monitor.h"
+#include "tls-dl.h"
 #include "monitor-proto.h"
 #include "sbx.h"
 
@@ -19,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <gnutls/gnutls.h>
 #include <jansson.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -2390,6 +2390,8 @@ static int tunnels_start(struct monitor *m, char *why, size_t why_len)
     for (size_t i = 0; i < m->spec.n_ports && !m->tls_cred; i++) {
         if (!m->spec.ports_tls[i])
             continue;
+        if (tls_dl_load(why, why_len) < 0)
+            return -1;
         if ((r = gnutls_certificate_allocate_credentials(&m->tls_cred)) < 0 ||
             (r = gnutls_certificate_set_x509_key_file(m->tls_cred, m->spec.tls_cert,
                                                       m->spec.tls_key, GNUTLS_X509_FMT_PEM)) < 0) {
