@@ -60,7 +60,7 @@
 #define EXIT_GRACE_MS        1000  /* after an exec exits, how long to wait for its pipes' EOF */
 #define FINISH_GRACE_MS      10000 /* after the sandbox finished, how long to wait for everything */
 #define ANNOUNCE_MS          1     /* at most one output event per stream per this */
-#define BACKGROUND_NICE      19    /* work nobody waits for: a pooled sandbox's start, teardown */
+#define BACKGROUND_NICE      19    /* a pooled sandbox's start: nobody waits for it */
 #define MAX_TUNNELS          16
 #define TUNNEL_BUF           (64 * 1024) /* per direction of a tunnel connection */
 #define DEFAULT_OUTPUT_LIMIT (64ULL * 1024 * 1024)
@@ -1123,10 +1123,6 @@ static void terminate_with(struct monitor *m, const char *reason)
     m->terminating = true;
     m->pending_reason = reason;
     mlog("terminating the sandbox: %s", reason);
-    /* Its init's exit tears the namespaces down (the pid namespace's other
-     * processes, the mounts): background work, which must not take a core
-     * from another sandbox's create or exec. */
-    (void)setpriority(PRIO_PROCESS, (id_t)sbx_sandbox_pid(m->sb), BACKGROUND_NICE);
     if (sbx_sandbox_terminate(m->sb, &err) < 0)
         mlog("terminate: %s", err.message);
 }
@@ -1255,9 +1251,11 @@ static void finish_complete(struct monitor *m)
                              m->returncode >= 0 ? json_integer(m->returncode) : json_null(),
                              "finish_reason", m->finish_reason));
     allowlist_clear(m);
-    /* Nobody waits for the rest: reaping, cgroups, directories.  In the
-     * background, behind every other sandbox's work. */
-    (void)setpriority(PRIO_PROCESS, 0, BACKGROUND_NICE);
+    /* Nobody waits for the rest (reaping, cgroups, directories), but it
+     * runs at the normal priority all the same: at a low one, a host kept
+     * busy by creates let dying sandboxes pile up (their cgroups, network
+     * namespaces, uid ranges), and a rate measured over seconds counted
+     * teardowns not yet done. */
     if (sbx_sandbox_destroy(m->sb, &err) < 0)
         mlog("destroy: %s", err.message);
     m->sb = NULL;
