@@ -294,6 +294,7 @@ struct monitor {
     struct proc *proc_hash[PROC_HASH_SIZE];
     struct proc *live;   /* a circular list, or NULL */
     int64_t timer_armed; /* the deadline the timer is set to (0: none) */
+    bool flush_due;      /* events queued for the daemon, sent before the loop waits */
 };
 
 /* ---- small helpers ---- */
@@ -545,9 +546,11 @@ static void client_send(struct monitor *m, json_t *msg)
 {
     struct client *c = m->client;
     _cleanup_free_ char *text = NULL;
+    bool is_reply;
 
     if (!msg)
         return;
+    is_reply = json_object_get(msg, "seq") != NULL;
     if (c)
         text = json_dumps(msg, JSON_COMPACT);
     json_decref(msg);
@@ -561,7 +564,13 @@ static void client_send(struct monitor *m, json_t *msg)
         client_drop(m, "out of memory");
         return;
     }
-    client_flush(m);
+    /* A reply goes at once; events wait for the end of the loop's turn, so
+     * that a process's end (its streams' EOFs, then its exit) reaches the
+     * daemon in one send, which wakes it once. */
+    if (is_reply)
+        client_flush(m);
+    else
+        m->flush_due = true;
 }
 
 /* ---- output streams ---- */
@@ -1251,6 +1260,7 @@ static void finish_complete(struct monitor *m)
                              m->returncode >= 0 ? json_integer(m->returncode) : json_null(),
                              "finish_reason", m->finish_reason));
     allowlist_clear(m);
+    client_flush(m);
     /* Nobody waits for the rest (reaping, cgroups, directories), but it
      * runs at the normal priority all the same: at a low one, a host kept
      * busy by creates let dying sandboxes pile up (their cgroups, network
@@ -1898,6 +1908,11 @@ static void handle_line(struct monitor *m, const char *line, size_t len)
     struct op_error e = {.code = "internal"};
     size_t i;
 
+    /* What was queued goes before a request that may take a while. */
+    if (m->flush_due) {
+        m->flush_due = false;
+        client_flush(m);
+    }
     if (!json_is_integer(seq))
         seq = NULL;
     if (!json_is_object(req)) {
@@ -2732,6 +2747,10 @@ static void loop(struct monitor *m)
         if (idle_work) {
             int64_t quiet = now_ms() - m->last_busy;
             timeout = quiet >= NEXT_QUIET_MS ? 0 : (int)(NEXT_QUIET_MS - quiet);
+        }
+        if (m->flush_due) {
+            m->flush_due = false;
+            client_flush(m);
         }
         n = epoll_wait(m->ep, evs, 64, idle_work ? timeout : -1);
         if (n == 0 && idle_work) {
