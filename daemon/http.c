@@ -1357,11 +1357,12 @@ static int listener_start(struct sbxd_http *http, struct listener *l, int *fdp, 
 {
     const union MHD_DaemonInfo *di;
     /* MHD's pool holds the request line and headers, then the write buffer
-     * of the reply: room for max_header plus MHD's own bookkeeping, plus
-     * 512 KiB so that a stream's chunks are big (one pread and one send per
-     * half MiB, not per 100 KiB).  MHD maps a pool this big (pages only as
-     * they are used) and frees it with the connection. */
-    size_t pool = http->max_header + http->max_header / 2 + 32 * 1024 + 512 * 1024;
+     * of the reply: room for max_header plus MHD's own bookkeeping.  Not
+     * more: MHD zeroes the whole pool after each request of a kept-alive
+     * connection (with 512 KiB more for bigger stream chunks, memset was
+     * 12% of the daemon's CPU under back-to-back execs, for no stream
+     * throughput that could be told from noise). */
+    size_t pool = http->max_header + http->max_header / 2 + 32 * 1024;
     int r;
 
     l->http = http;
