@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -453,6 +454,17 @@ int main(int argc, char **argv)
     }
     if (config && load_config(&d.cfg, config) < 0)
         return 1;
+    /* A connection per monitor and per client: 1000 sandboxes and 100
+     * clients need more than the soft 1024 a shell gives (the service unit
+     * sets it; started by hand the daemon raises it to the hard limit, as
+     * systemd does for a service).  Sandboxes get their own limits. */
+    {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            (void)setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     /* The command line wins over the config. */
     if (bridge)
         d.cfg.bridge = bridge;

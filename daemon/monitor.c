@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -246,6 +247,7 @@ struct monitor {
     int next_made;     /* pieces of procs/.next made (NEXT_PIECES: ready), -1: broken */
     int64_t last_busy; /* when the loop last had something to do (ms) */
     int netpool_fd;    /* the zygote's namespace pool, until the sandbox exists */
+    int netpool_lo_fd; /* its loopback-only one (may be netpool_fd), for block_network */
     struct spec spec;
     uint64_t seg_max;
 
@@ -3109,7 +3111,7 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     struct proc *ep = NULL;
     sbx_error err = {0};
-    int r;
+    int r, pool_fd;
 
     *code = "internal";
     cfg.id = m->id;
@@ -3155,10 +3157,11 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
      * (on the daemon's network when there is one: the pool's all are);
      * else one made here with its eth0, or, off the network, by the
      * sandbox itself (loopback only).  A sandbox that blocks the network
-     * takes none of the pool's, which have eth0.  The pool is of no more
-     * use to us after this create: our copy of its socket goes. */
-    if (m->netpool_fd >= 0 && !m->spec.block_network) {
-        int t = sbx_netpool_take(m->netpool_fd, &ns, &err);
+     * takes a loopback-only one (netpool_lo_fd).  The pools are of no more
+     * use to us after this create: our copies of their sockets go. */
+    pool_fd = m->spec.block_network ? m->netpool_lo_fd : m->netpool_fd;
+    if (pool_fd >= 0) {
+        int t = sbx_netpool_take(pool_fd, &ns, &err);
         if (t == 0)
             cfg.netns = &ns;
         else if (t != -EAGAIN)
@@ -3189,6 +3192,9 @@ static int sandbox_create(struct monitor *m, char *why, size_t why_len, const ch
     if (r < 0)
         allowlist_clear(m);
     sbx_netns_close(&ns);
+    if (m->netpool_lo_fd >= 0 && m->netpool_lo_fd != m->netpool_fd)
+        close(m->netpool_lo_fd);
+    m->netpool_lo_fd = -1;
     if (m->netpool_fd >= 0) {
         close(m->netpool_fd);
         m->netpool_fd = -1;
@@ -3502,7 +3508,8 @@ static int monitor_main(const struct monitor_args *a)
                         .procs_fd = -1,
                         .procs_log_fd = -1,
                         .ep = -1,
-                        .netpool_fd = a->netpool_fd};
+                        .netpool_fd = a->netpool_fd,
+                        .netpool_lo_fd = a->netpool_lo_fd};
     char why[1024], path[PATH_MAX];
     int ready[2] = {-1, -1}, client_fd = a->client_fd, r;
     pid_t pid;
@@ -3545,6 +3552,19 @@ static int monitor_main(const struct monitor_args *a)
         return print_status(a, "internal", why, 0);
     }
     m.records_fd = open(m.records, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* Held for our life: the daemon recycles a deleted sandbox's records
+     * into a later one's only when no monitor holds it (spare.c).  Then the
+     * directory must still be ours: one deleted before we got here is in
+     * the trash, or already someone else's. */
+    if (m.records_fd >= 0) {
+        struct stat a_st, b_st;
+        if (flock(m.records_fd, LOCK_SH) < 0 || fstat(m.records_fd, &a_st) < 0 ||
+            stat(m.records, &b_st) < 0 || a_st.st_ino != b_st.st_ino ||
+            a_st.st_dev != b_st.st_dev) {
+            monitor_free(&m);
+            return print_status(a, "not_found", "the sandbox's records are gone", 0);
+        }
+    }
     if (m.records_fd < 0 || (mkdirat(m.records_fd, "procs", 0700) < 0 && errno != EEXIST) ||
         (m.procs_fd = openat(m.records_fd, "procs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
         (m.procs_log_fd = openat(m.records_fd, "procs.ndjson",
@@ -3642,7 +3662,7 @@ int main(int argc, char **argv)
     };
     struct sbx_network net = {0};
     bool on_network = false;
-    struct monitor_args a = {.client_fd = -1, .netpool_fd = -1};
+    struct monitor_args a = {.client_fd = -1, .netpool_fd = -1, .netpool_lo_fd = -1};
     _cleanup_json_ json_t *hold = NULL;
     int c, zygote_fd = -1, r;
     unsigned netpool_size = 0;

@@ -260,6 +260,8 @@ SBX_PUBLIC int sbx_layers_flatten(const char *const *layers, const char *dst, sb
  * mount point entered (EBUSY), any depth with one directory fd.  For a
  * caller's trees that sandboxes wrote in (volumes). */
 SBX_PUBLIC int sbx_rm_rf(const char *path, sbx_error *err);
+/* The same for dirfd's entry name. */
+SBX_PUBLIC int sbx_rm_rf_at(int dirfd, const char *name, sbx_error *err);
 
 /* Removes whatever a sandbox of this id left behind (after a crash): cgroups,
  * directories, its uid range.  Kills any process still in its cgroups. */

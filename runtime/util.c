@@ -223,3 +223,8 @@ int sbx_rm_rf(const char *path, sbx_error *err)
 {
     return sbx__rm_rf(path, err);
 }
+
+int sbx_rm_rf_at(int dirfd, const char *name, sbx_error *err)
+{
+    return sbx__rm_rf_at(dirfd, name, err);
+}

@@ -429,6 +429,67 @@ START_TEST(test_records_made_ahead)
 }
 END_TEST
 
+/* A deleted sandbox's records are recycled into a later sandbox's (the
+ * inodes are reused: on an ext4 without a journal, every inode deleted in
+ * the last minutes slows each allocation), emptied: nothing of the first
+ * sandbox is in the second's records. */
+static bool tree_has(const char *dir, const char *needle)
+{
+    char cmd[PATH_MAX + 128];
+
+    snprintf(cmd, sizeof(cmd), "grep -rqa -- '%s' '%s'", needle, dir);
+    return system(cmd) == 0;
+}
+
+START_TEST(test_records_recycled)
+{
+    char rec[PATH_MAX], trash[PATH_MAX], path[PATH_MAX], *a, *b, *out;
+    struct stat st_a, st_b;
+    bool recycled = false;
+
+    snprintf(trash, sizeof(trash), "%s/state/records/.trash", dl_dir);
+    a = dl_create("{\"image\":\"busybox\",\"tags\":{\"who\":\"first-A\"}}");
+    out = dl_exec_out(a, "echo secret-out-A; echo secret-err-A >&2");
+    ck_assert_str_eq(out, "secret-out-A\n");
+    free(out);
+    snprintf(rec, sizeof(rec), "%s/state/records/%s", dl_dir, a);
+    ck_assert_int_eq(stat(rec, &st_a), 0);
+    ck_assert(tree_has(rec, "secret-out-A"));
+    json_decref(dl_call("DELETE", dl_sbpath(path, sizeof(path), a, ""), NULL, 204));
+    for (int i = 0; i < 500 && count_entries(trash) > 0; i++)
+        usleep(10000);
+    ck_assert_int_eq(count_entries(trash), 0);
+    /* The recycled spare is the newest ready one: the next create takes it
+     * (a few tries, should the loop have made one meanwhile). */
+    for (int i = 0; i < 5 && !recycled; i++) {
+        b = dl_create("{\"image\":\"busybox\"}");
+        snprintf(rec, sizeof(rec), "%s/state/records/%s", dl_dir, b);
+        ck_assert_int_eq(stat(rec, &st_b), 0);
+        recycled = st_b.st_ino == st_a.st_ino && st_b.st_dev == st_a.st_dev;
+        if (!recycled) {
+            json_decref(dl_call("DELETE", dl_sbpath(path, sizeof(path), b, ""), NULL, 204));
+            free(b);
+        }
+    }
+    ck_assert_msg(recycled, "no create got the deleted sandbox's records");
+    /* Nothing of A: its output, its process, its tags, its id. */
+    ck_assert(!tree_has(rec, "secret-out-A"));
+    ck_assert(!tree_has(rec, "secret-err-A"));
+    ck_assert(!tree_has(rec, "first-A"));
+    ck_assert(!tree_has(rec, a));
+    snprintf(path, sizeof(path), "%s/procs", rec);
+    ck_assert_int_eq(count_entries(path), 1); /* .next */
+    /* And B works as any sandbox. */
+    out = dl_exec_out(b, "echo hello-B");
+    ck_assert_str_eq(out, "hello-B\n");
+    free(out);
+    ck_assert(tree_has(rec, "hello-B"));
+    json_decref(dl_call("DELETE", dl_sbpath(path, sizeof(path), b, ""), NULL, 204));
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* kill -9 of the daemon loses no sandbox, no exit code, no output. */
 START_TEST(test_restart_survival)
 {
@@ -2450,6 +2511,7 @@ int main(void)
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_restart_survival);
     tcase_add_test(tc, test_records_made_ahead);
+    tcase_add_test(tc, test_records_recycled);
     tcase_add_test(tc, test_files);
     tcase_add_test(tc, test_list_filters_and_tags);
     tcase_add_test(tc, test_monitor_killed);
