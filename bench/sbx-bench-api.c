@@ -1,34 +1,46 @@
 /* sbx-bench-api — sandboxd through its REST API on the unix socket:
  *
- *   sbx-bench-api --socket PATH [-n N] [--stream-mib M] [--pooled]
+ *   sbx-bench-api --socket PATH [-n N] [--stream-mib M] [--stream-runs R] [--pooled]
+ *                 [--creates-only] [--samples-dir DIR]
  *
  * prints, one line each (times in ms):
  *   create+exec   POST /v1/sandboxes (idle) → POST exec /bin/true → wait → returncode
  *   create+run    POST /v1/sandboxes with entrypoint /bin/true → wait → returncode
+ *   create+exec-block-network
+ *                 create+exec of a sandbox with "block_network": true (loopback
+ *                 only; never served from a pool)
  *   exec          exec /bin/true → wait → returncode, in one running sandbox
  *   exec-idle     the same 100 ms after the last one (the host idle in between,
  *                 as between an agent's commands): what the kernel makes a
  *                 first cgroup move after a quiet spell cost shows here
- *   stream        MB/s of `head -c M MiB /dev/zero` (debian-slim) read by a following client
+ *   stream        MB/s of `head -c M MiB /dev/zero` (debian-slim) read by a following client,
+ *                 R times (--stream-runs, default 1)
  * Sandboxes are deleted after each sample, outside the timed part.
  *
  * --pooled: only the create+exec and create+run rows, against a daemon that
  * keeps busybox sandboxes made ahead ("pool" in its config): before each
  * create, untimed, it waits until the pool has one ready, and at the end it
  * checks that every create was served from the pool (exit 1 if not).
+ * --creates-only: only the create+exec and create+run rows, without the
+ * pool's checks (a daemon without a pool, e.g. with --no-network).
+ * --samples-dir DIR: every row's samples (ms, one per line, in the order
+ * taken) go to DIR/ROW.ms, the stream's MB/s to DIR/stream.mbs.
  * SBX_BENCH_SAMPLES=1 in the environment also prints every sample (ms) to
  * stderr, to see what the tail is made of. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *sock = "/run/sandboxd/sandboxd.sock";
+static const char *samples_dir;
 static CURL *curl;
 
 struct buf {
@@ -156,8 +168,32 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* DIR/NAME (--samples-dir), or NULL. */
+static FILE *samples_file(const char *name)
+{
+    char path[4096];
+    FILE *f;
+
+    if (!samples_dir)
+        return NULL;
+    snprintf(path, sizeof(path), "%s/%s", samples_dir, name);
+    f = fopen(path, "we");
+    if (!f)
+        fprintf(stderr, "sbx-bench-api: %s: %s\n", path, strerror(errno));
+    return f;
+}
+
 static void report(const char *name, double *v, int n)
 {
+    char file[256];
+    FILE *f;
+
+    snprintf(file, sizeof(file), "%s.ms", name);
+    if ((f = samples_file(file))) {
+        for (int i = 0; i < n; i++)
+            fprintf(f, "%.3f\n", v[i]);
+        fclose(f);
+    }
     if (getenv("SBX_BENCH_SAMPLES"))
         for (int i = 0; i < n; i++)
             fprintf(stderr, "%s %d %.3f\n", name, i, v[i]);
@@ -171,9 +207,12 @@ int main(int argc, char **argv)
     static const struct option opts[] = {{"socket", required_argument, NULL, 's'},
                                          {"stream-mib", required_argument, NULL, 'm'},
                                          {"pooled", no_argument, NULL, 'p'},
+                                         {"creates-only", no_argument, NULL, 'C'},
+                                         {"stream-runs", required_argument, NULL, 'r'},
+                                         {"samples-dir", required_argument, NULL, 'd'},
                                          {NULL, 0, NULL, 0}};
-    int n = 100, mib = 1024, c;
-    bool pooled = false;
+    int n = 100, mib = 1024, runs = 1, c;
+    bool pooled = false, creates_only = false;
     long long claimed0 = 0;
     double *v;
     char *id;
@@ -187,11 +226,21 @@ int main(int argc, char **argv)
             mib = atoi(optarg);
         else if (c == 'p')
             pooled = true;
+        else if (c == 'C')
+            creates_only = true;
+        else if (c == 'r')
+            runs = atoi(optarg) > 0 ? atoi(optarg) : 1;
+        else if (c == 'd')
+            samples_dir = optarg;
         else
             return 2;
     }
     if (n < 1)
         n = 1;
+    if (samples_dir && mkdir(samples_dir, 0755) < 0 && errno != EEXIST) {
+        fprintf(stderr, "sbx-bench-api: %s: %s\n", samples_dir, strerror(errno));
+        return 1;
+    }
     v = calloc((size_t)n, sizeof(*v));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     curl = curl_easy_init();
@@ -243,6 +292,25 @@ int main(int argc, char **argv)
         free(v);
         return served == 2 * n ? 0 : 1;
     }
+    if (creates_only) {
+        curl_easy_cleanup(curl);
+        curl_global_cleanup();
+        free(v);
+        return 0;
+    }
+
+    /* Loopback only: the monitor makes the sandbox's network namespace on
+     * the create's path (the daemon's pool of them has eth0 on the bridge). */
+    for (int i = 0; i < n; i++) {
+        double t0 = now_ms();
+        id = create("{\"image\":\"busybox\",\"block_network\":true}");
+        if (exec_true(id) != 0)
+            return 1;
+        v[i] = now_ms() - t0;
+        delete (id);
+        free(id);
+    }
+    report("create+exec-block-network", v, n);
 
     id = create("{\"image\":\"busybox\"}");
     exec_true(id);
@@ -273,22 +341,35 @@ int main(int argc, char **argv)
     {
         char path[256], body[128];
         json_t *r;
-        size_t len = 0;
-        double t0;
+        FILE *f = samples_file("stream.mbs");
 
-        snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
-        snprintf(body, sizeof(body), "{\"argv\":[\"head\",\"-c\",\"%lld\",\"/dev/zero\"]}",
-                 (long long)mib << 20);
-        t0 = now_ms();
-        r = req("POST", path, body, false, NULL);
-        snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/stdout?follow=1", id,
-                 json_string_value(json_object_get(r, "process_id")));
-        json_decref(r);
         /* A reader of bulk output asks for big reads (curl's default is 16 KiB). */
         curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);
-        json_decref(req("GET", path, NULL, true, &len));
-        printf("stream         %zu MiB in %.0f ms = %.0f MB/s\n", len >> 20, now_ms() - t0,
-               len / 1e3 / (now_ms() - t0));
+        for (int i = 0; i < runs; i++) {
+            size_t len = 0;
+            double t0, ms;
+
+            snprintf(path, sizeof(path), "/v1/sandboxes/%s/exec", id);
+            snprintf(body, sizeof(body), "{\"argv\":[\"head\",\"-c\",\"%lld\",\"/dev/zero\"]}",
+                     (long long)mib << 20);
+            t0 = now_ms();
+            r = req("POST", path, body, false, NULL);
+            snprintf(path, sizeof(path), "/v1/sandboxes/%s/processes/%s/stdout?follow=1", id,
+                     json_string_value(json_object_get(r, "process_id")));
+            json_decref(r);
+            json_decref(req("GET", path, NULL, true, &len));
+            ms = now_ms() - t0;
+            /* A client that fell behind the output limit is cut off. */
+            if (len != (size_t)mib << 20)
+                fprintf(stderr, "sbx-bench-api: stream: got %zu bytes of %zu\n", len,
+                        (size_t)mib << 20);
+            printf("stream         %zu MiB in %.0f ms = %.0f MB/s\n", len >> 20, ms,
+                   len / 1e3 / ms);
+            if (f)
+                fprintf(f, "%.1f\n", len / 1e3 / ms);
+        }
+        if (f)
+            fclose(f);
     }
     delete (id);
     free(id);
