@@ -191,15 +191,18 @@ static int receive(int control_fd, json_t **ret_req, int *ret_fd)
     }
 }
 
+#define LOOPBACK_POOL 2 /* loopback-only namespaces made ahead, on a network */
+static bool zygote_on_network;
+
 /* A fresh fork of the zygote waits for the next request itself and becomes
  * its monitor: the fork is paid for before the request comes, not after.
  * Returns like zygote_serve() (1 with *ret filled); exits when the daemon
  * is gone. */
 static int spare_serve(int control_fd, int taken_fd, pid_t zygote, sbx_netpool *pool,
-                       struct monitor_args *ret, json_t **ret_hold)
+                       sbx_netpool *pool_lo, struct monitor_args *ret, json_t **ret_hold)
 {
     json_t *req = NULL;
-    int fd = -1, netpool_fd, r;
+    int fd = -1, netpool_fd, netpool_lo_fd, r;
 
     /* While it waits it is part of the zygote, and goes with it. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -216,6 +219,7 @@ static int spare_serve(int control_fd, int taken_fd, pid_t zygote, sbx_netpool *
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     (void)!write(taken_fd, "t", 1);
     netpool_fd = pool ? sbx_netpool_detach(pool) : -1;
+    netpool_lo_fd = pool_lo ? sbx_netpool_detach(pool_lo) : -1;
     close(taken_fd);
     close(control_fd);
     signal(SIGCHLD, SIG_DFL);
@@ -228,6 +232,8 @@ static int spare_serve(int control_fd, int taken_fd, pid_t zygote, sbx_netpool *
         .client_fd = fd,
         .from_zygote = true,
         .netpool_fd = netpool_fd,
+        /* Off the network the one pool is loopback-only. */
+        .netpool_lo_fd = pool_lo ? netpool_lo_fd : (zygote_on_network ? -1 : netpool_fd),
     };
     *ret_hold = req;
     set_title(ret);
@@ -257,7 +263,7 @@ static int wait_for(int fd, int control_fd, int timeout_ms)
 int zygote_serve(int control_fd, char **argv, const char *run_dir, unsigned netpool_size,
                  const struct sbx_network *net, struct monitor_args *ret, json_t **ret_hold)
 {
-    sbx_netpool *pool = NULL;
+    sbx_netpool *pool = NULL, *pool_lo = NULL;
     pid_t self = getpid();
     int r;
 
@@ -276,7 +282,13 @@ int zygote_serve(int control_fd, char **argv, const char *run_dir, unsigned netp
         sbx_error err = {0};
         if (sbx_netpool_start(netpool_size, net, &pool, &err) < 0)
             mlog("zygote: network namespace pool: %s", err.message);
+        /* On a network, sandboxes that block it take loopback-only ones:
+         * made on a create's path, a namespace costs ~0.6 ms of kernel time,
+         * and as much again in a kernel worker when it goes. */
+        if (net && sbx_netpool_start(LOOPBACK_POOL, NULL, &pool_lo, &err) < 0)
+            mlog("zygote: loopback namespace pool: %s", err.message);
     }
+    zygote_on_network = net != NULL;
     /* What each monitor's create would look up first, looked up once: the
      * spares are forks of us. */
     {
@@ -299,7 +311,7 @@ int zygote_serve(int control_fd, char **argv, const char *run_dir, unsigned netp
         pid = fork();
         if (pid == 0) {
             close(taken[0]);
-            return spare_serve(control_fd, taken[1], self, pool, ret, ret_hold);
+            return spare_serve(control_fd, taken[1], self, pool, pool_lo, ret, ret_hold);
         }
         close(taken[1]);
         if (pid < 0) {
@@ -323,5 +335,6 @@ int zygote_serve(int control_fd, char **argv, const char *run_dir, unsigned netp
     r = 0;
 out:
     sbx_netpool_stop(pool);
+    sbx_netpool_stop(pool_lo);
     return r;
 }

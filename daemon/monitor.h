@@ -21,6 +21,10 @@ struct monitor_args {
      * socket, sbx_netpool_take()), closed once the sandbox exists.  -1:
      * none, the sandbox makes its own. */
     int netpool_fd;
+    /* Loopback-only namespaces, for sandboxes that block the network: a
+     * pool of their own on a daemon with a network, netpool_fd's (the
+     * same fd) on one without.  -1: none. */
+    int netpool_lo_fd;
 };
 
 /* The zygote's loop on its control socket (monitor-proto.h, "Zygote");
