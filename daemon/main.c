@@ -351,6 +351,8 @@ static char *default_monitor_path(const char *argv0)
     return strdup("/usr/local/sbin/sandboxd-monitor");
 }
 
+#define BRIDGE_MAX_PORTS 1023u /* the kernel's BR_MAX_PORTS, less port 0 */
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -387,7 +389,7 @@ int main(int argc, char **argv)
         .max_body = 16 << 20,
         .max_upload = 8ULL << 30,
         .max_connections = 1024,
-        .max_sandboxes = 2000,
+        .max_sandboxes = 0, /* 2000, or what the network's bridge holds */
         .max_execs = 4096,
         .output_limit = 64 << 20,
         .default_memory_bytes = 0,
@@ -472,6 +474,26 @@ int main(int argc, char **argv)
         d.cfg.subnet = subnet;
     if (no_network)
         d.cfg.network = false;
+    /* A Linux bridge has at most 1023 ports: each networked sandbox takes
+     * one, as do the namespaces made ahead and the pooled sandboxes.  Past
+     * that a create would fail deep in the monitor ("Exchange full"); it is
+     * refused up front instead, with 429 like any other limit. */
+    if (d.cfg.network) {
+        unsigned ahead = d.cfg.netns_pool + 8 /* refills in flight, builds */;
+        const char *image;
+        json_t *n;
+        json_object_foreach(d.cfg.pool, image, n) ahead += (unsigned)json_integer_value(n);
+        unsigned fits = ahead < BRIDGE_MAX_PORTS ? BRIDGE_MAX_PORTS - ahead : 1;
+        if (d.cfg.max_sandboxes > fits)
+            sbxd_log(NULL,
+                     "max_sandboxes %u is more than the network's bridge holds: %u (1023 ports, "
+                     "%u kept for namespaces and sandboxes made ahead)",
+                     d.cfg.max_sandboxes, fits, ahead);
+        if (!d.cfg.max_sandboxes || d.cfg.max_sandboxes > fits)
+            d.cfg.max_sandboxes = fits;
+    }
+    if (!d.cfg.max_sandboxes)
+        d.cfg.max_sandboxes = 2000;
     d.cfg.no_zygote |= no_zygote;
     if (!d.cfg.image_store)
         d.cfg.image_store = d.cfg.state_dir;

@@ -33,6 +33,15 @@ START_TEST(test_health_info_metrics)
     j = dl_call("GET", "/v1/info", NULL, 200);
     ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "version")));
     ck_assert_ptr_nonnull(json_string_value(json_object_get(j, "cgroup_mode")));
+    /* On a network, no more sandboxes than its bridge has ports for (1023,
+     * less the 8 namespaces made ahead and room for refills): a create past
+     * them is refused up front rather than failing in the monitor. */
+    {
+        json_int_t max =
+            json_integer_value(json_object_get(json_object_get(j, "limits"), "max_sandboxes"));
+        ck_assert_int_gt(max, 900);
+        ck_assert_int_le(max, 1023 - 8);
+    }
     json_decref(j);
     ck_assert_int_eq(dl_http("GET", "/metrics", NULL, 0, &b), 200);
     ck_assert_ptr_nonnull(strstr(b.data, "sandboxd_sandboxes_running "));
