@@ -38,7 +38,9 @@
 #include <linux/rtnetlink.h>
 #include <linux/veth.h>
 #include <net/if.h>
+#include <dlfcn.h>
 #include <nftables/libnftables.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -487,21 +489,62 @@ fail:
 
 /* ---- the bridge and the firewall ---- */
 
+/* libnftables (with libnftnl and libxtables behind it) is loaded when the
+ * firewall is first touched, not linked: the runtime is in every monitor
+ * and, through fork, in every sandbox's init, and most never touch it. */
+static struct {
+#define NFT_FUNCS(X)                                                                               \
+    X(nft_ctx_new)                                                                                 \
+    X(nft_ctx_free)                                                                                \
+    X(nft_ctx_buffer_output)                                                                       \
+    X(nft_ctx_buffer_error)                                                                        \
+    X(nft_ctx_get_error_buffer)                                                                    \
+    X(nft_run_cmd_from_buffer)
+#define NFT_POINTER(name) __typeof__(name) *name;
+    NFT_FUNCS(NFT_POINTER)
+#undef NFT_POINTER
+    char error[256];
+} nftl;
+static pthread_once_t nftl_once = PTHREAD_ONCE_INIT;
+
+static void nftl_load(void)
+{
+    void *h = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+
+    if (!h)
+        h = dlopen("libnftables.so", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(nftl.error, sizeof(nftl.error), "load libnftables: %s", dlerror());
+        return;
+    }
+#define NFT_SYM(name)                                                                              \
+    if (!(nftl.name = (__typeof__(name) *)dlsym(h, #name))) {                                      \
+        snprintf(nftl.error, sizeof(nftl.error), "libnftables has no %s", #name);                  \
+        return;                                                                                    \
+    }
+    NFT_FUNCS(NFT_SYM)
+#undef NFT_SYM
+}
+
 static int nft_run(const char *text, sbx_error *err)
 {
-    struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+    struct nft_ctx *ctx;
     int r;
 
+    pthread_once(&nftl_once, nftl_load);
+    if (nftl.error[0])
+        return sbx__error(err, ENOSYS, "nftables: %s", nftl.error);
+    ctx = nftl.nft_ctx_new(NFT_CTX_DEFAULT);
     if (!ctx)
         return sbx__error(err, ENOMEM, "libnftables context");
-    nft_ctx_buffer_output(ctx);
-    nft_ctx_buffer_error(ctx);
-    r = nft_run_cmd_from_buffer(ctx, text);
+    nftl.nft_ctx_buffer_output(ctx);
+    nftl.nft_ctx_buffer_error(ctx);
+    r = nftl.nft_run_cmd_from_buffer(ctx, text);
     if (r != 0) {
-        const char *msg = nft_ctx_get_error_buffer(ctx);
+        const char *msg = nftl.nft_ctx_get_error_buffer(ctx);
         r = sbx__error(err, EINVAL, "nftables: %.400s", msg && *msg ? msg : "failed");
     }
-    nft_ctx_free(ctx);
+    nftl.nft_ctx_free(ctx);
     return r;
 }
 
