@@ -223,8 +223,6 @@ static int v1_create(const char *parent, const char *id, const struct sbx_limits
             slash = strrchr(cg->dirs[made], '/');
             *slash = '\0';
             r = sbx__mkdir_p(cg->dirs[made], 0755, err);
-            if (r == 0)
-                sbx__cgroup_parent_weight(cg->dirs[made], "cpu.shares", SBX__PARENT_SHARES);
             *slash = '/';
             if (r < 0)
                 goto fail;

@@ -292,10 +292,6 @@ static int v2_create(const char *parent, const char *id, const struct sbx_limits
     }
     if (r < 0)
         return r;
-    slash = strrchr(dir, '/');
-    *slash = '\0';
-    sbx__cgroup_parent_weight(dir, "cpu.weight", SBX__PARENT_WEIGHT);
-    *slash = '/';
     if (mkdir(dir, 0755) < 0)
         return sbx__error(err, errno, "mkdir `%s`", dir);
 

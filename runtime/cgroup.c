@@ -554,20 +554,3 @@ void sbx__cgroup_free(struct sbx__cgroup *cg)
         close(cg->clone_fd);
     free(cg);
 }
-
-void sbx__cgroup_parent_weight(const char *parent_dir, const char *file, const char *value)
-{
-    char path[PATH_MAX], cur[32] = "";
-    int fd;
-    ssize_t n;
-
-    snprintf(path, sizeof(path), "%s/%s", parent_dir, file);
-    fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return; /* not this hierarchy's, or no cpu controller here */
-    n = read(fd, cur, sizeof(cur) - 1);
-    cur[n > 0 ? n : 0] = '\0';
-    if (!strcmp(cur, !strcmp(file, "cpu.shares") ? "1024\n" : "100\n"))
-        (void)!pwrite(fd, value, strlen(value), 0);
-    close(fd);
-}

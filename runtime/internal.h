@@ -112,15 +112,6 @@ struct sbx__cgroup_ops {
 
 extern const struct sbx__cgroup_ops sbx__cgroup_v1_ops;
 void sbx__cgroup_v1_warm(void);
-/* The sandboxes' parent cgroup gets ten times the CPU weight of one
- * process beside it: the daemon and each monitor are processes in the
- * cgroup above, and at the default weight every busy monitor counted as
- * much as all the sandboxes together (an exec's process starved while
- * its monitor and the daemon ran).  Written only while the file still
- * holds the kernel's default, so an admin's value stays. */
-#define SBX__PARENT_SHARES "10240" /* v1 cpu.shares, default 1024 */
-#define SBX__PARENT_WEIGHT "1000"  /* v2 cpu.weight, default 100 */
-void sbx__cgroup_parent_weight(const char *parent_dir, const char *file, const char *value);
 extern const struct sbx__cgroup_ops sbx__cgroup_v2_ops;
 
 /* Writes "0" to each fd of open_self_attach: the calling thread joins. */

@@ -419,9 +419,6 @@ START_TEST(test_v1_create_limits)
         read_eq(path, "memory.memsw.limit_in_bytes", "67108864");
     snprintf(path, sizeof(path), "%s/%s/limits", pids, parent);
     read_eq(path, "pids.max", "16");
-    /* The sandboxes' parent: ten times a process's weight beside it. */
-    snprintf(path, sizeof(path), "%s/%s", cpu, parent);
-    read_eq(path, "cpu.shares", SBX__PARENT_SHARES);
     snprintf(path, sizeof(path), "%s/%s/limits", cpu, parent);
     read_eq(path, "cpu.shares", "2597"); /* 2 + (99 * 262142) / 9999 */
     read_eq(path, "cpu.cfs_period_us", "200000");
