@@ -95,6 +95,29 @@ static void spare_dir(struct sbxd *d, const char *sub, const char *name, char *o
     snprintf(out, n, "%s/records/%s%s%s", d->cfg.state_dir, sub, name ? "/" : "", name ? name : "");
 }
 
+/* Makes the skeleton's directories and files in dfd; excl (O_EXCL): none
+ * of them may be there yet, else those there are kept.  0 or -errno. */
+static int skeleton_fill(int dfd, int excl)
+{
+    for (size_t i = 0; i < SBX_N(skeleton_dirs); i++)
+        if (mkdirat(dfd, skeleton_dirs[i], 0700) < 0 && (excl || errno != EEXIST))
+            return -errno;
+    for (size_t i = 0; i < SBX_N(skeleton_files) + SBX_N(next_files); i++) {
+        char name[64];
+        int fd;
+
+        if (i < SBX_N(skeleton_files))
+            snprintf(name, sizeof(name), "%s", skeleton_files[i]);
+        else
+            snprintf(name, sizeof(name), "procs/.next/%s", next_files[i - SBX_N(skeleton_files)]);
+        fd = openat(dfd, name, O_WRONLY | O_CREAT | excl | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -errno;
+        close(fd);
+    }
+    return 0;
+}
+
 /* On the pool: DIR.tmp with the skeleton, renamed to DIR once complete. */
 static int make_skeleton(const char *path)
 {
@@ -108,23 +131,8 @@ static int make_skeleton(const char *path)
     dfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         r = -errno;
-    for (size_t i = 0; r == 0 && i < SBX_N(skeleton_dirs); i++)
-        if (mkdirat(dfd, skeleton_dirs[i], 0700) < 0)
-            r = -errno;
-    for (size_t i = 0; r == 0 && i < SBX_N(skeleton_files) + SBX_N(next_files); i++) {
-        char name[64];
-        int fd;
-
-        if (i < SBX_N(skeleton_files))
-            snprintf(name, sizeof(name), "%s", skeleton_files[i]);
-        else
-            snprintf(name, sizeof(name), "procs/.next/%s", next_files[i - SBX_N(skeleton_files)]);
-        fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0)
-            r = -errno;
-        else
-            close(fd);
-    }
+    if (r == 0)
+        r = skeleton_fill(dfd, O_EXCL);
     if (dfd >= 0)
         close(dfd);
     if (r == 0 && rename(tmp, path) < 0)
@@ -159,6 +167,37 @@ static void background_end(int was)
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), was);
 }
 
+/* In the directory dfd: the entries named in keep truncated to nothing,
+ * every other one removed (but skip, left as it is).  0, or -1. */
+static int keep_only(int dfd, const char *const *keep, size_t n_keep, const char *skip)
+{
+    DIR *dh = fdopendir(fcntl(dfd, F_DUPFD_CLOEXEC, 3));
+    struct dirent *de;
+    int r = 0;
+
+    if (!dh)
+        return -1;
+    while (r == 0 && (de = readdir(dh))) {
+        bool kept = false;
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") ||
+            (skip && !strcmp(de->d_name, skip)))
+            continue;
+        for (size_t i = 0; i < n_keep; i++)
+            kept |= !strcmp(de->d_name, keep[i]);
+        if (kept) {
+            int fd = openat(dfd, de->d_name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0)
+                r = -1;
+            else
+                close(fd);
+        } else if (sbx_rm_rf_at(dfd, de->d_name, NULL) < 0) {
+            r = -1;
+        }
+    }
+    closedir(dh);
+    return r;
+}
+
 /* Empties a deleted sandbox's records into a spare's skeleton, in place:
  * every file it starts with truncated (monitor.json and exit.json become
  * their temporary files again), one process directory kept as procs/.next
@@ -187,26 +226,7 @@ static int recycle_records(int dfd)
             return -1;
     /* The top level: skeleton files emptied, the rest (tunnels.json, what a
      * later version adds) removed. */
-    dh = fdopendir(fcntl(dfd, F_DUPFD_CLOEXEC, 3));
-    if (!dh)
-        return -1;
-    while (r == 0 && (de = readdir(dh))) {
-        bool keep = false;
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, "procs"))
-            continue;
-        for (size_t i = 0; i < SBX_N(skeleton_files); i++)
-            keep |= !strcmp(de->d_name, skeleton_files[i]);
-        if (keep) {
-            int fd = openat(dfd, de->d_name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
-            if (fd < 0)
-                r = -1;
-            else
-                close(fd);
-        } else if (sbx_rm_rf_at(dfd, de->d_name, NULL) < 0) {
-            r = -1;
-        }
-    }
-    closedir(dh);
+    r = keep_only(dfd, skeleton_files, SBX_N(skeleton_files), "procs");
     /* procs/: .next kept (or one process's directory made it), with its
      * first segments emptied and nothing else. */
     procs = r == 0 ? openat(dfd, "procs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
@@ -229,27 +249,7 @@ static int recycle_records(int dfd)
         closedir(dh);
     if (r == 0 && have_next) {
         int next = openat(procs, ".next", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        DIR *nh = next >= 0 ? fdopendir(fcntl(next, F_DUPFD_CLOEXEC, 3)) : NULL;
-        while (nh && r == 0 && (de = readdir(nh))) {
-            bool keep = false;
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                continue;
-            for (size_t i = 0; i < SBX_N(next_files); i++)
-                keep |= !strcmp(de->d_name, next_files[i]);
-            if (keep) {
-                int fd = openat(next, de->d_name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
-                if (fd < 0)
-                    r = -1;
-                else
-                    close(fd);
-            } else if (sbx_rm_rf_at(next, de->d_name, NULL) < 0) {
-                r = -1;
-            }
-        }
-        if (!nh)
-            r = -1;
-        else
-            closedir(nh);
+        r = next >= 0 ? keep_only(next, next_files, SBX_N(next_files), NULL) : -1;
         if (next >= 0)
             close(next);
     }
@@ -259,21 +259,7 @@ static int recycle_records(int dfd)
         return -1;
     /* Whatever the skeleton lacks (a monitor that never started, a process
      * directory that was missing): made now, as a spare of our own would be. */
-    if (!have_next && mkdirat(dfd, "procs/.next", 0700) < 0)
-        return -1;
-    for (size_t i = 0; i < SBX_N(skeleton_files) + SBX_N(next_files); i++) {
-        char name[64];
-        int fd;
-        if (i < SBX_N(skeleton_files))
-            snprintf(name, sizeof(name), "%s", skeleton_files[i]);
-        else
-            snprintf(name, sizeof(name), "procs/.next/%s", next_files[i - SBX_N(skeleton_files)]);
-        fd = openat(dfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0)
-            return -1;
-        close(fd);
-    }
-    return 0;
+    return skeleton_fill(dfd, 0) < 0 ? -1 : 0;
 }
 
 static int sweep(struct job *j)
