@@ -192,14 +192,14 @@ static int receive(int control_fd, json_t **ret_req, int *ret_fd)
 }
 
 #define LOOPBACK_POOL 2 /* loopback-only namespaces made ahead, on a network */
-static bool zygote_on_network;
 
 /* A fresh fork of the zygote waits for the next request itself and becomes
  * its monitor: the fork is paid for before the request comes, not after.
  * Returns like zygote_serve() (1 with *ret filled); exits when the daemon
  * is gone. */
-static int spare_serve(int control_fd, int taken_fd, pid_t zygote, sbx_netpool *pool,
-                       sbx_netpool *pool_lo, struct monitor_args *ret, json_t **ret_hold)
+static int spare_serve(int control_fd, int taken_fd, pid_t zygote, bool on_network,
+                       sbx_netpool *pool, sbx_netpool *pool_lo, struct monitor_args *ret,
+                       json_t **ret_hold)
 {
     json_t *req = NULL;
     int fd = -1, netpool_fd, netpool_lo_fd, r;
@@ -233,7 +233,7 @@ static int spare_serve(int control_fd, int taken_fd, pid_t zygote, sbx_netpool *
         .from_zygote = true,
         .netpool_fd = netpool_fd,
         /* Off the network the one pool is loopback-only. */
-        .netpool_lo_fd = pool_lo ? netpool_lo_fd : (zygote_on_network ? -1 : netpool_fd),
+        .netpool_lo_fd = pool_lo ? netpool_lo_fd : (on_network ? -1 : netpool_fd),
     };
     *ret_hold = req;
     set_title(ret);
@@ -288,7 +288,6 @@ int zygote_serve(int control_fd, char **argv, const char *run_dir, unsigned netp
         if (net && sbx_netpool_start(LOOPBACK_POOL, NULL, &pool_lo, &err) < 0)
             mlog("zygote: loopback namespace pool: %s", err.message);
     }
-    zygote_on_network = net != NULL;
     /* What each monitor's create would look up first, looked up once: the
      * spares are forks of us. */
     {
@@ -311,7 +310,8 @@ int zygote_serve(int control_fd, char **argv, const char *run_dir, unsigned netp
         pid = fork();
         if (pid == 0) {
             close(taken[0]);
-            return spare_serve(control_fd, taken[1], self, pool, pool_lo, ret, ret_hold);
+            return spare_serve(control_fd, taken[1], self, net != NULL, pool, pool_lo, ret,
+                               ret_hold);
         }
         close(taken[1]);
         if (pid < 0) {
