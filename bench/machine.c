@@ -1,0 +1,290 @@
+/* machine.c — what this machine itself costs, for bench/run to print beside
+ * the sandboxes' numbers: the floors no sandbox runtime gets under.
+ *
+ *   machine [--memcg]
+ *
+ *   fault      one first touch of an anonymous 4 KiB page (a minor fault),
+ *              in 32 MiB runs with huge pages off: every process a sandbox
+ *              start makes pays tens of these.
+ *   wakeup     a round trip through two pipes between two processes, both
+ *              on one CPU and on two; and on two after 100 ms of quiet, when
+ *              an idle vCPU has halted: every request crosses 5–10 such
+ *              hand-offs (client, daemon, monitor, init, the process).
+ *   memcg      (--memcg) the unreclaimable kernel memory of one new, empty
+ *              memory cgroup, made under this process's own cgroup: the
+ *              floor of a sandbox's kernel memory, whatever it runs.  Most of
+ *              it is the shrinker map (1 KiB per 64 shrinkers, sized by the
+ *              most shrinkers this kernel has had at once since boot).
+ *
+ * Each row: "floor-NAME n=… median=…ms p99=…ms …" or a KiB figure.
+ */
+#include "stats.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FAULT_RUN (32u << 20)
+#define FAULT_RUNS 8
+
+static void summary(const char *name, uint64_t *v, size_t n, const char *extra)
+{
+    qsort(v, n, sizeof(*v), compare_u64);
+    printf("%-22s n=%zu median=%.4fms p99=%.4fms min=%.4fms%s%s\n", name, n,
+           percentile_ms(v, n, 50), percentile_ms(v, n, 99), (double)v[0] / 1e6,
+           extra ? " " : "", extra ? extra : "");
+}
+
+/* ns per minor fault, one sample per 32 MiB run. */
+static int measure_faults(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t v[FAULT_RUNS];
+
+    for (int r = 0; r < FAULT_RUNS; r++) {
+        char *p = mmap(NULL, FAULT_RUN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                       -1, 0);
+        uint64_t t0;
+
+        if (p == MAP_FAILED) {
+            fprintf(stderr, "machine: mmap: %s\n", strerror(errno));
+            return -1;
+        }
+        (void)madvise(p, FAULT_RUN, MADV_NOHUGEPAGE);
+        t0 = now_ns();
+        for (size_t off = 0; off < FAULT_RUN; off += (size_t)page)
+            p[off] = 1;
+        v[r] = (now_ns() - t0) / (FAULT_RUN / (size_t)page);
+        munmap(p, FAULT_RUN);
+    }
+    summary("floor-fault", v, FAULT_RUNS, "(one anonymous 4 KiB page touched first)");
+    return 0;
+}
+
+static int pin(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* Round trips through two pipes, the partner pinned to cpu_b; idle_ms of
+ * quiet before each one.  -1 where the CPUs cannot be had. */
+static int ping_pong(const char *name, int cpu_a, int cpu_b, int n, int idle_ms)
+{
+    int ab[2], ba[2];
+    uint64_t *v = calloc((size_t)n, sizeof(*v));
+    pid_t pid;
+    char c = 0;
+    int status;
+
+    if (!v || pipe2(ab, O_CLOEXEC) < 0 || pipe2(ba, O_CLOEXEC) < 0) {
+        fprintf(stderr, "machine: pipe: %s\n", strerror(errno));
+        free(v);
+        return -1;
+    }
+    pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "machine: fork: %s\n", strerror(errno));
+        free(v);
+        return -1;
+    }
+    if (pid == 0) {
+        close(ab[1]);
+        close(ba[0]);
+        if (pin(cpu_b) < 0)
+            _exit(2);
+        while (read(ab[0], &c, 1) == 1)
+            if (write(ba[1], &c, 1) != 1)
+                _exit(1);
+        _exit(0);
+    }
+    close(ab[0]);
+    close(ba[1]);
+    if (pin(cpu_a) < 0) {
+        printf("%-22s not measured: CPU %d is not ours\n", name, cpu_a);
+        close(ab[1]);
+        close(ba[0]);
+        waitpid(pid, &status, 0);
+        free(v);
+        return 0;
+    }
+    for (int i = 0; i < n + 10; i++) {
+        uint64_t t0;
+
+        if (idle_ms)
+            usleep((useconds_t)idle_ms * 1000);
+        t0 = now_ns();
+        if (write(ab[1], &c, 1) != 1 || read(ba[0], &c, 1) != 1)
+            break;
+        if (i >= 10)
+            v[i - 10] = now_ns() - t0;
+    }
+    close(ab[1]);
+    close(ba[0]);
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 2)
+        printf("%-22s not measured: CPU %d is not ours\n", name, cpu_b);
+    else
+        summary(name, v, (size_t)n, idle_ms ? "(a pipe round trip after 100 ms of quiet)"
+                                            : "(a pipe round trip between two processes)");
+    free(v);
+    {
+        cpu_set_t all;
+        CPU_ZERO(&all);
+        for (int i = 0; i < CPU_SETSIZE; i++)
+            CPU_SET(i, &all);
+        (void)sched_setaffinity(0, sizeof(all), &all);
+    }
+    return 0;
+}
+
+/* Bytes in the kernel's slab objects in use (/proc/slabinfo: active
+ * objects × their size, every cache): the objects themselves, where
+ * SUnreclaim counts slab pages, which free objects left by earlier cgroups
+ * can hold already.  -1 if unreadable. */
+static long long slab_bytes(void)
+{
+    FILE *f = fopen("/proc/slabinfo", "re");
+    char line[512];
+    long long sum = 0;
+
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        char name[128];
+        long long active, total, size;
+
+        if (sscanf(line, "%127s %lld %lld %lld", name, &active, &total, &size) == 4)
+            sum += active * size;
+    }
+    fclose(f);
+    return sum;
+}
+
+/* The directory of this process's memory cgroup: the v1 memory hierarchy's,
+ * else the unified one's when it gives its children a memory controller. */
+static int own_memcg_dir(char *dir, size_t size)
+{
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    char line[PATH_MAX + 64], v1[PATH_MAX] = "", v2[PATH_MAX] = "";
+
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        char *ctl = strchr(line, ':'), *path;
+
+        if (!ctl || !(path = strchr(ctl + 1, ':')))
+            continue;
+        *path++ = '\0';
+        path[strcspn(path, "\n")] = '\0';
+        if (!strcmp(ctl + 1, "memory"))
+            snprintf(v1, sizeof(v1), "%s", path);
+        else if (!strcmp(ctl + 1, ""))
+            snprintf(v2, sizeof(v2), "%s", path);
+    }
+    fclose(f);
+    if (*v1) {
+        snprintf(dir, size, "/sys/fs/cgroup/memory%s", v1);
+        return 0;
+    }
+    if (*v2) {
+        char ctl[PATH_MAX + 64], buf[512] = "";
+        FILE *c;
+
+        snprintf(ctl, sizeof(ctl), "/sys/fs/cgroup%s/cgroup.subtree_control", v2);
+        if ((c = fopen(ctl, "re"))) {
+            if (!fgets(buf, sizeof(buf), c))
+                buf[0] = '\0';
+            fclose(c);
+        }
+        if (strstr(buf, "memory")) {
+            snprintf(dir, size, "/sys/fs/cgroup%s", v2);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+#define MEMCGS 50
+
+static int measure_memcg(void)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 64];
+    long long before, after;
+    int made = 0;
+
+    if (own_memcg_dir(dir, sizeof(dir)) < 0) {
+        printf("%-22s not measured: no memory cgroup to make children in\n", "floor-memcg");
+        return 0;
+    }
+    before = slab_bytes();
+    for (; made < MEMCGS; made++) {
+        snprintf(path, sizeof(path), "%s/sbx-bench-machine-%d-%d", dir, (int)getpid(), made);
+        if (mkdir(path, 0755) < 0)
+            break;
+    }
+    after = slab_bytes();
+    for (int i = 0; i < made; i++) {
+        snprintf(path, sizeof(path), "%s/sbx-bench-machine-%d-%d", dir, (int)getpid(), i);
+        (void)rmdir(path);
+    }
+    if (made < MEMCGS) {
+        printf("%-22s not measured: mkdir in %s: %s\n", "floor-memcg", dir, strerror(errno));
+        return 0;
+    }
+    if (before < 0 || after < 0) {
+        printf("%-22s not measured: /proc/slabinfo: %s\n", "floor-memcg", strerror(errno));
+        return 0;
+    }
+    printf("%-22s per=%lldKiB (the kernel's slab objects of one new, empty memory cgroup; "
+           "mean of %d)\n",
+           "floor-memcg", (after - before) / 1024 / MEMCGS, MEMCGS);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"memcg", no_argument, NULL, 'm'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    bool memcg = false;
+    int c, ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm':
+            memcg = true;
+            break;
+        case 'h':
+            printf("usage: %s [--memcg]\n", argv[0]);
+            return 0;
+        default:
+            return 2;
+        }
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (measure_faults() < 0)
+        return 1;
+    if (ping_pong("floor-wakeup-one-cpu", 0, 0, 2000, 0) < 0)
+        return 1;
+    if (ncpu > 1) {
+        if (ping_pong("floor-wakeup-two-cpus", 0, 1, 2000, 0) < 0 ||
+            ping_pong("floor-wakeup-idle", 0, 1, 20, 100) < 0)
+            return 1;
+    }
+    if (memcg && measure_memcg() < 0)
+        return 1;
+    return 0;
+}
