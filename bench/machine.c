@@ -1,7 +1,7 @@
 /* machine.c — what this machine itself costs, for bench/run to print beside
  * the sandboxes' numbers: the floors no sandbox runtime gets under.
  *
- *   machine [--memcg]
+ *   machine [--memcg] [--spawn PROGRAM]
  *
  *   fault      one first touch of an anonymous 4 KiB page (a minor fault),
  *              in 32 MiB runs with huge pages off: every process a sandbox
@@ -10,6 +10,10 @@
  *              on one CPU and on two; and on two after 100 ms of quiet, when
  *              an idle vCPU has halted: every request crosses 5–10 such
  *              hand-offs (client, daemon, monitor, init, the process).
+ *   spawn      (--spawn PROGRAM) posix_spawn() of PROGRAM (no arguments
+ *              but its name, stdio on /dev/null) and its reaping: what a
+ *              sandbox's exec pays before anything of the runtime's, e.g.
+ *              the busybox image's static /bin/true.
  *   memcg      (--memcg) the unreclaimable kernel memory of one new, empty
  *              memory cgroup, made under this process's own cgroup: the
  *              floor of a sandbox's kernel memory, whatever it runs.  Most of
@@ -26,6 +30,7 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -150,6 +155,45 @@ static int ping_pong(const char *name, int cpu_a, int cpu_b, int n, int idle_ms)
     return 0;
 }
 
+#define SPAWNS 300
+
+/* posix_spawn + waitpid of program, SPAWNS times after 10 to warm up. */
+static int measure_spawn(const char *program)
+{
+    char *const argv[] = {(char *)program, NULL};
+    char *const envp[] = {NULL};
+    posix_spawn_file_actions_t fa;
+    uint64_t v[SPAWNS];
+    int r = 0;
+
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    for (int i = 0; i < SPAWNS + 10; i++) {
+        uint64_t t0 = now_ns();
+        pid_t pid;
+        int status, e = posix_spawn(&pid, program, &fa, NULL, argv, envp);
+
+        if (e != 0) {
+            fprintf(stderr, "machine: spawn %s: %s\n", program, strerror(e));
+            r = -1;
+            break;
+        }
+        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "machine: %s did not exit 0\n", program);
+            r = -1;
+            break;
+        }
+        if (i >= 10)
+            v[i - 10] = now_ns() - t0;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    if (r == 0)
+        summary("floor-spawn", v, SPAWNS, "(posix_spawn of the program and its reaping)");
+    return r;
+}
+
 /* Bytes in the kernel's slab objects in use (/proc/slabinfo: active
  * objects × their size, every cache): the objects themselves, where
  * SUnreclaim counts slab pages, which free objects left by earlier cgroups
@@ -257,9 +301,11 @@ static int measure_memcg(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {{"memcg", no_argument, NULL, 'm'},
+                                         {"spawn", required_argument, NULL, 's'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     bool memcg = false;
+    const char *spawn_program = NULL;
     int c, ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
 
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -267,8 +313,11 @@ int main(int argc, char **argv)
         case 'm':
             memcg = true;
             break;
+        case 's':
+            spawn_program = optarg;
+            break;
         case 'h':
-            printf("usage: %s [--memcg]\n", argv[0]);
+            printf("usage: %s [--memcg] [--spawn PROGRAM]\n", argv[0]);
             return 0;
         default:
             return 2;
@@ -284,6 +333,8 @@ int main(int argc, char **argv)
             ping_pong("floor-wakeup-idle", 0, 1, 20, 100) < 0)
             return 1;
     }
+    if (spawn_program && measure_spawn(spawn_program) < 0)
+        return 1;
     if (memcg && measure_memcg() < 0)
         return 1;
     return 0;
