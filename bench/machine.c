@@ -38,15 +38,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define FAULT_RUN (32u << 20)
+#define FAULT_RUN  (32u << 20)
 #define FAULT_RUNS 8
 
 static void summary(const char *name, uint64_t *v, size_t n, const char *extra)
 {
     qsort(v, n, sizeof(*v), compare_u64);
     printf("%-22s n=%zu median=%.4fms p99=%.4fms min=%.4fms%s%s\n", name, n,
-           percentile_ms(v, n, 50), percentile_ms(v, n, 99), (double)v[0] / 1e6,
-           extra ? " " : "", extra ? extra : "");
+           percentile_ms(v, n, 50), percentile_ms(v, n, 99), (double)v[0] / 1e6, extra ? " " : "",
+           extra ? extra : "");
 }
 
 /* ns per minor fault, one sample per 32 MiB run. */
@@ -56,8 +56,7 @@ static int measure_faults(void)
     uint64_t v[FAULT_RUNS];
 
     for (int r = 0; r < FAULT_RUNS; r++) {
-        char *p = mmap(NULL, FAULT_RUN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                       -1, 0);
+        char *p = mmap(NULL, FAULT_RUN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         uint64_t t0;
 
         if (p == MAP_FAILED) {
@@ -142,8 +141,9 @@ static int ping_pong(const char *name, int cpu_a, int cpu_b, int n, int idle_ms)
     if (WIFEXITED(status) && WEXITSTATUS(status) == 2)
         printf("%-22s not measured: CPU %d is not ours\n", name, cpu_b);
     else
-        summary(name, v, (size_t)n, idle_ms ? "(a pipe round trip after 100 ms of quiet)"
-                                            : "(a pipe round trip between two processes)");
+        summary(name, v, (size_t)n,
+                idle_ms ? "(a pipe round trip after 100 ms of quiet)"
+                        : "(a pipe round trip between two processes)");
     free(v);
     {
         cpu_set_t all;
