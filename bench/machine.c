@@ -22,6 +22,7 @@
  *
  * Each row: "floor-NAME n=… median=…ms p99=…ms …" or a KiB figure.
  */
+#include "kernel.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -92,8 +93,10 @@ static int ping_pong(const char *name, int cpu_a, int cpu_b, int n, int idle_ms)
     pid_t pid;
     char c = 0;
     int status;
+    cpu_set_t mine; /* ours before pinning, given back after */
 
-    if (!v || pipe2(ab, O_CLOEXEC) < 0 || pipe2(ba, O_CLOEXEC) < 0) {
+    if (sched_getaffinity(0, sizeof(mine), &mine) < 0 || !v || pipe2(ab, O_CLOEXEC) < 0 ||
+        pipe2(ba, O_CLOEXEC) < 0) {
         fprintf(stderr, "machine: pipe: %s\n", strerror(errno));
         free(v);
         return -1;
@@ -145,13 +148,7 @@ static int ping_pong(const char *name, int cpu_a, int cpu_b, int n, int idle_ms)
                 idle_ms ? "(a pipe round trip after 100 ms of quiet)"
                         : "(a pipe round trip between two processes)");
     free(v);
-    {
-        cpu_set_t all;
-        CPU_ZERO(&all);
-        for (int i = 0; i < CPU_SETSIZE; i++)
-            CPU_SET(i, &all);
-        (void)sched_setaffinity(0, sizeof(all), &all);
-    }
+    (void)sched_setaffinity(0, sizeof(mine), &mine);
     return 0;
 }
 
@@ -194,71 +191,41 @@ static int measure_spawn(const char *program)
     return r;
 }
 
-/* Bytes in the kernel's slab objects in use (/proc/slabinfo: active
- * objects × their size, every cache): the objects themselves, where
- * SUnreclaim counts slab pages, which free objects left by earlier cgroups
- * can hold already.  -1 if unreadable. */
+/* Bytes in the kernel's slab objects in use, every cache; -1 if
+ * /proc/slabinfo cannot be read. */
 static long long slab_bytes(void)
 {
-    FILE *f = fopen("/proc/slabinfo", "re");
-    char line[512];
+    size_t n;
+    struct slab *sl = read_slabs(&n);
     long long sum = 0;
 
-    if (!f)
+    if (!sl)
         return -1;
-    while (fgets(line, sizeof(line), f)) {
-        char name[128];
-        long long active, total, size;
-
-        if (sscanf(line, "%127s %lld %lld %lld", name, &active, &total, &size) == 4)
-            sum += active * size;
-    }
-    fclose(f);
+    for (size_t i = 0; i < n; i++)
+        sum += sl[i].bytes;
+    free(sl);
     return sum;
 }
 
-/* The directory of this process's memory cgroup: the v1 memory hierarchy's,
- * else the unified one's when it gives its children a memory controller. */
+/* Our own memory cgroup's directory, if its children get memory cgroups
+ * of their own: always in v1; in v2 when memory is in its subtree_control. */
 static int own_memcg_dir(char *dir, size_t size)
 {
-    FILE *f = fopen("/proc/self/cgroup", "re");
-    char line[PATH_MAX + 64], v1[PATH_MAX] = "", v2[PATH_MAX] = "";
+    bool v2;
+    char ctl[PATH_MAX + 64], buf[512] = "";
+    FILE *c;
 
-    if (!f)
+    if (memcg_dir_of(getpid(), dir, size, &v2) < 0)
         return -1;
-    while (fgets(line, sizeof(line), f)) {
-        char *ctl = strchr(line, ':'), *path;
-
-        if (!ctl || !(path = strchr(ctl + 1, ':')))
-            continue;
-        *path++ = '\0';
-        path[strcspn(path, "\n")] = '\0';
-        if (!strcmp(ctl + 1, "memory"))
-            snprintf(v1, sizeof(v1), "%s", path);
-        else if (!strcmp(ctl + 1, ""))
-            snprintf(v2, sizeof(v2), "%s", path);
-    }
-    fclose(f);
-    if (*v1) {
-        snprintf(dir, size, "/sys/fs/cgroup/memory%s", v1);
+    if (!v2)
         return 0;
+    snprintf(ctl, sizeof(ctl), "%s/cgroup.subtree_control", dir);
+    if ((c = fopen(ctl, "re"))) {
+        if (!fgets(buf, sizeof(buf), c))
+            buf[0] = '\0';
+        fclose(c);
     }
-    if (*v2) {
-        char ctl[PATH_MAX + 64], buf[512] = "";
-        FILE *c;
-
-        snprintf(ctl, sizeof(ctl), "/sys/fs/cgroup%s/cgroup.subtree_control", v2);
-        if ((c = fopen(ctl, "re"))) {
-            if (!fgets(buf, sizeof(buf), c))
-                buf[0] = '\0';
-            fclose(c);
-        }
-        if (strstr(buf, "memory")) {
-            snprintf(dir, size, "/sys/fs/cgroup%s", v2);
-            return 0;
-        }
-    }
-    return -1;
+    return strstr(buf, "memory") ? 0 : -1;
 }
 
 #define MEMCGS 50

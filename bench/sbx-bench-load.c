@@ -62,6 +62,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernel.h"
 #include "stats.h"
 
 #define ID_MAX          64
@@ -820,35 +821,11 @@ struct density {
 /* Finds the memory cgroup the daemon makes the sandboxes' under. */
 static void find_memcg(struct density *d)
 {
-    char path[64], line[1024];
-    FILE *f;
+    char own[PATH_MAX];
 
     d->memcg[0] = '\0';
-    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)d->daemon);
-    f = fopen(path, "re");
-    if (!f)
-        return;
-    while (fgets(line, sizeof(line), f)) {
-        char *ctrl = strchr(line, ':'), *cg = ctrl ? strchr(ctrl + 1, ':') : NULL;
-
-        if (!cg)
-            continue;
-        line[strcspn(line, "\n")] = '\0';
-        *cg++ = '\0';
-        if (!strcmp(ctrl + 1, "memory")) {
-            snprintf(d->memcg, sizeof(d->memcg), "/sys/fs/cgroup/memory%s/%s",
-                     strcmp(cg, "/") ? cg : "", d->cgparent);
-            d->memcg_v2 = false;
-            break;
-        }
-        if (!strcmp(ctrl + 1, "") && !strcmp(line, "0") &&
-            access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
-            snprintf(d->memcg, sizeof(d->memcg), "/sys/fs/cgroup%s/%s", strcmp(cg, "/") ? cg : "",
-                     d->cgparent);
-            d->memcg_v2 = true;
-        }
-    }
-    fclose(f);
+    if (memcg_dir_of(d->daemon, own, sizeof(own), &d->memcg_v2) == 0)
+        snprintf(d->memcg, sizeof(d->memcg), "%s/%s", own, d->cgparent);
 }
 
 static void mem_sample(struct density *d, long count, struct mem *m)
@@ -904,42 +881,8 @@ static void mem_sample(struct density *d, long count, struct mem *m)
     }
 }
 
-/* The kernel's slab caches (/proc/slabinfo): bytes in use per cache, to
- * say what a sandbox's unreclaimable kernel memory is made of. */
-struct slab {
-    char name[64];
-    long long bytes;
-};
-
-static struct slab *read_slabs(size_t *ret_n)
-{
-    FILE *f = fopen("/proc/slabinfo", "re");
-    struct slab *sl = NULL;
-    size_t n = 0, cap = 0;
-    char line[512];
-
-    *ret_n = 0;
-    if (!f)
-        return NULL;
-    while (fgets(line, sizeof(line), f)) {
-        char name[64];
-        long long active, objsize;
-
-        if (line[0] == '#' || sscanf(line, "%63s %lld %*d %lld", name, &active, &objsize) != 3)
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 256;
-            sl = realloc(sl, cap * sizeof(*sl));
-        }
-        snprintf(sl[n].name, sizeof(sl[n].name), "%s", name);
-        sl[n].bytes = active * objsize;
-        n++;
-    }
-    fclose(f);
-    *ret_n = n;
-    return sl;
-}
-
+/* The kernel's slab caches (read_slabs(), kernel.h): bytes in use per
+ * cache, to say what a sandbox's unreclaimable kernel memory is made of. */
 static int compare_slab_desc(const void *a, const void *b)
 {
     long long x = ((const struct slab *)a)->bytes, y = ((const struct slab *)b)->bytes;
