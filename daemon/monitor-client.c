@@ -537,11 +537,14 @@ out:
 }
 
 /* After the zygote lost a start: the requests sent then go again, in
- * order, to a spawned monitor. */
+ * order, to a spawned monitor, with those made since the loss (unsent,
+ * never sent, so with no copy to resend). */
 static void restart_start(struct sbxd_monitor *m)
 {
     m->respawned = true;
     for (struct pending *p = m->pending; p; p = p->next) {
+        if (!p->resend)
+            continue;
         p->unsent = p->resend;
         p->unsent_len = p->resend_len;
         p->resend = NULL;
